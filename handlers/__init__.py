@@ -1,0 +1,39 @@
+"""The video service: plain functions ``handler(command, deps)`` over ports.
+
+Nothing here imports Celery, SQLAlchemy, boto3 or redis; those live behind the
+ports in ``handlers.ports`` and are wired by ``worker.bootstrap``.
+"""
+
+from handlers.catalog import get_video, list_videos
+from handlers.deletion import delete_video, purge_storage, sweep_retention
+from handlers.deps import Deps
+from handlers.errors import (
+    DatabaseUnavailable,
+    InvalidRequest,
+    NotAvailable,
+    NotFound,
+    StorageUnavailable,
+    Unavailable,
+    VideoError,
+)
+from handlers.stats import get_stats, refresh_stats
+from handlers.urls import sign_url
+
+__all__ = [
+    "DatabaseUnavailable",
+    "Deps",
+    "InvalidRequest",
+    "NotAvailable",
+    "NotFound",
+    "StorageUnavailable",
+    "Unavailable",
+    "VideoError",
+    "delete_video",
+    "get_stats",
+    "get_video",
+    "list_videos",
+    "purge_storage",
+    "refresh_stats",
+    "sign_url",
+    "sweep_retention",
+]

@@ -1,0 +1,130 @@
+"""Task kwargs, validated at the edge.
+
+Each model is the exact keyword-argument set of one contract task: unknown keys are
+rejected (``extra="forbid"``), ints and bools are strict (``"2"`` is not a page,
+``1`` is not ``true``), UUIDs travel as strings and datetimes must carry an offset.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
+from uuid import UUID
+
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictInt,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
+
+STATUSES = ("pending", "processing", "completed", "failed")
+TARGETS = ("proxy", "original", "thumbnail")
+
+
+def _uuid_text(value: Any) -> Any:
+    # Lax UUID parsing would also take 16 raw bytes or an int-like; the contract says strings.
+    if isinstance(value, str | UUID):
+        return value
+    raise PydanticCustomError("uuid_type", "Input should be a UUID string")
+
+
+def _iso_datetime(value: Any) -> Any:
+    # Lax datetime parsing takes numbers as Unix time; the contract says ISO 8601 strings.
+    if isinstance(value, str | datetime):
+        return value
+    raise PydanticCustomError(
+        "datetime_type", "Input should be an ISO 8601 datetime string with an offset"
+    )
+
+
+def _to_utc(value: datetime) -> datetime:
+    return value.astimezone(UTC)
+
+
+def _one_of(name: str, allowed: tuple[str, ...]):
+    def check(value: Any) -> Any:
+        if value not in allowed:
+            raise PydanticCustomError(
+                f"invalid_{name}", f"Invalid {name}: must be {'|'.join(allowed)}"
+            )
+        return value
+
+    return BeforeValidator(check)
+
+
+Id = Annotated[UUID, BeforeValidator(_uuid_text)]
+Instant = Annotated[AwareDatetime, BeforeValidator(_iso_datetime), AfterValidator(_to_utc)]
+Status = Annotated[
+    Literal["pending", "processing", "completed", "failed"], _one_of("processing_status", STATUSES)
+]
+Target = Annotated[Literal["proxy", "original", "thumbnail"], _one_of("target", TARGETS)]
+
+
+class Command(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ListVideos(Command):
+    mall_id: Id | None = None
+    pin_id: Id | None = None
+    processing_status: Status | None = None
+    has_proxy: StrictBool | None = None
+    uploaded_after: Instant | None = None
+    uploaded_before: Instant | None = None
+    page: StrictInt = Field(default=1, ge=1)
+    page_size: StrictInt = Field(default=20, ge=1, le=100)
+
+    @model_validator(mode="after")
+    def _range_is_forward(self) -> ListVideos:
+        if (
+            self.uploaded_after is not None
+            and self.uploaded_before is not None
+            and self.uploaded_after >= self.uploaded_before
+        ):
+            raise PydanticCustomError(
+                "date_range", "uploaded_after must be earlier than uploaded_before"
+            )
+        return self
+
+
+class GetVideo(Command):
+    video_id: Id
+
+
+class SignUrl(Command):
+    video_id: Id
+    target: Target = "proxy"
+    expires_minutes: StrictInt = Field(default=60, ge=5, le=1440)
+
+
+class DeleteVideo(Command):
+    video_id: Id
+    delete_files: StrictBool = True
+
+
+class GetStats(Command):
+    mall_id: Id | None = None
+
+
+class RefreshStats(Command):
+    mall_id: Id | None = None
+
+
+class SweepRetention(Command):
+    # None means "the worker's RETENTION_DAYS", resolved by the handler.
+    older_than_days: StrictInt | None = Field(default=None, ge=1, le=36500)
+    mall_id: Id | None = None
+    batch_size: StrictInt = Field(default=500, ge=1, le=1000)
+    dry_run: StrictBool = False
+    delete_files: StrictBool = True
+
+
+class PurgeStorage(Command):
+    limit: StrictInt = Field(default=1000, ge=1, le=100_000)

@@ -1,0 +1,136 @@
+"""Result payloads (the ``data`` of a successful envelope), as the contract lists them.
+
+Datetimes are normalised to UTC so every result carries ``Z`` whatever the session
+time zone of the database connection was.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated
+from uuid import UUID
+
+from pydantic import AfterValidator, BaseModel, ConfigDict
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value.astimezone(UTC)
+
+
+UtcDatetime = Annotated[datetime, AfterValidator(_utc)]
+
+
+class Result(BaseModel):
+    model_config = ConfigDict(frozen=True, from_attributes=True)
+
+
+class VideoListItem(Result):
+    id: UUID
+    mall_id: UUID
+    pin_id: UUID
+    pin_name: str | None
+    original_filename: str
+    file_size_bytes: int
+    duration_seconds: float | None
+    processing_status: str
+    has_proxy: bool
+    has_thumbnail: bool
+    uploaded_at: UtcDatetime
+    recorded_at: UtcDatetime | None
+
+
+class VideoListResponse(Result):
+    videos: list[VideoListItem]
+    total: int
+    page: int
+    page_size: int
+    total_pages: int
+
+
+class VideoDetailResponse(Result):
+    id: UUID
+    mall_id: UUID
+    pin_id: UUID
+    pin_name: str | None
+    original_filename: str
+    original_path: str
+    file_size_bytes: int
+    checksum_sha256: str | None
+    proxy_path: str | None
+    proxy_size_bytes: int | None
+    thumbnail_path: str | None
+    width: int | None
+    height: int | None
+    fps: float | None
+    duration_seconds: float | None
+    codec: str | None
+    processing_status: str
+    processing_job_id: UUID | None
+    processing_error: str | None
+    processing_started_at: UtcDatetime | None
+    processing_completed_at: UtcDatetime | None
+    uploaded_at: UtcDatetime
+    recorded_at: UtcDatetime | None
+    created_at: UtcDatetime | None
+    updated_at: UtcDatetime | None
+    operator_notes: str | None
+
+
+class VideoStreamUrlResponse(Result):
+    video_id: UUID
+    url: str
+    expires_at: UtcDatetime
+    content_type: str
+    file_size_bytes: int | None
+    duration_seconds: float | None
+
+
+class VideoDeleteResponse(Result):
+    video_id: UUID
+    deleted: bool
+    files_deleted: list[str]
+    files_pending: list[str]
+    message: str
+
+
+class StatusCounts(Result):
+    pending: int = 0
+    processing: int = 0
+    completed: int = 0
+    failed: int = 0
+
+
+class VideoStats(Result):
+    mall_id: UUID | None
+    total_videos: int
+    by_status: StatusCounts
+    total_storage_bytes: int
+    total_duration_seconds: float
+    refreshed_at: UtcDatetime
+
+
+class RefreshStatsResult(Result):
+    mall_id: UUID | None
+    # How many scopes were recomputed: the global figure plus each mall refreshed.
+    scopes_refreshed: int
+    refreshed_at: UtcDatetime
+
+
+class RetentionSweepResult(Result):
+    cutoff: UtcDatetime
+    matched: int
+    deleted: int
+    files_deleted: int
+    files_pending: int
+    dry_run: bool
+
+
+class PurgeResult(Result):
+    attempted: int
+    deleted: int
+    failed: int
+    remaining: int

@@ -1,0 +1,73 @@
+"""Redis adapter: the statistics cache and the ``videos.events`` publisher.
+
+Both are best-effort by design: with Redis down, ``videos.stats`` answers from
+Postgres and events are skipped (logged), rather than failing a delete that has
+already committed.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from uuid import UUID
+
+import redis
+
+from schemas.events import EVENTS_CHANNEL, Event
+from schemas.responses import VideoStats
+
+log = logging.getLogger("videoworker.cache")
+
+KEY_PREFIX = "videoworker:stats:"
+
+
+def stats_key(mall_id: UUID | None) -> str:
+    return KEY_PREFIX + (str(mall_id) if mall_id is not None else "global")
+
+
+def make_redis(url: str) -> redis.Redis:
+    return redis.Redis.from_url(
+        url,
+        socket_connect_timeout=2,
+        socket_timeout=2,
+        health_check_interval=30,
+        retry_on_timeout=True,
+    )
+
+
+class RedisStatsCache:
+    def __init__(self, client: redis.Redis, ttl_seconds: int) -> None:
+        self.client = client
+        self.ttl_seconds = ttl_seconds
+
+    def get(self, mall_id: UUID | None) -> VideoStats | None:
+        try:
+            raw = self.client.get(stats_key(mall_id))
+        except redis.RedisError as exc:
+            log.warning("stats.cache.unavailable", extra={"error": type(exc).__name__})
+            return None
+        return None if raw is None else VideoStats.model_validate_json(raw)
+
+    def put(self, stats: Sequence[VideoStats]) -> None:
+        try:
+            with self.client.pipeline(transaction=False) as pipe:
+                for item in stats:
+                    pipe.set(stats_key(item.mall_id), item.model_dump_json(), ex=self.ttl_seconds)
+                pipe.execute()
+        except redis.RedisError as exc:
+            log.warning("stats.cache.unavailable", extra={"error": type(exc).__name__})
+
+
+class RedisPublisher:
+    def __init__(self, client: redis.Redis, channel: str = EVENTS_CHANNEL) -> None:
+        self.client = client
+        self.channel = channel
+
+    def __call__(self, event: Event) -> None:
+        try:
+            self.client.publish(self.channel, event.model_dump_json())
+        except redis.RedisError as exc:
+            log.warning(
+                "event.publish.failed",
+                extra={"event": getattr(event, "event", "?"), "error": type(exc).__name__},
+            )

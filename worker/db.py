@@ -1,0 +1,318 @@
+"""PostgreSQL adapter: engine, unit of work and the repositories behind the ports.
+
+Queries are SQLAlchemy Core over the typed ORM tables: rows go straight into the
+response models, without ORM identity-map overhead on every list page.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from types import TracebackType
+from typing import Any
+from uuid import UUID
+
+from sqlalchemy import (
+    Connection,
+    Engine,
+    bindparam,
+    create_engine,
+    delete,
+    func,
+    insert,
+    select,
+    update,
+)
+from sqlalchemy import exc as sa_exc
+
+from handlers.errors import DatabaseUnavailable
+from handlers.ports import DueDeletion, ExpiredSummary, QueuedKey, RemovedVideo
+from schemas.requests import ListVideos
+from schemas.responses import StatusCounts, VideoDetailResponse, VideoListItem, VideoStats
+from worker.orm import CameraPin, Mall, StorageDeletion, Video
+from worker.settings import Settings
+
+videos = Video.__table__
+pins = CameraPin.__table__
+malls = Mall.__table__
+deletions = StorageDeletion.__table__
+
+HAS_PROXY = videos.c.proxy_path.is_not(None)
+NEWEST_FIRST = (videos.c.uploaded_at.desc(), videos.c.id.desc())
+
+LIST_COLUMNS = (
+    videos.c.id,
+    videos.c.mall_id,
+    videos.c.pin_id,
+    pins.c.name.label("pin_name"),
+    videos.c.original_filename,
+    videos.c.file_size_bytes,
+    videos.c.duration_seconds,
+    videos.c.processing_status,
+    HAS_PROXY.label("has_proxy"),
+    videos.c.thumbnail_path.is_not(None).label("has_thumbnail"),
+    videos.c.uploaded_at,
+    videos.c.recorded_at,
+)
+DETAIL_COLUMNS = (*videos.c, pins.c.name.label("pin_name"))
+REMOVED_COLUMNS = (
+    videos.c.id,
+    videos.c.mall_id,
+    videos.c.original_path,
+    videos.c.proxy_path,
+    videos.c.thumbnail_path,
+)
+WITH_PIN = videos.outerjoin(pins, pins.c.id == videos.c.pin_id)
+
+# Connection-level failures: the server is down, restarting or unreachable.
+CONNECTION_ERRORS = (sa_exc.OperationalError, sa_exc.InterfaceError)
+
+
+def make_engine(settings: Settings) -> Engine:
+    return create_engine(
+        settings.database_url,
+        pool_size=settings.db_pool_size,
+        max_overflow=settings.db_pool_size,
+        # A server restart leaves dead pooled connections; check each on checkout.
+        pool_pre_ping=True,
+        pool_recycle=1800,
+        connect_args={
+            "connect_timeout": 5,
+            # UTC sessions: results carry Z whatever the server's TimeZone setting is.
+            "options": f"-c timezone=UTC -c statement_timeout={settings.db_statement_timeout_ms}",
+        },
+    )
+
+
+def _list_filters(query: ListVideos) -> list[Any]:
+    conditions: list[Any] = []
+    if query.mall_id is not None:
+        conditions.append(videos.c.mall_id == query.mall_id)
+    if query.pin_id is not None:
+        conditions.append(videos.c.pin_id == query.pin_id)
+    if query.processing_status is not None:
+        conditions.append(videos.c.processing_status == query.processing_status)
+    if query.has_proxy is not None:
+        conditions.append(HAS_PROXY if query.has_proxy else videos.c.proxy_path.is_(None))
+    if query.uploaded_after is not None:
+        conditions.append(videos.c.uploaded_at >= query.uploaded_after)
+    if query.uploaded_before is not None:
+        conditions.append(videos.c.uploaded_at < query.uploaded_before)
+    return conditions
+
+
+def _stats_columns() -> tuple[Any, ...]:
+    status = videos.c.processing_status
+    return (
+        func.count(videos.c.id).label("total_videos"),
+        func.count(videos.c.id).filter(status == "pending").label("pending"),
+        func.count(videos.c.id).filter(status == "processing").label("processing"),
+        func.count(videos.c.id).filter(status == "completed").label("completed"),
+        func.count(videos.c.id).filter(status == "failed").label("failed"),
+        (
+            func.coalesce(func.sum(videos.c.file_size_bytes), 0)
+            + func.coalesce(func.sum(videos.c.proxy_size_bytes), 0)
+        ).label("total_storage_bytes"),
+        func.coalesce(func.sum(videos.c.duration_seconds), 0.0).label("total_duration_seconds"),
+    )
+
+
+def _stats_from_row(row: Any, mall_id: UUID | None, at: datetime) -> VideoStats:
+    return VideoStats(
+        mall_id=mall_id,
+        total_videos=row.total_videos,
+        by_status=StatusCounts(
+            pending=row.pending,
+            processing=row.processing,
+            completed=row.completed,
+            failed=row.failed,
+        ),
+        total_storage_bytes=int(row.total_storage_bytes),
+        total_duration_seconds=float(row.total_duration_seconds),
+        refreshed_at=at,
+    )
+
+
+class PostgresVideoRepository:
+    def __init__(self, connection: Connection) -> None:
+        self.connection = connection
+
+    def list(self, query: ListVideos) -> tuple[list[VideoListItem], int]:
+        conditions = _list_filters(query)
+        total = self.connection.execute(
+            select(func.count()).select_from(videos).where(*conditions)
+        ).scalar_one()
+        if total <= (query.page - 1) * query.page_size:
+            return [], total
+        rows = self.connection.execute(
+            select(*LIST_COLUMNS)
+            .select_from(WITH_PIN)
+            .where(*conditions)
+            .order_by(*NEWEST_FIRST)
+            .limit(query.page_size)
+            .offset((query.page - 1) * query.page_size)
+        )
+        return [VideoListItem.model_validate(row._mapping) for row in rows], total
+
+    def get(self, video_id: UUID) -> VideoDetailResponse | None:
+        row = self.connection.execute(
+            select(*DETAIL_COLUMNS).select_from(WITH_PIN).where(videos.c.id == video_id)
+        ).first()
+        return None if row is None else VideoDetailResponse.model_validate(row._mapping)
+
+    def delete(self, video_id: UUID) -> RemovedVideo | None:
+        row = self.connection.execute(
+            delete(videos).where(videos.c.id == video_id).returning(*REMOVED_COLUMNS)
+        ).first()
+        return None if row is None else RemovedVideo(*row)
+
+    def delete_expired(
+        self, cutoff: datetime, mall_id: UUID | None, limit: int
+    ) -> list[RemovedVideo]:
+        claim = select(videos.c.id).where(videos.c.uploaded_at < cutoff)
+        if mall_id is not None:
+            claim = claim.where(videos.c.mall_id == mall_id)
+        claim = (
+            claim.order_by(videos.c.uploaded_at, videos.c.id)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+        rows = self.connection.execute(
+            delete(videos)
+            .where(videos.c.id.in_(claim.scalar_subquery()))
+            .returning(*REMOVED_COLUMNS)
+        )
+        return [RemovedVideo(*row) for row in rows]
+
+    def summarise_expired(self, cutoff: datetime, mall_id: UUID | None) -> ExpiredSummary:
+        stmt = select(
+            func.count(),
+            func.coalesce(func.sum(videos.c.file_size_bytes), 0)
+            + func.coalesce(func.sum(videos.c.proxy_size_bytes), 0),
+        ).where(videos.c.uploaded_at < cutoff)
+        if mall_id is not None:
+            stmt = stmt.where(videos.c.mall_id == mall_id)
+        count, total_bytes = self.connection.execute(stmt).one()
+        return ExpiredSummary(count=count, bytes=int(total_bytes))
+
+    def stats(self, mall_id: UUID | None, at: datetime) -> VideoStats:
+        stmt = select(*_stats_columns()).select_from(videos)
+        if mall_id is not None:
+            stmt = stmt.where(videos.c.mall_id == mall_id)
+        return _stats_from_row(self.connection.execute(stmt).one(), mall_id, at)
+
+    def stats_per_mall(self, at: datetime) -> list[VideoStats]:
+        # From malls, so a mall whose last video just went still gets its zeros cached.
+        stmt = (
+            select(malls.c.id.label("mall_id"), *_stats_columns())
+            .select_from(malls.outerjoin(videos, videos.c.mall_id == malls.c.id))
+            .group_by(malls.c.id)
+        )
+        return [_stats_from_row(row, row.mall_id, at) for row in self.connection.execute(stmt)]
+
+
+class PostgresDeletionQueue:
+    def __init__(self, connection: Connection) -> None:
+        self.connection = connection
+
+    def enqueue(self, keys: Sequence[QueuedKey], not_before: datetime) -> list[int]:
+        if not keys:
+            return []
+        rows = self.connection.execute(
+            insert(deletions).returning(deletions.c.id, sort_by_parameter_order=True),
+            [
+                {
+                    "object_key": key.object_key,
+                    "video_id": key.video_id,
+                    "mall_id": key.mall_id,
+                    "reason": key.reason,
+                    "next_attempt_at": not_before,
+                }
+                for key in keys
+            ],
+        )
+        return list(rows.scalars())
+
+    def claim_due(self, now: datetime, limit: int) -> list[DueDeletion]:
+        rows = self.connection.execute(
+            select(deletions.c.id, deletions.c.object_key, deletions.c.attempts)
+            .where(deletions.c.next_attempt_at <= now)
+            .order_by(deletions.c.id)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+        return [DueDeletion(*row) for row in rows]
+
+    def complete(self, ids: Iterable[int]) -> None:
+        id_list = list(ids)
+        if id_list:
+            self.connection.execute(delete(deletions).where(deletions.c.id.in_(id_list)))
+
+    def retry_later(self, failures: dict[int, tuple[str, datetime]]) -> None:
+        if not failures:
+            return
+        self.connection.execute(
+            update(deletions)
+            .where(deletions.c.id == bindparam("queue_id"))
+            .values(
+                attempts=deletions.c.attempts + 1,
+                last_error=bindparam("error"),
+                next_attempt_at=bindparam("retry_at"),
+            ),
+            [
+                {"queue_id": queue_id, "error": error[:500], "retry_at": retry_at}
+                for queue_id, (error, retry_at) in failures.items()
+            ],
+        )
+
+    def pending(self) -> int:
+        return self.connection.execute(select(func.count()).select_from(deletions)).scalar_one()
+
+
+class PostgresUnitOfWork:
+    """One connection and one transaction; rolled back unless ``commit()`` was called."""
+
+    videos: PostgresVideoRepository
+    deletions: PostgresDeletionQueue
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.connection: Connection | None = None
+
+    def __enter__(self) -> PostgresUnitOfWork:
+        try:
+            self.connection = self.engine.connect()
+        except CONNECTION_ERRORS as exc:
+            raise DatabaseUnavailable(f"PostgreSQL unreachable: {_reason(exc)}") from exc
+        self.videos = PostgresVideoRepository(self.connection)
+        self.deletions = PostgresDeletionQueue(self.connection)
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        assert self.connection is not None
+        try:
+            self.connection.rollback()
+        except CONNECTION_ERRORS:
+            pass
+        finally:
+            self.connection.close()
+            self.connection = None
+        if isinstance(exc, CONNECTION_ERRORS):
+            raise DatabaseUnavailable(f"PostgreSQL unreachable: {_reason(exc)}") from exc
+
+    def commit(self) -> None:
+        assert self.connection is not None
+        self.connection.commit()
+
+
+def _reason(exc: BaseException) -> str:
+    # The first line of the driver's message, without the SQL or bound parameters.
+    original = getattr(exc, "orig", None) or exc
+    return (
+        str(original).strip().splitlines()[0][:200] if str(original).strip() else type(exc).__name__
+    )

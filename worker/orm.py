@@ -1,0 +1,183 @@
+"""Typed SQLAlchemy models of the tables the worker reads and writes.
+
+``malls``, ``camera_pins``, ``videos`` and ``processing_jobs`` belong to the wider
+platform (other services write them); their columns follow the message contract.
+``storage_deletions`` is this worker's own durable queue of object keys to remove.
+
+The indexes on ``videos`` exist for ``videos.list``: every filter combination is
+ordered by ``uploaded_at desc, id desc`` and paged, so each index leads with the
+equality filters and ends with that order, letting Postgres stop after one page.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    DateTime,
+    Double,
+    ForeignKey,
+    Identity,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    Uuid,
+    func,
+    text,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+PROCESSING_STATUSES = ("pending", "processing", "completed", "failed")
+
+NAMING = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+
+
+Timestamp = DateTime(timezone=True)
+
+
+class Mall(Base):
+    __tablename__ = "malls"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    name: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime | None] = mapped_column(Timestamp, server_default=func.now())
+
+
+class CameraPin(Base):
+    __tablename__ = "camera_pins"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    mall_id: Mapped[uuid.UUID] = mapped_column(
+        Uuid, ForeignKey("malls.id", ondelete="CASCADE"), index=True
+    )
+    name: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime | None] = mapped_column(Timestamp, server_default=func.now())
+
+
+class Video(Base):
+    __tablename__ = "videos"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    mall_id: Mapped[uuid.UUID] = mapped_column(Uuid, ForeignKey("malls.id"))
+    pin_id: Mapped[uuid.UUID] = mapped_column(Uuid, ForeignKey("camera_pins.id"))
+    original_filename: Mapped[str] = mapped_column(Text)
+    original_path: Mapped[str] = mapped_column(Text)
+    file_size_bytes: Mapped[int] = mapped_column(BigInteger)
+    checksum_sha256: Mapped[str | None] = mapped_column(Text)
+    proxy_path: Mapped[str | None] = mapped_column(Text)
+    proxy_size_bytes: Mapped[int | None] = mapped_column(BigInteger)
+    thumbnail_path: Mapped[str | None] = mapped_column(Text)
+    width: Mapped[int | None] = mapped_column(Integer)
+    height: Mapped[int | None] = mapped_column(Integer)
+    fps: Mapped[float | None] = mapped_column(Double)
+    duration_seconds: Mapped[float | None] = mapped_column(Double)
+    codec: Mapped[str | None] = mapped_column(Text)
+    processing_status: Mapped[str] = mapped_column(Text, server_default=text("'pending'"))
+    processing_job_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)
+    processing_error: Mapped[str | None] = mapped_column(Text)
+    processing_started_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    processing_completed_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    uploaded_at: Mapped[datetime] = mapped_column(Timestamp, server_default=func.now())
+    recorded_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    created_at: Mapped[datetime | None] = mapped_column(Timestamp, server_default=func.now())
+    updated_at: Mapped[datetime | None] = mapped_column(Timestamp, server_default=func.now())
+    operator_notes: Mapped[str | None] = mapped_column(Text)
+
+    __table_args__ = (
+        CheckConstraint(
+            "processing_status IN ('pending', 'processing', 'completed', 'failed')",
+            name="processing_status",
+        ),
+        # Order-only and date-range scans, and the retention sweep's cutoff scan.
+        Index("ix_videos_recent", text("uploaded_at DESC"), text("id DESC")),
+        Index("ix_videos_mall_recent", "mall_id", text("uploaded_at DESC"), text("id DESC")),
+        Index("ix_videos_pin_recent", "pin_id", text("uploaded_at DESC"), text("id DESC")),
+        Index(
+            "ix_videos_status_recent",
+            "processing_status",
+            text("uploaded_at DESC"),
+            text("id DESC"),
+        ),
+        Index(
+            "ix_videos_mall_status_recent",
+            "mall_id",
+            "processing_status",
+            text("uploaded_at DESC"),
+            text("id DESC"),
+        ),
+        Index(
+            "ix_videos_pin_status_recent",
+            "pin_id",
+            "processing_status",
+            text("uploaded_at DESC"),
+            text("id DESC"),
+        ),
+        # has_proxy is "proxy_path IS NOT NULL": indexed as that boolean expression so
+        # both has_proxy=true and has_proxy=false are equality look-ups.
+        Index(
+            "ix_videos_has_proxy_recent",
+            text("(proxy_path IS NOT NULL)"),
+            text("uploaded_at DESC"),
+            text("id DESC"),
+        ),
+        Index(
+            "ix_videos_mall_has_proxy_recent",
+            "mall_id",
+            text("(proxy_path IS NOT NULL)"),
+            text("uploaded_at DESC"),
+            text("id DESC"),
+        ),
+    )
+
+
+class ProcessingJob(Base):
+    __tablename__ = "processing_jobs"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    video_id: Mapped[uuid.UUID] = mapped_column(
+        Uuid, ForeignKey("videos.id", ondelete="CASCADE"), index=True
+    )
+    status: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime | None] = mapped_column(Timestamp, server_default=func.now())
+
+
+class StorageDeletion(Base):
+    """One object key waiting to be removed from the bucket.
+
+    A row is written in the same transaction that deletes the video row, so a crash
+    between the database commit and the S3 call never leaves an orphan object: the
+    key stays here until an S3 delete of it has succeeded.
+    """
+
+    __tablename__ = "storage_deletions"
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    object_key: Mapped[str] = mapped_column(Text)
+    video_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)
+    mall_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)
+    reason: Mapped[str] = mapped_column(String(16))
+    attempts: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(Timestamp, server_default=func.now())
+    next_attempt_at: Mapped[datetime] = mapped_column(Timestamp, server_default=func.now())
+
+    __table_args__ = (
+        CheckConstraint("reason IN ('request', 'retention')", name="reason"),
+        # purge claims due keys oldest first.
+        Index("ix_storage_deletions_due", "next_attempt_at", "id"),
+    )

@@ -1,0 +1,113 @@
+"""Configuration, read once from the environment (names as in the message contract).
+
+Every field maps to one upper-case environment variable. Defaults point at loopback
+services so that a developer machine works without any configuration; the embedded
+stack (``videoworker run``) exports the URLs of the services it starts.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Annotated
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class ConfigError(RuntimeError):
+    """Raised instead of pydantic's ValidationError so the message names the variable."""
+
+
+PositiveInt = Annotated[int, Field(ge=1)]
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        case_sensitive=False,
+        extra="ignore",
+        frozen=True,
+        env_file=(".videoworker/stack.env",),
+        env_file_encoding="utf-8",
+    )
+
+    database_url: str = "postgresql+psycopg://postgres@127.0.0.1:5432/videoworker"
+    celery_broker_url: str = "redis://127.0.0.1:6379/0"
+    # Empty means "same Redis as the broker": one URL is enough for small deployments.
+    celery_result_backend: str = ""
+    redis_url: str = ""
+
+    s3_endpoint_url: str | None = None
+    s3_public_endpoint_url: str | None = None
+    s3_bucket: str = "videos"
+    aws_access_key_id: str = "videoworker"
+    aws_secret_access_key: SecretStr = SecretStr("videoworker-secret")
+    aws_region: str = "us-east-1"
+
+    retention_days: PositiveInt = 90
+
+    db_pool_size: PositiveInt = 5
+    db_statement_timeout_ms: PositiveInt = 30_000
+    s3_connect_timeout_seconds: float = Field(default=3.0, gt=0)
+    s3_read_timeout_seconds: float = Field(default=30.0, gt=0)
+    # Keys whose inline deletion failed wait this long before purge retries them, so the
+    # retry does not race the request that queued them.
+    purge_grace_seconds: int = Field(default=60, ge=0)
+    stats_cache_ttl_seconds: PositiveInt = 3600
+    log_level: str = "INFO"
+
+    @field_validator("database_url")
+    @classmethod
+    def _postgres_only(cls, value: str) -> str:
+        if not value.startswith(("postgresql://", "postgresql+psycopg://")):
+            raise ValueError("must be a postgresql+psycopg:// URL")
+        if value.startswith("postgresql://"):
+            # psycopg 3 is the only driver installed; make the plain scheme mean it.
+            value = "postgresql+psycopg://" + value.removeprefix("postgresql://")
+        return value
+
+    @field_validator("celery_broker_url", "celery_result_backend", "redis_url")
+    @classmethod
+    def _redis_urls(cls, value: str) -> str:
+        if value and not value.startswith(
+            ("redis://", "rediss://", "unix://", "amqp://", "pyamqp://")
+        ):
+            raise ValueError("must be a redis://, rediss://, unix:// or amqp:// URL")
+        return value
+
+    @field_validator("s3_endpoint_url", "s3_public_endpoint_url")
+    @classmethod
+    def _http_urls(cls, value: str | None) -> str | None:
+        if value in (None, ""):
+            return None
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must be an http:// or https:// URL")
+        return value.rstrip("/")
+
+    @property
+    def result_backend_url(self) -> str:
+        return self.celery_result_backend or self.redis_cache_url
+
+    @property
+    def redis_cache_url(self) -> str:
+        if self.redis_url:
+            return self.redis_url
+        if self.celery_broker_url.startswith(("redis://", "rediss://", "unix://")):
+            return self.celery_broker_url
+        return "redis://127.0.0.1:6379/0"
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Build settings, turning validation errors into one line per bad variable."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            name = "_".join(str(part) for part in err["loc"]).upper() or "configuration"
+            problems.append(f"{name}: {err['msg']}")
+        raise ConfigError("Invalid configuration: " + "; ".join(problems)) from None
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return load_settings()
