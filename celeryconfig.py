@@ -1,0 +1,80 @@
+"""Celery configuration of the video worker (``app.config_from_object("celeryconfig")``).
+
+Values that depend on the deployment come from ``worker.settings``; the rest are
+choices of this worker, each with the reason it was made.
+"""
+
+from celery.schedules import crontab
+from kombu import Exchange, Queue
+
+from worker.routing import MAINTENANCE_QUEUE, REQUESTS_QUEUE, ROUTES
+from worker.settings import get_settings
+
+_settings = get_settings()
+
+broker_url = _settings.celery_broker_url
+result_backend = _settings.result_backend_url
+
+# JSON only, in both directions: a pickle body is refused before it is decoded.
+task_serializer = "json"
+result_serializer = "json"
+accept_content = ["json"]
+result_accept_content = ["json"]
+task_protocol = 2
+enable_utc = True
+timezone = "UTC"
+
+# Each queue has its own direct exchange and routing key, both named after it. A bare
+# Queue(name) would inherit the default exchange *and* routing key, binding both
+# queues to the same key, so every message would be delivered to both.
+task_queues = tuple(
+    Queue(name, Exchange(name, type="direct"), routing_key=name)
+    for name in (REQUESTS_QUEUE, MAINTENANCE_QUEUE)
+)
+task_default_queue = REQUESTS_QUEUE
+task_default_exchange = REQUESTS_QUEUE
+task_default_routing_key = REQUESTS_QUEUE
+task_routes = ROUTES
+task_create_missing_queues = False
+
+# A message is acknowledged only when its task has finished, and given back if the
+# process running it dies; every task is written to be safe to run twice.
+task_acks_late = True
+task_reject_on_worker_lost = True
+# Longer than the longest task's hard time limit (retention sweep chunks: 10 min),
+# so Redis never redelivers a message whose task is still running.
+broker_transport_options = {"visibility_timeout": 3600}
+result_backend_transport_options = {"retry_policy": {"timeout": 5.0}}
+# Short requests: a few messages in hand per process keep it busy without letting one
+# process hoard work that an idle sibling could take.
+worker_prefetch_multiplier = 4
+# Callers wait seconds for an answer; an hour is ample to collect it.
+result_expires = 3600
+task_time_limit = 60
+task_soft_time_limit = 45
+broker_connection_retry_on_startup = True
+broker_connection_max_retries = None
+worker_cancel_long_running_tasks_on_connection_loss = False
+task_track_started = False
+worker_send_task_events = False
+# Guards the worker against malformed messages (see worker.consumer).
+worker_consumer = "worker.consumer:GuardedConsumer"
+worker_hijack_root_logger = False
+
+beat_schedule = {
+    "retention-sweep-daily": {
+        "task": "videos.retention_sweep",
+        "schedule": crontab(hour=3, minute=15),
+        "kwargs": {},
+    },
+    "purge-storage": {
+        "task": "videos.purge_storage",
+        "schedule": 300.0,
+        "kwargs": {},
+    },
+    "refresh-stats": {
+        "task": "videos.refresh_stats",
+        "schedule": 900.0,
+        "kwargs": {},
+    },
+}

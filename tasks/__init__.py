@@ -1,0 +1,1 @@
+"""Celery entry points: each task validates its kwargs, calls one handler, answers."""

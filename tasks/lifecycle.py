@@ -1,0 +1,39 @@
+"""Lifecycle work (queue ``videos.maintenance``): stats refresh, retention, purge."""
+
+import handlers
+from schemas import PurgeStorage, RefreshStats, SweepRetention
+from worker.celery_app import app
+from worker.tasking import MaintenanceTask
+
+
+@app.task(
+    name="videos.refresh_stats",
+    base=MaintenanceTask,
+    bind=True,
+    soft_time_limit=120,
+    time_limit=150,
+)
+def refresh_stats(self, *args, **kwargs):
+    return self.respond(RefreshStats, handlers.refresh_stats, args, kwargs)
+
+
+@app.task(
+    name="videos.retention_sweep",
+    base=MaintenanceTask,
+    bind=True,
+    soft_time_limit=540,
+    time_limit=600,
+)
+def retention_sweep(self, *args, **kwargs):
+    return self.respond(SweepRetention, handlers.sweep_retention, args, kwargs)
+
+
+@app.task(
+    name="videos.purge_storage",
+    base=MaintenanceTask,
+    bind=True,
+    soft_time_limit=240,
+    time_limit=300,
+)
+def purge_storage(self, *args, **kwargs):
+    return self.respond(PurgeStorage, handlers.purge_storage, args, kwargs)

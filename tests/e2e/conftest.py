@@ -1,0 +1,118 @@
+"""A real worker process (``celery -A worker worker``) on the session's services."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from celery import Celery
+
+from worker.client import VideoClient
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def start_worker(env: dict[str, str], log_path: Path, *extra: str) -> subprocess.Popen[bytes]:
+    command = [
+        sys.executable,
+        "-m",
+        "celery",
+        "-A",
+        "worker",
+        "worker",
+        "--loglevel",
+        "INFO",
+        "--concurrency",
+        "2",
+        "--pool",
+        "prefork",
+        "-Q",
+        "videos,videos.maintenance",
+        "--without-mingle",
+        "--without-gossip",
+        *extra,
+    ]
+    return subprocess.Popen(
+        command,
+        cwd=ROOT,
+        env={**os.environ, **env},
+        stdout=log_path.open("ab"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+
+
+def outside_app(env: dict[str, str]) -> Celery:
+    """A caller that imports nothing of this project: plain Celery, JSON only."""
+    app = Celery(
+        "outside-caller", broker=env["CELERY_BROKER_URL"], backend=env["CELERY_RESULT_BACKEND"]
+    )
+    app.conf.update(
+        task_serializer="json",
+        result_serializer="json",
+        accept_content=["json"],
+        result_accept_content=["json"],
+    )
+    return app
+
+
+def wait_until_answering(
+    app: Celery, process: subprocess.Popen[bytes], timeout: float = 60
+) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"worker exited with {process.returncode}")
+        result = app.send_task("videos.stats", kwargs={}, queue="videos")
+        try:
+            result.get(timeout=2)
+            return
+        except Exception:  # noqa: BLE001 - not up yet
+            continue
+    raise RuntimeError("worker did not answer in time")
+
+
+def stop_worker(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+@pytest.fixture(scope="session")
+def worker_log(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("worker") / "worker.log"
+
+
+@pytest.fixture(scope="session")
+def worker_process(services: dict[str, str], worker_log: Path) -> Iterator[subprocess.Popen[bytes]]:
+    process = start_worker(services, worker_log)
+    app = outside_app(services)
+    try:
+        wait_until_answering(app, process)
+        yield process
+    finally:
+        stop_worker(process)
+        app.close()
+
+
+@pytest.fixture(scope="session")
+def caller(services: dict[str, str], worker_process) -> Iterator[Celery]:
+    app = outside_app(services)
+    yield app
+    app.close()
+
+
+@pytest.fixture(scope="session")
+def client(services: dict[str, str], worker_process) -> Iterator[VideoClient]:
+    video_client = VideoClient(services["CELERY_BROKER_URL"], services["CELERY_RESULT_BACKEND"])
+    yield video_client
+    video_client.close()

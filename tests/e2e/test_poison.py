@@ -1,0 +1,150 @@
+"""Malformed messages, published raw with kombu, against a real worker process.
+
+Each must be answered (when it carries a task id) or acknowledged and logged once,
+never redelivered, and the worker must keep answering afterwards.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+
+import pytest
+import redis
+from kombu import Connection, Exchange, Producer
+
+
+def publish_raw(
+    broker_url: str,
+    body: bytes,
+    *,
+    content_type: str = "application/json",
+    encoding: str = "utf-8",
+    task: str | None = "videos.get",
+    with_id: bool = True,
+) -> str:
+    task_id = str(uuid.uuid4())
+    headers = {}
+    if task is not None:
+        headers["task"] = task
+    if with_id:
+        headers["id"] = task_id
+    with Connection(broker_url) as conn:
+        producer = Producer(
+            conn.channel(),
+            exchange=Exchange("videos", type="direct"),
+            routing_key="videos",
+            auto_declare=False,
+        )
+        producer.publish(
+            body,
+            content_type=content_type,
+            content_encoding=encoding,
+            headers=headers,
+            serializer=None,
+        )
+    return task_id
+
+
+def answer(caller, task_id: str) -> dict:
+    return caller.AsyncResult(task_id).get(timeout=30)
+
+
+CASES = {
+    "body is not JSON": (
+        b"{this is not json",
+        "application/json",
+        "utf-8",
+        "Message body is not valid JSON",
+    ),
+    "pickle content type": (
+        b"\x80\x04\x95\x05\x00\x00\x00\x00\x00\x00\x00K\x01.",
+        "application/x-python-serialize",
+        "binary",
+        "Content type 'application/x-python-serialize' is not accepted",
+    ),
+    "YAML content type": (
+        b"- []\n- {}\n- {}\n",
+        "application/x-yaml",
+        "utf-8",
+        "Content type 'application/x-yaml' is not accepted",
+    ),
+    "JSON string body": (b'"hello"', "application/json", "utf-8", "Message body must be"),
+    "JSON object body": (b'{"video_id": "x"}', "application/json", "utf-8", "Message body must be"),
+    "two-element body": (b"[[], {}]", "application/json", "utf-8", "Message body must be"),
+    "kwargs is a list": (b"[[], [1, 2], {}]", "application/json", "utf-8", "Message body must be"),
+    "args is a string": (b'["abc", {}, {}]', "application/json", "utf-8", "Message body must be"),
+    "embed is a number": (b"[[], {}, 7]", "application/json", "utf-8", "Message body must be"),
+}
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_malformed_body_is_answered_invalid_request(case, services, caller, worker_process):
+    body, content_type, encoding, expected = CASES[case]
+
+    task_id = publish_raw(
+        services["CELERY_BROKER_URL"], body, content_type=content_type, encoding=encoding
+    )
+    envelope = answer(caller, task_id)
+
+    assert envelope["ok"] is False and envelope["status"] == 400
+    assert envelope["error"]["code"] == "invalid_request"
+    assert expected in envelope["error"]["detail"]
+    assert worker_process.poll() is None
+
+
+def test_ill_typed_kwargs_are_answered(services, caller):
+    body = json.dumps([[], {"video_id": 12345}, {}]).encode()
+
+    envelope = answer(caller, publish_raw(services["CELERY_BROKER_URL"], body))
+
+    assert envelope["error"]["code"] == "invalid_request"
+    assert envelope["error"]["fields"][0]["loc"] == ["video_id"]
+
+
+def test_unknown_task_is_answered_invalid_request(caller):
+    envelope = caller.send_task("videos.nope", kwargs={}, queue="videos").get(timeout=30)
+
+    assert envelope["ok"] is False
+    assert envelope["error"] == {
+        "code": "invalid_request",
+        "detail": "Unknown task 'videos.nope'",
+        "fields": [{"loc": ["message"], "msg": "Unknown task 'videos.nope'"}],
+    }
+
+
+def test_message_without_task_headers_is_acked_and_logged_once(
+    services, caller, worker_log, worker_process
+):
+    marker_body = b"[[], {}, {}]"
+    before = worker_log.read_text().count("message.rejected: Message headers must carry")
+
+    publish_raw(services["CELERY_BROKER_URL"], marker_body, task=None, with_id=False)
+    # The worker answers requests sent after the bad one, so it has consumed it.
+    assert caller.send_task("videos.stats", kwargs={}, queue="videos").get(timeout=30)["ok"]
+
+    broker = redis.Redis.from_url(services["CELERY_BROKER_URL"])
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and broker.hlen("unacked"):
+        time.sleep(0.05)
+    assert broker.llen("videos") == 0
+    assert broker.hlen("unacked") == 0
+    logged = worker_log.read_text().count("message.rejected: Message headers must carry")
+    assert logged == before + 1
+
+
+def test_worker_survives_a_burst_of_poison_and_keeps_answering(services, caller, worker_process):
+    ids = [
+        publish_raw(services["CELERY_BROKER_URL"], body, content_type=ct, encoding=enc)
+        for body, ct, enc, _ in CASES.values()
+    ] * 1
+
+    answers = [answer(caller, task_id) for task_id in ids]
+    after = caller.send_task(
+        "videos.get", kwargs={"video_id": str(uuid.uuid4())}, queue="videos"
+    ).get(timeout=30)
+
+    assert all(a["error"]["code"] == "invalid_request" for a in answers)
+    assert after["error"]["code"] == "not_found"
+    assert worker_process.poll() is None

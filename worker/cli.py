@@ -1,0 +1,221 @@
+"""``videoworker``: run the worker, migrate, call a task, export JSON Schemas."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from worker.settings import ConfigError, get_settings
+
+EMBEDDED_HOME = Path(os.environ.get("VIDEOWORKER_HOME", ".videoworker"))
+REDIS_VARS = ("CELERY_BROKER_URL", "CELERY_RESULT_BACKEND", "REDIS_URL")
+
+
+def _migrate(_: argparse.Namespace) -> int:
+    from worker.migrate import upgrade
+
+    upgrade(get_settings().database_url)
+    print("videoworker: database schema is at the latest revision")
+    return 0
+
+
+def _parse_value(raw: str) -> Any:
+    """``page=2`` is a number and ``has_proxy=true`` a bool; anything not JSON is a string."""
+    try:
+        return json.loads(raw)
+    except json.JSONDecodeError:
+        return raw
+
+
+def _call(args: argparse.Namespace) -> int:
+    from celery.exceptions import TimeoutError as CeleryTimeout
+
+    from worker.client import VideoClient
+
+    kwargs: dict[str, Any] = {}
+    for pair in args.kwargs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            print(f"videoworker call: expected key=value, got {pair!r}", file=sys.stderr)
+            return 2
+        kwargs[key] = _parse_value(value)
+    settings = get_settings()
+    client = VideoClient(settings.celery_broker_url, settings.result_backend_url)
+    try:
+        result = client.send(args.task, **kwargs)
+        envelope = result.get(timeout=args.timeout)
+        result.forget()
+    except CeleryTimeout:
+        print(f"videoworker call: no answer within {args.timeout:g}s", file=sys.stderr)
+        return 3
+    finally:
+        client.close()
+    print(json.dumps(envelope, indent=2, sort_keys=False))
+    return 0 if isinstance(envelope, dict) and envelope.get("ok") else 1
+
+
+def _schemas(args: argparse.Namespace) -> int:
+    from worker.jsonschemas import render_all
+
+    out = Path(args.out)
+    rendered = render_all()
+    if args.check:
+        stale = [
+            name
+            for name, text in rendered.items()
+            if not (out / name).exists() or (out / name).read_text() != text
+        ]
+        extra = sorted(p.name for p in out.glob("*.json") if p.name not in rendered)
+        if stale or extra:
+            print(
+                "videoworker schemas: out of date: "
+                + ", ".join(stale + extra)
+                + " (run `videoworker schemas`)",
+                file=sys.stderr,
+            )
+            return 1
+        print(f"videoworker schemas: {len(rendered)} files current")
+        return 0
+    out.mkdir(parents=True, exist_ok=True)
+    for stale_file in out.glob("*.json"):
+        if stale_file.name not in rendered:
+            stale_file.unlink()
+    for name, text in rendered.items():
+        (out / name).write_text(text)
+    print(f"videoworker schemas: wrote {len(rendered)} files to {out}")
+    return 0
+
+
+def _run(args: argparse.Namespace) -> int:
+    """Start what is missing of the stack, migrate, then supervise worker and beat."""
+    from worker.embedded import EmbeddedStack
+
+    stack = EmbeddedStack.plan(
+        EMBEDDED_HOME,
+        postgres="DATABASE_URL" not in os.environ,
+        redis=not any(name in os.environ for name in REDIS_VARS),
+        s3="S3_ENDPOINT_URL" not in os.environ,
+        bucket=os.environ.get("S3_BUCKET", "videos"),
+    )
+    embedded = [name for name in ("postgres", "redis", "s3") if getattr(stack, name)]
+    env_file = EMBEDDED_HOME / "stack.env"
+    if embedded:
+        print(f"videoworker: starting embedded {', '.join(embedded)} under {EMBEDDED_HOME}/")
+        os.environ.update(stack.start())
+        stack.write_env_file(env_file)
+    get_settings.cache_clear()
+    children: list[subprocess.Popen[bytes]] = []
+    stopping = False
+
+    def stop(signum: int, _frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
+    try:
+        from worker.migrate import upgrade
+
+        upgrade(get_settings().database_url)
+        celery = [sys.executable, "-m", "celery", "-A", "worker"]
+        worker_cmd = [
+            *celery,
+            "worker",
+            "--loglevel",
+            args.loglevel,
+            "-Q",
+            "videos,videos.maintenance",
+        ]
+        if args.concurrency:
+            worker_cmd += ["--concurrency", str(args.concurrency)]
+        children.append(subprocess.Popen(worker_cmd, start_new_session=True))
+        if not args.no_beat:
+            EMBEDDED_HOME.mkdir(parents=True, exist_ok=True)
+            schedule = str(EMBEDDED_HOME / "celerybeat-schedule")
+            beat_cmd = [*celery, "beat", "--loglevel", args.loglevel, "-s", schedule]
+            children.append(subprocess.Popen(beat_cmd, start_new_session=True))
+        settings = get_settings()
+        print(
+            "videoworker: ready (worker"
+            + ("" if args.no_beat else " and beat")
+            + f"); broker {_redact(settings.celery_broker_url)}"
+            + (f"; embedded services listed in {env_file}" if embedded else "")
+            + "; Ctrl-C stops everything",
+            flush=True,
+        )
+        while not stopping:
+            if any(child.poll() is not None for child in children):
+                print("videoworker: a child process exited; stopping", file=sys.stderr)
+                return 1
+            time.sleep(0.2)
+        return 0
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        for child in children:
+            if child.poll() is None:
+                child.send_signal(signal.SIGTERM)  # warm shutdown: running tasks finish
+        for child in children:
+            try:
+                child.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                child.kill()
+                child.wait()
+        if embedded:
+            stack.stop()
+            env_file.unlink(missing_ok=True)
+        print("videoworker: stopped", flush=True)
+
+
+def _redact(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # noqa: BLE001 - not a URL SQLAlchemy can parse; show the scheme only
+        return url.split("://", 1)[0] + "://…"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="videoworker", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="start worker and beat (embedded services if none set)")
+    run.add_argument("--concurrency", type=int, default=0, help="worker processes (default: cores)")
+    run.add_argument("--no-beat", action="store_true", help="do not start celery beat")
+    run.add_argument("--loglevel", default="INFO")
+    run.set_defaults(func=_run)
+
+    migrate = sub.add_parser("migrate", help="apply database migrations")
+    migrate.set_defaults(func=_migrate)
+
+    call = sub.add_parser("call", help="call a task and print its envelope as JSON")
+    call.add_argument("task", help="e.g. videos.get")
+    call.add_argument("kwargs", nargs="*", help="key=value (values parsed as JSON when they are)")
+    call.add_argument("--timeout", type=float, default=30.0)
+    call.set_defaults(func=_call)
+
+    schemas = sub.add_parser("schemas", help="write JSON Schemas of every message")
+    schemas.add_argument("--out", default="docs/schemas")
+    schemas.add_argument("--check", action="store_true", help="fail if the files are stale")
+    schemas.set_defaults(func=_schemas)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except ConfigError as exc:
+        print(f"videoworker: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

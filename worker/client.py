@@ -1,0 +1,203 @@
+"""A typed caller for other Python services.
+
+It sends tasks by name (nothing of the worker's code runs in the caller), waits for
+the envelope and returns the pydantic response, or raises a ``VideoWorkerError``
+subclass carrying the envelope's code, status, detail and field errors::
+
+    client = VideoClient("redis://redis:6379/0", "redis://redis:6379/1")
+    video = client.get("7a0c…", timeout=5)
+    url = client.sign_url(video.id, target="thumbnail").url
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, TypeVar
+from uuid import UUID
+
+from celery import Celery
+from celery.result import AsyncResult
+from pydantic import BaseModel
+
+from schemas.responses import (
+    PurgeResult,
+    RefreshStatsResult,
+    RetentionSweepResult,
+    VideoDeleteResponse,
+    VideoDetailResponse,
+    VideoListResponse,
+    VideoStats,
+    VideoStreamUrlResponse,
+)
+from worker.routing import QUEUE_OF
+
+Model = TypeVar("Model", bound=BaseModel)
+
+
+class VideoWorkerError(Exception):
+    """An error envelope from the worker."""
+
+    def __init__(
+        self, code: str, status: int, detail: str, fields: list[dict[str, Any]] | None = None
+    ) -> None:
+        super().__init__(f"{code} ({status}): {detail}")
+        self.code = code
+        self.status = status
+        self.detail = detail
+        self.fields = fields or []
+
+
+class InvalidRequestError(VideoWorkerError):
+    pass
+
+
+class NotAvailableError(VideoWorkerError):
+    pass
+
+
+class NotFoundError(VideoWorkerError):
+    pass
+
+
+class UnavailableError(VideoWorkerError):
+    pass
+
+
+class InternalError(VideoWorkerError):
+    pass
+
+
+ERRORS: dict[str, type[VideoWorkerError]] = {
+    "invalid_request": InvalidRequestError,
+    "not_available": NotAvailableError,
+    "not_found": NotFoundError,
+    "unavailable": UnavailableError,
+    "internal": InternalError,
+}
+
+
+def raise_for_envelope(envelope: Any) -> dict[str, Any]:
+    """The envelope's ``data``, or the typed error it describes."""
+    if not isinstance(envelope, dict) or "ok" not in envelope:
+        raise InternalError("internal", 500, f"Malformed reply from the worker: {envelope!r}"[:300])
+    if envelope["ok"]:
+        return envelope["data"]
+    error = envelope.get("error") or {}
+    code = error.get("code", "internal")
+    raise ERRORS.get(code, VideoWorkerError)(
+        code, envelope.get("status", 500), error.get("detail", ""), error.get("fields")
+    )
+
+
+def _jsonable(kwargs: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in kwargs.items():
+        if value is None:
+            continue
+        if isinstance(value, UUID):
+            value = str(value)
+        elif isinstance(value, datetime):
+            value = value.isoformat()
+        out[key] = value
+    return out
+
+
+class VideoClient:
+    def __init__(
+        self,
+        broker_url: str | None = None,
+        backend_url: str | None = None,
+        *,
+        app: Celery | None = None,
+        timeout: float = 10.0,
+    ) -> None:
+        if app is None:
+            app = Celery("videoworker-client", broker=broker_url, backend=backend_url)
+            app.conf.update(
+                task_serializer="json",
+                result_serializer="json",
+                accept_content=["json"],
+                result_accept_content=["json"],
+                broker_connection_retry_on_startup=True,
+            )
+            # Celery prefers CELERY_BROKER_URL / CELERY_RESULT_BACKEND from the environment
+            # over the URLs given here; a calling service often sets those for its own
+            # Celery app, so pin ours: producers use broker_write_url, and backend_cls
+            # wins over the configured result backend.
+            if broker_url:
+                app.conf.broker_write_url = broker_url
+            if backend_url:
+                app.backend_cls = backend_url
+        self.app = app
+        self.timeout = timeout
+
+    def send(self, task: str, **kwargs: Any) -> AsyncResult:
+        """Send without waiting (fire-and-forget deletes from a pipeline, for instance)."""
+        queue = QUEUE_OF.get(task, "videos")
+        return self.app.send_task(task, kwargs=_jsonable(kwargs), queue=queue, routing_key=queue)
+
+    def call(self, task: str, *, timeout: float | None = None, **kwargs: Any) -> dict[str, Any]:
+        """Send, wait and return the raw envelope."""
+        result = self.send(task, **kwargs)
+        try:
+            return result.get(timeout=timeout or self.timeout, propagate=True)
+        finally:
+            result.forget()
+
+    def _data(self, model: type[Model], task: str, timeout: float | None, **kwargs: Any) -> Model:
+        return model.model_validate(raise_for_envelope(self.call(task, timeout=timeout, **kwargs)))
+
+    def list(self, *, timeout: float | None = None, **filters: Any) -> VideoListResponse:
+        return self._data(VideoListResponse, "videos.list", timeout, **filters)
+
+    def get(self, video_id: UUID | str, *, timeout: float | None = None) -> VideoDetailResponse:
+        return self._data(VideoDetailResponse, "videos.get", timeout, video_id=video_id)
+
+    def sign_url(
+        self,
+        video_id: UUID | str,
+        target: str = "proxy",
+        expires_minutes: int = 60,
+        *,
+        timeout: float | None = None,
+    ) -> VideoStreamUrlResponse:
+        return self._data(
+            VideoStreamUrlResponse,
+            "videos.sign_url",
+            timeout,
+            video_id=video_id,
+            target=target,
+            expires_minutes=expires_minutes,
+        )
+
+    def delete(
+        self, video_id: UUID | str, delete_files: bool = True, *, timeout: float | None = None
+    ) -> VideoDeleteResponse:
+        return self._data(
+            VideoDeleteResponse,
+            "videos.delete",
+            timeout,
+            video_id=video_id,
+            delete_files=delete_files,
+        )
+
+    def stats(
+        self, mall_id: UUID | str | None = None, *, timeout: float | None = None
+    ) -> VideoStats:
+        return self._data(VideoStats, "videos.stats", timeout, mall_id=mall_id)
+
+    def refresh_stats(
+        self, mall_id: UUID | str | None = None, *, timeout: float | None = None
+    ) -> RefreshStatsResult:
+        return self._data(RefreshStatsResult, "videos.refresh_stats", timeout, mall_id=mall_id)
+
+    def retention_sweep(
+        self, *, timeout: float | None = None, **options: Any
+    ) -> RetentionSweepResult:
+        return self._data(RetentionSweepResult, "videos.retention_sweep", timeout, **options)
+
+    def purge_storage(self, *, timeout: float | None = None, **options: Any) -> PurgeResult:
+        return self._data(PurgeResult, "videos.purge_storage", timeout, **options)
+
+    def close(self) -> None:
+        self.app.close()

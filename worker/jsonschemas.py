@@ -1,0 +1,46 @@
+"""JSON Schemas of every task's kwargs and result, the envelope and the events.
+
+Generated from ``schemas/`` so that callers in any language validate against the
+same definitions the worker enforces; ``videoworker schemas --check`` keeps the
+checked-in copies in ``docs/schemas/`` honest.
+"""
+
+from __future__ import annotations
+
+import json
+
+from pydantic import BaseModel
+
+import schemas as s
+
+TASKS: dict[str, tuple[type[BaseModel], type[BaseModel]]] = {
+    "videos.list": (s.ListVideos, s.VideoListResponse),
+    "videos.get": (s.GetVideo, s.VideoDetailResponse),
+    "videos.sign_url": (s.SignUrl, s.VideoStreamUrlResponse),
+    "videos.delete": (s.DeleteVideo, s.VideoDeleteResponse),
+    "videos.stats": (s.GetStats, s.VideoStats),
+    "videos.refresh_stats": (s.RefreshStats, s.RefreshStatsResult),
+    "videos.retention_sweep": (s.SweepRetention, s.RetentionSweepResult),
+    "videos.purge_storage": (s.PurgeStorage, s.PurgeResult),
+}
+OTHERS: dict[str, type[BaseModel]] = {
+    "envelope": s.Envelope,
+    "event.video.deleted": s.VideoDeleted,
+    "event.stats.refreshed": s.StatsRefreshed,
+}
+
+
+def _dump(model: type[BaseModel], mode: str, title: str) -> str:
+    schema = model.model_json_schema(mode=mode)  # type: ignore[arg-type]
+    schema = {"$schema": "https://json-schema.org/draft/2020-12/schema", "title": title, **schema}
+    return json.dumps(schema, indent=2, sort_keys=True) + "\n"
+
+
+def render_all() -> dict[str, str]:
+    files: dict[str, str] = {}
+    for task, (request, response) in TASKS.items():
+        files[f"{task}.request.json"] = _dump(request, "validation", f"{task} kwargs")
+        files[f"{task}.response.json"] = _dump(response, "serialization", f"{task} data")
+    for name, model in OTHERS.items():
+        files[f"{name}.json"] = _dump(model, "serialization", name)
+    return files

@@ -1,0 +1,118 @@
+"""The one path every contract task takes: validate, handle, answer with an envelope.
+
+A task never raises to Celery (an exception would reach the caller as a pickled-style
+failure it cannot read). Domain errors become their envelope codes; Postgres or S3
+being unreachable is retried with exponential backoff and jitter a bounded number of
+times, then answered ``unavailable``; anything else is answered ``internal``.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Callable
+from typing import Any
+
+from celery import Task
+from celery.exceptions import SoftTimeLimitExceeded
+from pydantic import BaseModel, ValidationError
+
+from handlers.deps import Deps
+from handlers.errors import InvalidRequest, Unavailable, VideoError
+from schemas.envelope import failure, success
+from worker.bootstrap import get_deps
+
+log = logging.getLogger("videoworker.task")
+
+Handler = Callable[[Any, Deps], BaseModel]
+
+
+def field_errors(exc: ValidationError) -> list[dict[str, Any]]:
+    return [
+        {"loc": [str(p) if not isinstance(p, int) else p for p in err["loc"]], "msg": err["msg"]}
+        for err in exc.errors(include_url=False, include_context=False, include_input=False)
+    ]
+
+
+def describe_invalid(fields: list[dict[str, Any]]) -> str:
+    """One readable line: the seed's own texts stand alone, others are prefixed by the field."""
+    parts = []
+    for item in fields:
+        loc = ".".join(str(p) for p in item["loc"])
+        msg = item["msg"]
+        parts.append(msg if not loc or msg.startswith("Invalid ") else f"{loc}: {msg}")
+    return "; ".join(parts) or "Invalid request"
+
+
+def invalid_request(detail: str, fields: list[dict[str, Any]]) -> dict[str, Any]:
+    return failure("invalid_request", detail, fields)
+
+
+class ContractTask(Task):
+    """Base of the contract tasks. Subclass attributes tune retries per queue."""
+
+    abstract = True
+    # Celery checks call signatures against ``run`` unless told not to; the schemas do it.
+    typing = False
+    # Retries of unreachable dependencies: delay = base * 2**n, jittered, capped.
+    max_retries = 3
+    retry_base_seconds = 0.25
+    retry_cap_seconds = 2.0
+
+    def respond(
+        self,
+        model: type[BaseModel],
+        handler: Handler,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+    ) -> dict[str, Any]:
+        if args:
+            fields = [{"loc": ["args"], "msg": "Positional arguments are not accepted"}]
+            return invalid_request(
+                f"{self.name} takes keyword arguments only; got {len(args)} positional", fields
+            )
+        try:
+            command = model.model_validate(kwargs)
+        except ValidationError as exc:
+            fields = field_errors(exc)
+            return invalid_request(describe_invalid(fields), fields)
+
+        try:
+            result = handler(command, get_deps())
+        except InvalidRequest as exc:
+            return invalid_request(exc.detail, exc.fields)
+        except Unavailable as exc:
+            return self._retry_or_unavailable(exc)
+        except VideoError as exc:
+            return failure(exc.code, exc.detail)  # type: ignore[arg-type]
+        except SoftTimeLimitExceeded:
+            log.error("task.timed_out", extra={"task": self.name})
+            return failure("unavailable", f"{self.name} timed out after {self.soft_time_limit}s")
+        except Exception as exc:
+            log.exception("task.failed", extra={"task": self.name})
+            return failure("internal", f"{self.name} failed: {type(exc).__name__}")
+        return success(result)
+
+    def _retry_or_unavailable(self, exc: Unavailable) -> dict[str, Any]:
+        attempt = self.request.retries
+        if attempt < self.max_retries:
+            step = min(self.retry_cap_seconds, self.retry_base_seconds * 2**attempt)
+            countdown = random.uniform(step / 2, step)
+            log.warning(
+                "task.retrying",
+                extra={"task": self.name, "attempt": attempt + 1, "error": exc.detail},
+            )
+            # Raises celery.exceptions.Retry: the message is re-sent with the same id,
+            # so a caller waiting on the result keeps waiting on the retry.
+            raise self.retry(countdown=countdown, exc=exc, max_retries=self.max_retries)
+        log.error("task.unavailable", extra={"task": self.name, "error": exc.detail})
+        return failure("unavailable", exc.detail)
+
+
+class MaintenanceTask(ContractTask):
+    """Lifecycle work nobody waits on interactively: more patience before giving up."""
+
+    abstract = True
+    max_retries = 5
+    retry_base_seconds = 2.0
+    retry_cap_seconds = 60.0
