@@ -60,9 +60,13 @@ def free_port(preferred: int | None = None) -> int:
         return probe.getsockname()[1]
 
 
-def wait_for_port(port: int, timeout: float = 15.0) -> None:
+def wait_for_port(
+    port: int, timeout: float = 15.0, process: subprocess.Popen[bytes] | None = None
+) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise EmbeddedError(f"server on port {port} exited with code {process.returncode}")
         try:
             with socket.create_connection((LOOPBACK, port), timeout=0.5):
                 return
@@ -203,7 +207,7 @@ class EmbeddedRedis:
             str(self.data_dir / "redis.log"),
         ]
         self.process = subprocess.Popen(args, stdin=subprocess.DEVNULL)
-        wait_for_port(self.port)
+        wait_for_port(self.port, process=self.process)
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
@@ -282,6 +286,8 @@ class EmbeddedStack:
         def port(preferred: int) -> int:
             return free_port(preferred if fixed_ports else None)
 
+        # Servers change directory on start: every path handed to them must be absolute.
+        home = home.resolve()
         return cls(
             home=home,
             postgres=EmbeddedPostgres(home / "postgres", port(55432), durable)
