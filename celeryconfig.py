@@ -61,20 +61,31 @@ worker_send_task_events = False
 worker_consumer = "worker.consumer:GuardedConsumer"
 worker_hijack_root_logger = False
 
+# celery-redbeat keeps the schedule in Redis behind a lock: a second beat started by
+# mistake waits for the lock instead of sending every periodic task twice.
+beat_scheduler = "redbeat.RedBeatScheduler"
+redbeat_redis_url = _settings.redis_cache_url
+redbeat_key_prefix = "videoworker:redbeat:"
+redbeat_lock_timeout = 60
+beat_max_loop_interval = 10
+
 beat_schedule = {
     "retention-sweep-daily": {
         "task": "videos.retention_sweep",
-        "schedule": crontab(hour=3, minute=15),
+        "schedule": crontab(hour=_settings.retention_sweep_hour_utc, minute=15),
         "kwargs": {},
+        "options": {"queue": MAINTENANCE_QUEUE},
     },
     "purge-storage": {
         "task": "videos.purge_storage",
-        "schedule": 300.0,
+        "schedule": _settings.purge_interval_seconds,
         "kwargs": {},
+        "options": {"queue": MAINTENANCE_QUEUE},
     },
     "refresh-stats": {
         "task": "videos.refresh_stats",
-        "schedule": 900.0,
+        "schedule": _settings.stats_refresh_interval_seconds,
         "kwargs": {},
+        "options": {"queue": MAINTENANCE_QUEUE},
     },
 }

@@ -16,7 +16,7 @@ from handlers.errors import (
     Unavailable,
     VideoError,
 )
-from handlers.stats import get_stats, refresh_stats
+from handlers.stats import flush_stale_stats, get_stats, refresh_stats
 from handlers.urls import sign_url
 
 __all__ = [
@@ -29,6 +29,7 @@ __all__ = [
     "Unavailable",
     "VideoError",
     "delete_video",
+    "flush_stale_stats",
     "get_stats",
     "get_video",
     "list_videos",

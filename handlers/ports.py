@@ -47,6 +47,8 @@ class DueDeletion:
     id: int
     object_key: str
     attempts: int
+    # A live row points at this key again: drop it from the queue, keep the object.
+    referenced: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +63,14 @@ class ExpiredSummary:
     bytes: int
 
 
+@dataclass(frozen=True, slots=True)
+class RetentionScope:
+    """One mall and the cutoff its videos are swept against."""
+
+    mall_id: UUID
+    cutoff: datetime
+
+
 class VideoRepository(Protocol):
     def list(self, query: ListVideos) -> tuple[list[VideoListItem], int]: ...
 
@@ -68,11 +78,15 @@ class VideoRepository(Protocol):
 
     def delete(self, video_id: UUID) -> RemovedVideo | None: ...
 
-    def delete_expired(
-        self, cutoff: datetime, mall_id: UUID | None, limit: int
-    ) -> list[RemovedVideo]: ...
+    def delete_expired(self, scope: RetentionScope, limit: int) -> list[RemovedVideo]: ...
 
-    def summarise_expired(self, cutoff: datetime, mall_id: UUID | None) -> ExpiredSummary: ...
+    def summarise_expired(self, scope: RetentionScope) -> ExpiredSummary: ...
+
+    def retention_scopes(
+        self, now: datetime, default_days: int, override_days: int | None, mall_id: UUID | None
+    ) -> list[RetentionScope]: ...
+
+    def referenced_keys(self, keys: Sequence[str]) -> set[str]: ...
 
     def stats(self, mall_id: UUID | None, at: datetime) -> VideoStats: ...
 
@@ -90,12 +104,21 @@ class DeletionQueue(Protocol):
 
     def pending(self) -> int: ...
 
+    def stuck(self, min_attempts: int) -> int: ...
+
+
+class DeletionAuditLog(Protocol):
+    def record(self, removed: Sequence[RemovedVideo], reason: str, outcome: str) -> None: ...
+
+    def settle(self, outcomes: dict[UUID, str]) -> None: ...
+
 
 class UnitOfWork(Protocol):
     """A transaction: rolled back on leaving the ``with`` block unless committed."""
 
     videos: VideoRepository
     deletions: DeletionQueue
+    audit: DeletionAuditLog
 
     def __enter__(self) -> UnitOfWork: ...
 
@@ -122,7 +145,17 @@ class StatsCache(Protocol):
 
     def put(self, stats: Sequence[VideoStats]) -> None: ...
 
+    def mark_dirty(self, mall_ids: Iterable[UUID]) -> bool:
+        """Note the global figure and these malls as stale; True if a flush must be queued."""
+        ...
+
+    def take_dirty(self) -> tuple[bool, list[UUID]]:
+        """Claim every stale scope: (global is stale, stale malls)."""
+        ...
+
 
 Publish = Callable[[Event], None]
+# Ask for a task to run later, by name: the handlers' only way to schedule work.
+Enqueue = Callable[[str, dict, float], None]
 Clock = Callable[[], datetime]
 UnitOfWorkFactory = Callable[[], UnitOfWork]

@@ -4,6 +4,7 @@ from schemas.envelope import Envelope, ErrorBody, FieldError, failure, success
 from schemas.events import EVENTS_CHANNEL, StatsRefreshed, VideoDeleted
 from schemas.requests import (
     DeleteVideo,
+    FlushStaleStats,
     GetStats,
     GetVideo,
     ListVideos,
@@ -31,6 +32,7 @@ __all__ = [
     "Envelope",
     "ErrorBody",
     "FieldError",
+    "FlushStaleStats",
     "GetStats",
     "GetVideo",
     "ListVideos",

@@ -126,5 +126,9 @@ class SweepRetention(Command):
     delete_files: StrictBool = True
 
 
+class FlushStaleStats(Command):
+    """Internal: refresh the scopes deletes marked stale (queued by the worker itself)."""
+
+
 class PurgeStorage(Command):
     limit: StrictInt = Field(default=1000, ge=1, le=100_000)

@@ -123,6 +123,8 @@ class RefreshStatsResult(Result):
 class RetentionSweepResult(Result):
     cutoff: UtcDatetime
     matched: int
+    # Originals plus proxies of the matched videos: what a dry run says would be freed.
+    matched_bytes: int
     deleted: int
     files_deleted: int
     files_pending: int
@@ -134,3 +136,5 @@ class PurgeResult(Result):
     deleted: int
     failed: int
     remaining: int
+    # Keys that failed so often they need a person to look (permissions, a lost bucket…).
+    stuck: int

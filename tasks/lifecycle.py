@@ -1,7 +1,7 @@
 """Lifecycle work (queue ``videos.maintenance``): stats refresh, retention, purge."""
 
 import handlers
-from schemas import PurgeStorage, RefreshStats, SweepRetention
+from schemas import FlushStaleStats, PurgeStorage, RefreshStats, SweepRetention
 from worker.celery_app import app
 from worker.tasking import MaintenanceTask
 
@@ -37,3 +37,15 @@ def retention_sweep(self, *args, **kwargs):
 )
 def purge_storage(self, *args, **kwargs):
     return self.respond(PurgeStorage, handlers.purge_storage, args, kwargs)
+
+
+# Internal: queued (debounced) by deletes and sweeps; refreshes only the stale scopes.
+@app.task(
+    name="videos.flush_stale_stats",
+    base=MaintenanceTask,
+    bind=True,
+    soft_time_limit=120,
+    time_limit=150,
+)
+def flush_stale_stats(self, *args, **kwargs):
+    return self.respond(FlushStaleStats, handlers.flush_stale_stats, args, kwargs)

@@ -8,7 +8,7 @@ already committed.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from uuid import UUID
 
 import redis
@@ -19,10 +19,13 @@ from schemas.responses import VideoStats
 log = logging.getLogger("videoworker.cache")
 
 KEY_PREFIX = "videoworker:stats:"
+DIRTY_KEY = "videoworker:stats-dirty"
+FLUSH_MARKER_KEY = "videoworker:stats-flush-queued"
+GLOBAL_SCOPE = "global"
 
 
 def stats_key(mall_id: UUID | None) -> str:
-    return KEY_PREFIX + (str(mall_id) if mall_id is not None else "global")
+    return KEY_PREFIX + (str(mall_id) if mall_id is not None else GLOBAL_SCOPE)
 
 
 def make_redis(url: str) -> redis.Redis:
@@ -36,9 +39,13 @@ def make_redis(url: str) -> redis.Redis:
 
 
 class RedisStatsCache:
-    def __init__(self, client: redis.Redis, ttl_seconds: int) -> None:
+    def __init__(
+        self, client: redis.Redis, ttl_seconds: int, flush_marker_seconds: int = 60
+    ) -> None:
         self.client = client
         self.ttl_seconds = ttl_seconds
+        # Bounds how long a lost flush message can suppress new ones.
+        self.flush_marker_seconds = flush_marker_seconds
 
     def get(self, mall_id: UUID | None) -> VideoStats | None:
         try:
@@ -56,6 +63,36 @@ class RedisStatsCache:
                 pipe.execute()
         except redis.RedisError as exc:
             log.warning("stats.cache.unavailable", extra={"error": type(exc).__name__})
+
+    def mark_dirty(self, mall_ids: Iterable[UUID]) -> bool:
+        """Add the scopes to the stale set; True for the caller that must queue a flush.
+
+        The members are added before the marker is tried, and a flush removes the marker
+        before it takes the members, so no mark is ever left without a flush coming.
+        """
+        try:
+            with self.client.pipeline(transaction=False) as pipe:
+                pipe.sadd(DIRTY_KEY, GLOBAL_SCOPE, *(str(m) for m in mall_ids))
+                pipe.set(FLUSH_MARKER_KEY, "1", nx=True, ex=self.flush_marker_seconds)
+                _, claimed = pipe.execute()
+        except redis.RedisError as exc:
+            log.warning("stats.cache.unavailable", extra={"error": type(exc).__name__})
+            return False
+        return bool(claimed)
+
+    def take_dirty(self) -> tuple[bool, list[UUID]]:
+        try:
+            with self.client.pipeline(transaction=True) as pipe:
+                pipe.delete(FLUSH_MARKER_KEY)
+                pipe.smembers(DIRTY_KEY)
+                pipe.delete(DIRTY_KEY)
+                _, members, _ = pipe.execute()
+        except redis.RedisError as exc:
+            log.warning("stats.cache.unavailable", extra={"error": type(exc).__name__})
+            return False, []
+        scopes = {m.decode() if isinstance(m, bytes) else m for m in members}
+        malls = sorted(UUID(scope) for scope in scopes if scope != GLOBAL_SCOPE)
+        return GLOBAL_SCOPE in scopes, malls
 
 
 class RedisPublisher:

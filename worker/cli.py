@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -137,9 +138,7 @@ def _run(args: argparse.Namespace) -> int:
             worker_cmd += ["--concurrency", str(args.concurrency)]
         children.append(subprocess.Popen(worker_cmd, start_new_session=True))
         if not args.no_beat:
-            EMBEDDED_HOME.mkdir(parents=True, exist_ok=True)
-            schedule = str(EMBEDDED_HOME / "celerybeat-schedule")
-            beat_cmd = [*celery, "beat", "--loglevel", args.loglevel, "-s", schedule]
+            beat_cmd = [*celery, "beat", "--loglevel", args.loglevel]
             children.append(subprocess.Popen(beat_cmd, start_new_session=True))
         settings = get_settings()
         print(
@@ -173,6 +172,113 @@ def _run(args: argparse.Namespace) -> int:
         print("videoworker: stopped", flush=True)
 
 
+def _duration(text: str):
+    """``24h``, ``90m``, ``7d``, ``3600s`` or plain seconds."""
+    from datetime import timedelta
+
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    try:
+        if text[-1:] in units:
+            return timedelta(seconds=float(text[:-1]) * units[text[-1]])
+        return timedelta(seconds=float(text))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a duration: {text!r} (try 24h, 90m, 7d)") from None
+
+
+def _engine():
+    from worker.db import make_engine
+
+    return make_engine(get_settings())
+
+
+def _reconcile(args: argparse.Namespace) -> int:
+    import handlers
+    from schemas import PurgeStorage
+    from worker.bootstrap import get_deps
+    from worker.reconcile import reconcile
+    from worker.storage import S3ObjectStore
+
+    settings = get_settings()
+    store = S3ObjectStore(settings)
+    report = reconcile(
+        _engine(),
+        store.client,
+        settings.s3_bucket,
+        prefix=args.prefix,
+        min_age=args.min_age,
+        fix=args.fix,
+        max_share=args.max_share,
+    )
+    print(f"objects in bucket:        {report.objects}")
+    print(f"referenced by a row:      {report.referenced}")
+    print(f"orphans (older than min): {report.orphans}")
+    print(f"orphans too young:        {report.orphans_too_young}")
+    print(f"orphans already queued:   {report.orphans_queued_already}")
+    print(f"rows' objects missing:    {report.missing}")
+    for key in report.orphan_sample:
+        print(f"  orphan  {key}")
+    for key in report.missing_sample:
+        print(f"  missing {key}")
+    if report.refused:
+        print(f"videoworker reconcile: refused: {report.refused}", file=sys.stderr)
+        return 1
+    if args.fix:
+        purged = handlers.purge_storage(PurgeStorage(limit=100_000), get_deps())
+        print(f"queued {report.fixed} orphans; purge removed {purged.deleted} now")
+    return 0
+
+
+def _retention(args: argparse.Namespace) -> int:
+    from sqlalchemy import delete, select
+    from sqlalchemy.dialects.postgresql import insert
+
+    from worker.db import mall_retention, malls
+
+    with _engine().begin() as conn:
+        if args.action == "set":
+            if conn.execute(select(malls.c.id).where(malls.c.id == args.mall_id)).first() is None:
+                print(f"videoworker retention: no mall {args.mall_id}", file=sys.stderr)
+                return 1
+            stmt = insert(mall_retention).values(mall_id=args.mall_id, retention_days=args.days)
+            conn.execute(
+                stmt.on_conflict_do_update(
+                    index_elements=[mall_retention.c.mall_id],
+                    set_={"retention_days": args.days, "updated_at": stmt.excluded.updated_at},
+                )
+            )
+            print(f"mall {args.mall_id}: videos kept {args.days} days")
+        elif args.action == "unset":
+            conn.execute(delete(mall_retention).where(mall_retention.c.mall_id == args.mall_id))
+            print(f"mall {args.mall_id}: back to RETENTION_DAYS ({get_settings().retention_days})")
+        else:
+            rows = conn.execute(
+                select(mall_retention.c.mall_id, mall_retention.c.retention_days)
+            ).all()
+            print(f"default (RETENTION_DAYS): {get_settings().retention_days} days")
+            for mall_id, days in rows:
+                print(f"{mall_id}: {days} days")
+    return 0
+
+
+def _hold(args: argparse.Namespace) -> int:
+    from sqlalchemy import update
+
+    from worker.db import videos
+
+    with _engine().begin() as conn:
+        changed = conn.execute(
+            update(videos)
+            .where(videos.c.id == args.video_id)
+            .values(legal_hold=not args.release)
+            .returning(videos.c.id)
+        ).first()
+    if changed is None:
+        print(f"videoworker hold: Video {args.video_id} not found", file=sys.stderr)
+        return 1
+    print(f"video {args.video_id}: legal hold {'released' if args.release else 'set'}")
+    return 0
+
+
 def _redact(url: str) -> str:
     from sqlalchemy.engine import make_url
 
@@ -200,6 +306,37 @@ def build_parser() -> argparse.ArgumentParser:
     call.add_argument("kwargs", nargs="*", help="key=value (values parsed as JSON when they are)")
     call.add_argument("--timeout", type=float, default=30.0)
     call.set_defaults(func=_call)
+
+    reconcile = sub.add_parser(
+        "reconcile", help="compare bucket and database: orphan and missing objects"
+    )
+    reconcile.add_argument("--fix", action="store_true", help="delete old orphans")
+    reconcile.add_argument(
+        "--min-age", type=_duration, default="24h", help="ignore younger orphans (default 24h)"
+    )
+    reconcile.add_argument(
+        "--max-share",
+        type=float,
+        default=0.1,
+        help="refuse --fix above this share of the bucket (default 0.1)",
+    )
+    reconcile.add_argument("--prefix", default="", help="only keys under this prefix")
+    reconcile.set_defaults(func=_reconcile)
+
+    retention = sub.add_parser("retention", help="per-mall retention days")
+    retention_sub = retention.add_subparsers(dest="action", required=True)
+    set_days = retention_sub.add_parser("set", help="keep a mall's videos DAYS days")
+    set_days.add_argument("mall_id", type=uuid.UUID)
+    set_days.add_argument("days", type=int, choices=range(1, 36501), metavar="DAYS")
+    unset_days = retention_sub.add_parser("unset", help="back to RETENTION_DAYS")
+    unset_days.add_argument("mall_id", type=uuid.UUID)
+    retention_sub.add_parser("list", help="show the overrides")
+    retention.set_defaults(func=_retention)
+
+    hold = sub.add_parser("hold", help="put a video on legal hold (sweeps skip it)")
+    hold.add_argument("video_id", type=uuid.UUID)
+    hold.add_argument("--release", action="store_true", help="release the hold")
+    hold.set_defaults(func=_hold)
 
     schemas = sub.add_parser("schemas", help="write JSON Schemas of every message")
     schemas.add_argument("--out", default="docs/schemas")

@@ -7,7 +7,7 @@ response models, without ORM identity-map overhead on every list page.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from types import TracebackType
 from typing import Any
 from uuid import UUID
@@ -18,24 +18,28 @@ from sqlalchemy import (
     bindparam,
     create_engine,
     delete,
+    exists,
     func,
     insert,
+    or_,
     select,
     update,
 )
 from sqlalchemy import exc as sa_exc
 
 from handlers.errors import DatabaseUnavailable
-from handlers.ports import DueDeletion, ExpiredSummary, QueuedKey, RemovedVideo
+from handlers.ports import DueDeletion, ExpiredSummary, QueuedKey, RemovedVideo, RetentionScope
 from schemas.requests import ListVideos
 from schemas.responses import StatusCounts, VideoDetailResponse, VideoListItem, VideoStats
-from worker.orm import CameraPin, Mall, StorageDeletion, Video
+from worker.orm import CameraPin, DeletionAudit, Mall, MallRetention, StorageDeletion, Video
 from worker.settings import Settings
 
 videos = Video.__table__
 pins = CameraPin.__table__
 malls = Mall.__table__
 deletions = StorageDeletion.__table__
+mall_retention = MallRetention.__table__
+audit = DeletionAudit.__table__
 
 HAS_PROXY = videos.c.proxy_path.is_not(None)
 NEWEST_FIRST = (videos.c.uploaded_at.desc(), videos.c.id.desc())
@@ -54,7 +58,7 @@ LIST_COLUMNS = (
     videos.c.uploaded_at,
     videos.c.recorded_at,
 )
-DETAIL_COLUMNS = (*videos.c, pins.c.name.label("pin_name"))
+DETAIL_COLUMNS = (*(c for c in videos.c if c.name != "legal_hold"), pins.c.name.label("pin_name"))
 REMOVED_COLUMNS = (
     videos.c.id,
     videos.c.mall_id,
@@ -166,14 +170,17 @@ class PostgresVideoRepository:
         ).first()
         return None if row is None else RemovedVideo(*row)
 
-    def delete_expired(
-        self, cutoff: datetime, mall_id: UUID | None, limit: int
-    ) -> list[RemovedVideo]:
-        claim = select(videos.c.id).where(videos.c.uploaded_at < cutoff)
-        if mall_id is not None:
-            claim = claim.where(videos.c.mall_id == mall_id)
+    def delete_expired(self, scope: RetentionScope, limit: int) -> list[RemovedVideo]:
+        # The mall's (mall_id, uploaded_at) index, oldest first; rows another sweep has
+        # locked are skipped rather than waited for.
         claim = (
-            claim.order_by(videos.c.uploaded_at, videos.c.id)
+            select(videos.c.id)
+            .where(
+                videos.c.mall_id == scope.mall_id,
+                videos.c.uploaded_at < scope.cutoff,
+                videos.c.legal_hold.is_(False),
+            )
+            .order_by(videos.c.uploaded_at, videos.c.id)
             .limit(limit)
             .with_for_update(skip_locked=True)
         )
@@ -184,16 +191,47 @@ class PostgresVideoRepository:
         )
         return [RemovedVideo(*row) for row in rows]
 
-    def summarise_expired(self, cutoff: datetime, mall_id: UUID | None) -> ExpiredSummary:
-        stmt = select(
-            func.count(),
-            func.coalesce(func.sum(videos.c.file_size_bytes), 0)
-            + func.coalesce(func.sum(videos.c.proxy_size_bytes), 0),
-        ).where(videos.c.uploaded_at < cutoff)
-        if mall_id is not None:
-            stmt = stmt.where(videos.c.mall_id == mall_id)
-        count, total_bytes = self.connection.execute(stmt).one()
+    def summarise_expired(self, scope: RetentionScope) -> ExpiredSummary:
+        count, total_bytes = self.connection.execute(
+            select(
+                func.count(),
+                func.coalesce(func.sum(videos.c.file_size_bytes), 0)
+                + func.coalesce(func.sum(videos.c.proxy_size_bytes), 0),
+            ).where(
+                videos.c.mall_id == scope.mall_id,
+                videos.c.uploaded_at < scope.cutoff,
+                videos.c.legal_hold.is_(False),
+            )
+        ).one()
         return ExpiredSummary(count=count, bytes=int(total_bytes))
+
+    def retention_scopes(
+        self, now: datetime, default_days: int, override_days: int | None, mall_id: UUID | None
+    ) -> list[RetentionScope]:
+        """Each mall with its cutoff: the request's days, else the mall's own, else the default."""
+        stmt = select(malls.c.id, mall_retention.c.retention_days).select_from(
+            malls.outerjoin(mall_retention, mall_retention.c.mall_id == malls.c.id)
+        )
+        if mall_id is not None:
+            stmt = stmt.where(malls.c.id == mall_id)
+        scopes = []
+        for mall, own_days in self.connection.execute(stmt.order_by(malls.c.id)):
+            days = override_days or own_days or default_days
+            scopes.append(RetentionScope(mall_id=mall, cutoff=now - timedelta(days=days)))
+        return scopes
+
+    def referenced_keys(self, keys: Sequence[str]) -> set[str]:
+        if not keys:
+            return set()
+        key_list = list(set(keys))
+        found: set[str] = set()
+        for column in (videos.c.original_path, videos.c.proxy_path, videos.c.thumbnail_path):
+            found.update(
+                self.connection.execute(
+                    select(column).where(column.in_(key_list)).distinct()
+                ).scalars()
+            )
+        return found
 
     def stats(self, mall_id: UUID | None, at: datetime) -> VideoStats:
         stmt = select(*_stats_columns()).select_from(videos)
@@ -234,8 +272,14 @@ class PostgresDeletionQueue:
         return list(rows.scalars())
 
     def claim_due(self, now: datetime, limit: int) -> list[DueDeletion]:
+        key = deletions.c.object_key
+        referenced = or_(
+            exists().where(videos.c.original_path == key),
+            exists().where(videos.c.proxy_path == key),
+            exists().where(videos.c.thumbnail_path == key),
+        )
         rows = self.connection.execute(
-            select(deletions.c.id, deletions.c.object_key, deletions.c.attempts)
+            select(deletions.c.id, key, deletions.c.attempts, referenced.label("referenced"))
             .where(deletions.c.next_attempt_at <= now)
             .order_by(deletions.c.id)
             .limit(limit)
@@ -268,12 +312,50 @@ class PostgresDeletionQueue:
     def pending(self) -> int:
         return self.connection.execute(select(func.count()).select_from(deletions)).scalar_one()
 
+    def stuck(self, min_attempts: int) -> int:
+        return self.connection.execute(
+            select(func.count()).select_from(deletions).where(deletions.c.attempts >= min_attempts)
+        ).scalar_one()
+
+
+class PostgresDeletionAudit:
+    def __init__(self, connection: Connection) -> None:
+        self.connection = connection
+
+    def record(self, removed: Sequence[RemovedVideo], reason: str, outcome: str) -> None:
+        if removed:
+            self.connection.execute(
+                insert(audit),
+                [
+                    {
+                        "video_id": video.id,
+                        "mall_id": video.mall_id,
+                        "reason": reason,
+                        "object_keys": video.object_keys,
+                        "outcome": outcome,
+                    }
+                    for video in removed
+                ],
+            )
+
+    def settle(self, outcomes: dict[UUID, str]) -> None:
+        by_outcome: dict[str, list[UUID]] = {}
+        for video_id, outcome in outcomes.items():
+            by_outcome.setdefault(outcome, []).append(video_id)
+        for outcome, video_ids in by_outcome.items():
+            self.connection.execute(
+                update(audit)
+                .where(audit.c.video_id.in_(video_ids), audit.c.outcome == "files_queued")
+                .values(outcome=outcome)
+            )
+
 
 class PostgresUnitOfWork:
     """One connection and one transaction; rolled back unless ``commit()`` was called."""
 
     videos: PostgresVideoRepository
     deletions: PostgresDeletionQueue
+    audit: PostgresDeletionAudit
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
@@ -286,6 +368,7 @@ class PostgresUnitOfWork:
             raise DatabaseUnavailable(f"PostgreSQL unreachable: {_reason(exc)}") from exc
         self.videos = PostgresVideoRepository(self.connection)
         self.deletions = PostgresDeletionQueue(self.connection)
+        self.audit = PostgresDeletionAudit(self.connection)
         return self
 
     def __exit__(

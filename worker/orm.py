@@ -16,6 +16,7 @@ from datetime import datetime
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     CheckConstraint,
     DateTime,
     Double,
@@ -30,6 +31,7 @@ from sqlalchemy import (
     func,
     text,
 )
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 PROCESSING_STATUSES = ("pending", "processing", "completed", "failed")
@@ -97,6 +99,8 @@ class Video(Base):
     created_at: Mapped[datetime | None] = mapped_column(Timestamp, server_default=func.now())
     updated_at: Mapped[datetime | None] = mapped_column(Timestamp, server_default=func.now())
     operator_notes: Mapped[str | None] = mapped_column(Text)
+    # Set by operators; every retention sweep skips a held video.
+    legal_hold: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
 
     __table_args__ = (
         CheckConstraint(
@@ -142,6 +146,11 @@ class Video(Base):
             text("uploaded_at DESC"),
             text("id DESC"),
         ),
+        # Object-key look-ups: reconcile, and the guard that never deletes a key a row
+        # still references.
+        Index("ix_videos_original_path", "original_path"),
+        Index("ix_videos_proxy_path", "proxy_path"),
+        Index("ix_videos_thumbnail_path", "thumbnail_path"),
     )
 
 
@@ -177,7 +186,51 @@ class StorageDeletion(Base):
     next_attempt_at: Mapped[datetime] = mapped_column(Timestamp, server_default=func.now())
 
     __table_args__ = (
-        CheckConstraint("reason IN ('request', 'retention')", name="reason"),
+        CheckConstraint("reason IN ('request', 'retention', 'reconcile')", name="reason"),
         # purge claims due keys oldest first.
         Index("ix_storage_deletions_due", "next_attempt_at", "id"),
+        # reconcile asks whether an unreferenced object is already on its way out.
+        Index("ix_storage_deletions_object_key", "object_key"),
+    )
+
+
+class MallRetention(Base):
+    """A mall's own retention period, overriding ``RETENTION_DAYS`` for its videos."""
+
+    __tablename__ = "mall_retention"
+
+    mall_id: Mapped[uuid.UUID] = mapped_column(
+        Uuid, ForeignKey("malls.id", ondelete="CASCADE"), primary_key=True
+    )
+    retention_days: Mapped[int] = mapped_column(Integer)
+    updated_at: Mapped[datetime] = mapped_column(Timestamp, server_default=func.now())
+
+    __table_args__ = (CheckConstraint("retention_days BETWEEN 1 AND 36500", name="retention_days"),)
+
+
+class DeletionAudit(Base):
+    """One row per deleted video: who asked (request or retention), its keys, the outcome.
+
+    Written in the transaction that deletes the video, then updated once its objects
+    are gone (``files_deleted``) or still queued (``files_pending``).
+    """
+
+    __tablename__ = "deletion_audit"
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    video_id: Mapped[uuid.UUID] = mapped_column(Uuid)
+    mall_id: Mapped[uuid.UUID] = mapped_column(Uuid)
+    reason: Mapped[str] = mapped_column(String(16))
+    object_keys: Mapped[list[str]] = mapped_column(ARRAY(Text))
+    outcome: Mapped[str] = mapped_column(String(16))
+    at: Mapped[datetime] = mapped_column(Timestamp, server_default=func.now())
+
+    __table_args__ = (
+        CheckConstraint("reason IN ('request', 'retention')", name="reason"),
+        CheckConstraint(
+            "outcome IN ('files_queued', 'files_kept', 'files_deleted', 'files_pending')",
+            name="outcome",
+        ),
+        Index("ix_deletion_audit_video_id", "video_id"),
+        Index("ix_deletion_audit_mall_at", "mall_id", "at"),
     )

@@ -12,10 +12,12 @@ MAINTENANCE_TASKS = (
     "videos.retention_sweep",
     "videos.purge_storage",
 )
+# Queued by the worker itself, not part of the callers' contract.
+INTERNAL_TASKS = ("videos.flush_stale_stats",)
 TASK_NAMES = REQUEST_TASKS + MAINTENANCE_TASKS
 
 QUEUE_OF = {
     **dict.fromkeys(REQUEST_TASKS, REQUESTS_QUEUE),
-    **dict.fromkeys(MAINTENANCE_TASKS, MAINTENANCE_QUEUE),
+    **dict.fromkeys(MAINTENANCE_TASKS + INTERNAL_TASKS, MAINTENANCE_QUEUE),
 }
 ROUTES = {name: {"queue": queue} for name, queue in QUEUE_OF.items()}

@@ -53,6 +53,12 @@ class Settings(BaseSettings):
     # retry does not race the request that queued them.
     purge_grace_seconds: int = Field(default=60, ge=0)
     stats_cache_ttl_seconds: PositiveInt = 3600
+    stats_debounce_seconds: float = Field(default=5.0, ge=0)
+    sweep_time_budget_seconds: float = Field(default=120.0, gt=0)
+    # Beat schedule.
+    retention_sweep_hour_utc: int = Field(default=3, ge=0, le=23)
+    purge_interval_seconds: float = Field(default=300.0, gt=0)
+    stats_refresh_interval_seconds: float = Field(default=900.0, gt=0)
     log_level: str = "INFO"
 
     @field_validator("database_url")

@@ -76,7 +76,8 @@ def upgrade() -> None:
         ),
         sa.CheckConstraint(
             "processing_status IN ('pending', 'processing', 'completed', 'failed')",
-            name="ck_videos_processing_status",
+            # op.f: already the full name; the ck naming convention would prefix it again.
+            name=op.f("ck_videos_processing_status"),
         ),
     )
     _recent("ix_videos_recent")
@@ -117,7 +118,7 @@ def upgrade() -> None:
         sa.Column("next_attempt_at", TS, nullable=False, server_default=sa.func.now()),
         sa.PrimaryKeyConstraint("id", name="pk_storage_deletions"),
         sa.CheckConstraint(
-            "reason IN ('request', 'retention')", name="ck_storage_deletions_reason"
+            "reason IN ('request', 'retention')", name=op.f("ck_storage_deletions_reason")
         ),
     )
     op.create_index("ix_storage_deletions_due", "storage_deletions", ["next_attempt_at", "id"])
