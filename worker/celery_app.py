@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from celery import Celery
-from celery.signals import worker_process_init
+from celery.signals import setup_logging, task_postrun, task_prerun, worker_process_init
 
+from worker import logs
 from worker.bootstrap import reset_deps
+from worker.settings import get_settings
 
 app = Celery("videoworker")
 app.config_from_object("celeryconfig")
@@ -16,3 +18,29 @@ app.conf.include = ["tasks.videos", "tasks.lifecycle"]
 def _fresh_connections_per_child(**_: object) -> None:
     # A forked pool child must not reuse the parent's sockets (engine pool, Redis, S3).
     reset_deps()
+
+
+@setup_logging.connect
+def _structured_logs(loglevel: object = None, **_: object) -> None:
+    # Connected, so Celery leaves logging to us: JSON lines, secrets redacted.
+    settings = get_settings()
+    level = loglevel if isinstance(loglevel, str) else settings.log_level
+    if isinstance(loglevel, int):
+        import logging
+
+        level = logging.getLevelName(loglevel)
+    logs.configure(
+        level=level,
+        fmt=settings.log_format,
+        secrets=[settings.aws_secret_access_key.get_secret_value()],
+    )
+
+
+@task_prerun.connect
+def _bind_task_context(task_id: str | None = None, task: object = None, **_: object) -> None:
+    logs.task_context.set({"task_id": task_id or "", "task": getattr(task, "name", "")})
+
+
+@task_postrun.connect
+def _clear_task_context(**_: object) -> None:
+    logs.task_context.set(None)

@@ -279,6 +279,46 @@ def _hold(args: argparse.Namespace) -> int:
     return 0
 
 
+def _health(args: argparse.Namespace) -> int:
+    from worker.health import run_checks
+
+    results = run_checks(get_settings(), worker=args.worker)
+    print(json.dumps(results, indent=2))
+    return 0 if all(check["ok"] for check in results.values()) else 1
+
+
+def _dead_letters(args: argparse.Namespace) -> int:
+    from worker.cache import make_redis
+    from worker.consumer import DEAD_LETTERS_KEY
+
+    client = make_redis(get_settings().redis_cache_url)
+    entries = [json.loads(raw) for raw in client.lrange(DEAD_LETTERS_KEY, 0, -1)]
+    if args.action == "list":
+        print(json.dumps(entries, indent=2))
+        return 0
+    chosen = [
+        (raw, e)
+        for raw, e in zip(client.lrange(DEAD_LETTERS_KEY, 0, -1), entries, strict=True)
+        if e["id"] == args.task_id
+    ]
+    if not chosen:
+        print(f"videoworker dead-letters: no dead letter {args.task_id}", file=sys.stderr)
+        return 1
+    raw, entry = chosen[0]
+    if args.action == "requeue":
+        from worker.client import VideoClient
+
+        settings = get_settings()
+        client_app = VideoClient(settings.celery_broker_url, settings.result_backend_url)
+        sent = client_app.send(entry["task"], **entry["kwargs"])
+        client_app.close()
+        print(f"requeued {entry['task']} as {sent.id}")
+    client.lrem(DEAD_LETTERS_KEY, 1, raw)
+    if args.action == "drop":
+        print(f"dropped {entry['id']}")
+    return 0
+
+
 def _redact(url: str) -> str:
     from sqlalchemy.engine import make_url
 
@@ -337,6 +377,18 @@ def build_parser() -> argparse.ArgumentParser:
     hold.add_argument("video_id", type=uuid.UUID)
     hold.add_argument("--release", action="store_true", help="release the hold")
     hold.set_defaults(func=_hold)
+
+    health = sub.add_parser("health", help="check broker, backend, cache, Postgres and S3")
+    health.add_argument("--worker", action="store_true", help="also ping this host's worker")
+    health.set_defaults(func=_health)
+
+    dead = sub.add_parser("dead-letters", help="messages set aside after repeated worker loss")
+    dead_sub = dead.add_subparsers(dest="action", required=True)
+    dead_sub.add_parser("list", help="print them as JSON")
+    for action in ("requeue", "drop"):
+        chosen = dead_sub.add_parser(action, help=f"{action} one, by task id")
+        chosen.add_argument("task_id")
+    dead.set_defaults(func=_dead_letters)
 
     schemas = sub.add_parser("schemas", help="write JSON Schemas of every message")
     schemas.add_argument("--out", default="docs/schemas")

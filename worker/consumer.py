@@ -9,11 +9,19 @@ failure that a caller in another language cannot read.
 Every message is vetted here before Celery sees it. A bad one is acknowledged (never
 redelivered), logged once, and, when its headers carry a task id, answered in the
 result backend with the ``invalid_request`` envelope the caller is waiting for.
+
+With ``acks_late`` and ``task_reject_on_worker_lost``, a message whose task kills its
+worker (out of memory, a segfault in a library) would come back forever. The broker
+marks such messages ``redelivered``; those are counted per task id and retry, and
+past ``MAX_REDELIVERIES`` the message is set aside in the dead-letter list
+(``videoworker dead-letters``) and answered with ``internal``, not run again.
 """
 
 from __future__ import annotations
 
+import json
 import logging
+from datetime import UTC, datetime
 from typing import Any
 
 from celery import states
@@ -24,6 +32,10 @@ from vine import promise
 from schemas.envelope import failure
 
 log = logging.getLogger("videoworker.consumer")
+
+MAX_REDELIVERIES = 3
+DEAD_LETTERS_KEY = "videoworker:dead-letters"
+REDELIVERIES_PREFIX = "videoworker:redeliveries:"
 
 
 def vet(message: Any, known_tasks: Any) -> str | None:
@@ -61,6 +73,8 @@ class GuardedConsumer(Consumer):
             problem = vet(message, self.strategies)
             if problem is not None:
                 return self.refuse(message, problem)
+            if _redelivered(message) and self.too_many_redeliveries(message):
+                return self.set_aside(message)
             try:
                 return dispatch(message)
             except Exception as exc:  # noqa: BLE001 - nothing may stop the consumer
@@ -89,3 +103,64 @@ class GuardedConsumer(Consumer):
             except Exception:  # noqa: BLE001 - the ack below must still happen
                 log.exception("message.reply_failed", extra={"task_id": task_id})
         message.ack_log_error(log, self.connection_errors)
+
+    _dead_letter_redis: Any = None
+
+    def _redis(self) -> Any:
+        if self._dead_letter_redis is None:
+            from worker.cache import make_redis
+            from worker.settings import get_settings
+
+            self._dead_letter_redis = make_redis(get_settings().redis_cache_url)
+        return self._dead_letter_redis
+
+    def too_many_redeliveries(self, message: Any) -> bool:
+        headers = message.headers
+        key = f"{REDELIVERIES_PREFIX}{headers['id']}:{headers.get('retries', 0)}"
+        try:
+            with self._redis().pipeline(transaction=False) as pipe:
+                pipe.incr(key)
+                pipe.expire(key, 7 * 86400)
+                count, _ = pipe.execute()
+        except Exception:  # noqa: BLE001 - without Redis, run it: never drop work
+            log.exception("message.redelivery_count_failed", extra={"task_id": headers["id"]})
+            return False
+        log.warning(
+            "message.redelivered",
+            extra={"task": headers["task"], "task_id": headers["id"], "redeliveries": count},
+        )
+        return count > MAX_REDELIVERIES
+
+    def set_aside(self, message: Any) -> None:
+        headers = message.headers
+        body = message.decode()
+        entry = {
+            "id": headers["id"],
+            "task": headers["task"],
+            "kwargs": body[1],
+            "retries": headers.get("retries", 0),
+            "reason": (
+                f"redelivered more than {MAX_REDELIVERIES} times: its worker was lost each time"
+            ),
+            "at": datetime.now(UTC).isoformat(),
+        }
+        detail = f"{headers['task']} {entry['reason']}; set aside as a dead letter"
+        try:
+            self._redis().lpush(DEAD_LETTERS_KEY, json.dumps(entry))
+            self.app.backend.store_result(
+                headers["id"], failure("internal", detail), states.SUCCESS
+            )
+        except Exception:  # noqa: BLE001 - keep the message rather than lose it
+            log.exception("message.dead_letter_failed", extra={"task_id": headers["id"]})
+            message.reject_log_error(log, self.connection_errors, requeue=True)
+            return
+        log.error(
+            "message.dead_lettered", extra={"task": headers["task"], "task_id": headers["id"]}
+        )
+        message.ack_log_error(log, self.connection_errors)
+
+
+def _redelivered(message: Any) -> bool:
+    return bool(
+        message.headers.get("redelivered") or (message.delivery_info or {}).get("redelivered")
+    )

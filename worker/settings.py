@@ -8,7 +8,7 @@ stack (``videoworker run``) exports the URLs of the services it starts.
 from __future__ import annotations
 
 from functools import lru_cache
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -60,6 +60,7 @@ class Settings(BaseSettings):
     purge_interval_seconds: float = Field(default=300.0, gt=0)
     stats_refresh_interval_seconds: float = Field(default=900.0, gt=0)
     log_level: str = "INFO"
+    log_format: Literal["json", "text"] = "json"
 
     @field_validator("database_url")
     @classmethod

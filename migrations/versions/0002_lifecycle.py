@@ -45,7 +45,7 @@ def upgrade() -> None:
             ["mall_id"], ["malls.id"], ondelete="CASCADE", name="fk_mall_retention_mall_id_malls"
         ),
         sa.CheckConstraint(
-            "retention_days BETWEEN 1 AND 36500", name="ck_mall_retention_retention_days"
+            "retention_days BETWEEN 1 AND 36500", name=op.f("ck_mall_retention_retention_days")
         ),
     )
     op.create_table(
@@ -58,10 +58,12 @@ def upgrade() -> None:
         sa.Column("outcome", sa.String(16), nullable=False),
         sa.Column("at", TS, nullable=False, server_default=sa.func.now()),
         sa.PrimaryKeyConstraint("id", name="pk_deletion_audit"),
-        sa.CheckConstraint("reason IN ('request', 'retention')", name="ck_deletion_audit_reason"),
+        sa.CheckConstraint(
+            "reason IN ('request', 'retention')", name=op.f("ck_deletion_audit_reason")
+        ),
         sa.CheckConstraint(
             "outcome IN ('files_queued', 'files_kept', 'files_deleted', 'files_pending')",
-            name="ck_deletion_audit_outcome",
+            name=op.f("ck_deletion_audit_outcome"),
         ),
     )
     op.create_index("ix_deletion_audit_video_id", "deletion_audit", ["video_id"])
@@ -74,7 +76,9 @@ def downgrade() -> None:
     op.drop_index("ix_storage_deletions_object_key", "storage_deletions")
     op.drop_constraint(op.f("ck_storage_deletions_reason"), "storage_deletions", type_="check")
     op.create_check_constraint(
-        op.f("ck_storage_deletions_reason"), "storage_deletions", "reason IN ('request', 'retention')"
+        op.f("ck_storage_deletions_reason"),
+        "storage_deletions",
+        "reason IN ('request', 'retention')",
     )
     op.drop_index("ix_videos_thumbnail_path", "videos")
     op.drop_index("ix_videos_proxy_path", "videos")
