@@ -21,6 +21,19 @@ result_serializer = "json"
 accept_content = ["json"]
 result_accept_content = ["json"]
 task_protocol = 2
+if _settings.signing:
+    # Signed messages only (worker.celery_app calls setup_security); results stay JSON.
+    task_serializer = "auth"
+    accept_content = ["auth"]
+    security_key = _settings.security_key
+    security_key_password = (
+        _settings.security_key_password.get_secret_value()
+        if _settings.security_key_password
+        else None
+    )
+    security_certificate = _settings.security_certificate
+    security_cert_store = _settings.security_cert_store
+    security_digest = "sha256"
 enable_utc = True
 timezone = "UTC"
 

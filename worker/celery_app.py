@@ -12,6 +12,8 @@ from worker.settings import get_settings
 app = Celery("videoworker")
 app.config_from_object("celeryconfig")
 app.conf.include = ["tasks.videos", "tasks.lifecycle"]
+if get_settings().signing:
+    app.setup_security(allowed_serializers=["json"], serializer="json")
 
 
 @worker_process_init.connect

@@ -110,7 +110,10 @@ class VideoClient:
         *,
         app: Celery | None = None,
         timeout: float = 10.0,
+        signing: dict[str, str] | None = None,
     ) -> None:
+        """``signing`` = {"key": path, "cert": path, "store": glob} when the worker only
+        accepts signed messages (Celery's ``auth`` serializer)."""
         if app is None:
             app = Celery("videoworker-client", broker=broker_url, backend=backend_url)
             app.conf.update(
@@ -128,6 +131,16 @@ class VideoClient:
                 app.conf.broker_write_url = broker_url
             if backend_url:
                 app.backend_cls = backend_url
+            if signing:
+                app.conf.update(
+                    task_serializer="auth",
+                    accept_content=["auth"],
+                    security_key=signing["key"],
+                    security_certificate=signing["cert"],
+                    security_cert_store=signing["store"],
+                    security_digest="sha256",
+                )
+                app.setup_security(allowed_serializers=["json"], serializer="json")
         self.app = app
         self.timeout = timeout
 

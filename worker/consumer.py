@@ -25,6 +25,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from celery import states
+from celery.exceptions import SecurityError
 from celery.worker.consumer import Consumer
 from kombu.exceptions import ContentDisallowed
 from vine import promise
@@ -33,12 +34,13 @@ from schemas.envelope import failure
 
 log = logging.getLogger("videoworker.consumer")
 
+CONTENT_TYPES = {"json": "application/json", "auth": "application/data"}
 MAX_REDELIVERIES = 3
 DEAD_LETTERS_KEY = "videoworker:dead-letters"
 REDELIVERIES_PREFIX = "videoworker:redeliveries:"
 
 
-def vet(message: Any, known_tasks: Any) -> str | None:
+def vet(message: Any, known_tasks: Any, accepted: str = "application/json") -> str | None:
     """Why the message cannot be run, or None if it is a well-formed protocol 2 message."""
     headers = message.headers
     if not isinstance(headers, dict):
@@ -51,7 +53,9 @@ def vet(message: Any, known_tasks: Any) -> str | None:
     try:
         body = message.decode()
     except ContentDisallowed:
-        return f"Content type {message.content_type!r} is not accepted; send application/json"
+        return f"Content type {message.content_type!r} is not accepted; send {accepted}"
+    except SecurityError:
+        return "Message signature could not be verified"
     except Exception:  # noqa: BLE001 - any decoding failure means the same to the caller
         return "Message body is not valid JSON"
     if not (
@@ -70,7 +74,7 @@ class GuardedConsumer(Consumer):
         dispatch = super().create_task_handler(promise)
 
         def on_task_received(message: Any) -> Any:
-            problem = vet(message, self.strategies)
+            problem = vet(message, self.strategies, self.accepted_content_types)
             if problem is not None:
                 return self.refuse(message, problem)
             if _redelivered(message) and self.too_many_redeliveries(message):
@@ -81,6 +85,11 @@ class GuardedConsumer(Consumer):
                 return self.refuse(message, f"Malformed message: {type(exc).__name__}")
 
         return on_task_received
+
+    @property
+    def accepted_content_types(self) -> str:
+        accepted = self.app.conf.accept_content or ["json"]
+        return " or ".join(CONTENT_TYPES.get(name, name) for name in accepted)
 
     def refuse(self, message: Any, reason: str) -> None:
         headers = message.headers if isinstance(message.headers, dict) else {}

@@ -59,6 +59,12 @@ class Settings(BaseSettings):
     retention_sweep_hour_utc: int = Field(default=3, ge=0, le=23)
     purge_interval_seconds: float = Field(default=300.0, gt=0)
     stats_refresh_interval_seconds: float = Field(default=900.0, gt=0)
+    # Optional message signing (Celery's ``auth`` serializer): paths to this worker's
+    # private key and certificate, and a glob of the certificates it trusts.
+    security_key: str | None = None
+    security_key_password: SecretStr | None = None
+    security_certificate: str | None = None
+    security_cert_store: str | None = None
     log_level: str = "INFO"
     log_format: Literal["json", "text"] = "json"
 
@@ -89,6 +95,10 @@ class Settings(BaseSettings):
         if not value.startswith(("http://", "https://")):
             raise ValueError("must be an http:// or https:// URL")
         return value.rstrip("/")
+
+    @property
+    def signing(self) -> bool:
+        return bool(self.security_key and self.security_certificate and self.security_cert_store)
 
     @property
     def result_backend_url(self) -> str:
