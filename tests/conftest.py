@@ -24,7 +24,15 @@ from worker.embedded import EmbeddedStack
 from worker.settings import Settings, get_settings, load_settings
 
 TEST_BUCKET = "videoworker-test"
-TABLES = ("storage_deletions", "processing_jobs", "videos", "camera_pins", "malls")
+TABLES = (
+    "deletion_audit",
+    "mall_retention",
+    "storage_deletions",
+    "processing_jobs",
+    "videos",
+    "camera_pins",
+    "malls",
+)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -145,16 +153,29 @@ def clean(engine: Engine, s3, bucket: str, redis_client: redis.Redis) -> None:
         redis_client.delete(key)
 
 
+@dataclass
+class RecordedEnqueue:
+    """Stands in for Celery in-process: handlers' follow-up tasks are recorded, not sent."""
+
+    calls: list[tuple[str, dict, float]] = field(default_factory=list)
+
+    def __call__(self, task: str, kwargs: dict, countdown: float) -> None:
+        self.calls.append((task, kwargs, countdown))
+
+
 @pytest.fixture(scope="session")
 def wired(settings: Settings):
+    import dataclasses
+
     from worker.bootstrap import build_deps
 
-    return build_deps(settings)
+    return dataclasses.replace(build_deps(settings), enqueue=RecordedEnqueue())
 
 
 @pytest.fixture
 def deps(wired, clean: None):
     """Handler dependencies wired to the real services, on a clean slate."""
+    wired.enqueue.calls.clear()
     return wired
 
 

@@ -1,0 +1,458 @@
+"""In-memory fakes of the ports in ``handlers.ports``, for handler tests without services."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+from types import TracebackType
+from typing import Any
+from uuid import UUID
+
+from handlers.deps import Deps
+from handlers.errors import StorageUnavailable
+from handlers.ports import (
+    DeleteReport,
+    DueDeletion,
+    ExpiredSummary,
+    QueuedKey,
+    RemovedVideo,
+    RetentionScope,
+)
+from schemas.events import Event
+from schemas.requests import ListVideos
+from schemas.responses import StatusCounts, VideoDetailResponse, VideoListItem, VideoStats
+
+T0 = datetime(2025, 10, 31, 12, 0, tzinfo=UTC)
+
+
+def make_video(**overrides: Any) -> VideoDetailResponse:
+    """A completed video with proxy and thumbnail, laid out as the pipeline stores it."""
+    video_id = overrides.pop("id", None) or uuid.uuid4()
+    mall_id = overrides.pop("mall_id", None) or uuid.uuid4()
+    fields: dict[str, Any] = {
+        "id": video_id,
+        "mall_id": mall_id,
+        "pin_id": uuid.uuid4(),
+        "pin_name": "Entrance A",
+        "original_filename": "video_001.mp4",
+        "original_path": f"videos/{mall_id}/original/{video_id}.mp4",
+        "file_size_bytes": 125_829_120,
+        "checksum_sha256": "abc123",
+        "proxy_path": f"videos/{mall_id}/proxy/{video_id}.mp4",
+        "proxy_size_bytes": 18_874_368,
+        "thumbnail_path": f"thumbnails/{mall_id}/{video_id}.jpg",
+        "width": 1920,
+        "height": 1080,
+        "fps": 30.0,
+        "duration_seconds": 120.5,
+        "codec": "h264",
+        "processing_status": "completed",
+        "processing_job_id": None,
+        "processing_error": None,
+        "processing_started_at": None,
+        "processing_completed_at": None,
+        "uploaded_at": T0 - timedelta(days=1),
+        "recorded_at": None,
+        "created_at": None,
+        "updated_at": None,
+        "operator_notes": None,
+    }
+    fields.update(overrides)
+    return VideoDetailResponse(**fields)
+
+
+def object_keys(video: VideoDetailResponse) -> list[str]:
+    return [k for k in (video.original_path, video.proxy_path, video.thumbnail_path) if k]
+
+
+def _removed(video: VideoDetailResponse) -> RemovedVideo:
+    return RemovedVideo(
+        id=video.id,
+        mall_id=video.mall_id,
+        original_path=video.original_path,
+        proxy_path=video.proxy_path,
+        thumbnail_path=video.thumbnail_path,
+    )
+
+
+def _matches(video: VideoDetailResponse, query: ListVideos) -> bool:
+    checks = (
+        query.mall_id is None or video.mall_id == query.mall_id,
+        query.pin_id is None or video.pin_id == query.pin_id,
+        query.processing_status is None or video.processing_status == query.processing_status,
+        query.has_proxy is None or (video.proxy_path is not None) == query.has_proxy,
+        query.uploaded_after is None or video.uploaded_at >= query.uploaded_after,
+        query.uploaded_before is None or video.uploaded_at < query.uploaded_before,
+    )
+    return all(checks)
+
+
+class FakeVideoRepository:
+    def __init__(self) -> None:
+        self.rows: dict[UUID, VideoDetailResponse] = {}
+        # Like the malls table: a mall stays known after its last video is deleted.
+        self.malls: set[UUID] = set()
+        # mall_retention rows, and the videos under legal hold.
+        self.retention_days_of: dict[UUID, int] = {}
+        self.held: set[UUID] = set()
+
+    def add(self, *videos: VideoDetailResponse) -> None:
+        for video in videos:
+            self.rows[video.id] = video
+            self.malls.add(video.mall_id)
+
+    def _newest_first(self, videos: Iterable[VideoDetailResponse]) -> list[VideoDetailResponse]:
+        return sorted(videos, key=lambda v: (v.uploaded_at, v.id), reverse=True)
+
+    def list(self, query: ListVideos) -> tuple[list[VideoListItem], int]:
+        matching = self._newest_first(v for v in self.rows.values() if _matches(v, query))
+        start = (query.page - 1) * query.page_size
+        page = matching[start : start + query.page_size]
+        items = [
+            VideoListItem(
+                **v.model_dump(include=set(VideoListItem.model_fields)),
+                has_proxy=v.proxy_path is not None,
+                has_thumbnail=v.thumbnail_path is not None,
+            )
+            for v in page
+        ]
+        return items, len(matching)
+
+    def get(self, video_id: UUID) -> VideoDetailResponse | None:
+        return self.rows.get(video_id)
+
+    def delete(self, video_id: UUID) -> RemovedVideo | None:
+        video = self.rows.pop(video_id, None)
+        return None if video is None else _removed(video)
+
+    def _expired(self, scope: RetentionScope) -> list[VideoDetailResponse]:
+        expired = [
+            v
+            for v in self.rows.values()
+            if v.mall_id == scope.mall_id and v.uploaded_at < scope.cutoff and v.id not in self.held
+        ]
+        return sorted(expired, key=lambda v: (v.uploaded_at, v.id))
+
+    def delete_expired(self, scope: RetentionScope, limit: int) -> list[RemovedVideo]:
+        batch = self._expired(scope)[:limit]
+        for video in batch:
+            del self.rows[video.id]
+        return [_removed(v) for v in batch]
+
+    def summarise_expired(self, scope: RetentionScope) -> ExpiredSummary:
+        expired = self._expired(scope)
+        size = sum(v.file_size_bytes + (v.proxy_size_bytes or 0) for v in expired)
+        return ExpiredSummary(count=len(expired), bytes=size)
+
+    def retention_scopes(
+        self, now: datetime, default_days: int, override_days: int | None, mall_id: UUID | None
+    ) -> list[RetentionScope]:
+        return [
+            RetentionScope(
+                mall_id=mall,
+                cutoff=now
+                - timedelta(days=override_days or self.retention_days_of.get(mall) or default_days),
+            )
+            for mall in sorted(self.malls)
+            if mall_id is None or mall == mall_id
+        ]
+
+    def referenced_keys(self, keys: Sequence[str]) -> set[str]:
+        in_use = {key for video in self.rows.values() for key in object_keys(video)}
+        return in_use.intersection(keys)
+
+    def stats(self, mall_id: UUID | None, at: datetime) -> VideoStats:
+        scope = [v for v in self.rows.values() if mall_id is None or v.mall_id == mall_id]
+        counts = {s: 0 for s in ("pending", "processing", "completed", "failed")}
+        for video in scope:
+            counts[video.processing_status] += 1
+        return VideoStats(
+            mall_id=mall_id,
+            total_videos=len(scope),
+            by_status=StatusCounts(**counts),
+            total_storage_bytes=sum(v.file_size_bytes + (v.proxy_size_bytes or 0) for v in scope),
+            total_duration_seconds=sum(v.duration_seconds or 0.0 for v in scope),
+            refreshed_at=at,
+        )
+
+    def stats_per_mall(self, at: datetime) -> list[VideoStats]:
+        return [self.stats(mall_id, at) for mall_id in sorted(self.malls)]
+
+
+@dataclass(frozen=True)
+class QueueEntry:
+    id: int
+    object_key: str
+    video_id: UUID | None
+    mall_id: UUID | None
+    reason: str
+    next_attempt_at: datetime
+    attempts: int = 0
+    last_error: str | None = None
+
+
+class FakeDeletionQueue:
+    def __init__(self, videos: FakeVideoRepository) -> None:
+        # claim_due flags keys a live row references again, as the real query's EXISTS does.
+        self.videos = videos
+        self.entries: dict[int, QueueEntry] = {}
+        # An identity sequence: ids are not reused after a rollback.
+        self._next_id = 1
+
+    def keys(self) -> list[str]:
+        return [e.object_key for e in self.entries.values()]
+
+    def enqueue(self, keys: Sequence[QueuedKey], not_before: datetime) -> list[int]:
+        ids = []
+        for key in keys:
+            entry = QueueEntry(
+                id=self._next_id,
+                object_key=key.object_key,
+                video_id=key.video_id,
+                mall_id=key.mall_id,
+                reason=key.reason,
+                next_attempt_at=not_before,
+            )
+            self.entries[entry.id] = entry
+            ids.append(entry.id)
+            self._next_id += 1
+        return ids
+
+    def claim_due(self, now: datetime, limit: int) -> list[DueDeletion]:
+        due = sorted(
+            (e for e in self.entries.values() if e.next_attempt_at <= now), key=lambda e: e.id
+        )
+        in_use = self.videos.referenced_keys([e.object_key for e in due])
+        return [
+            DueDeletion(
+                id=e.id,
+                object_key=e.object_key,
+                attempts=e.attempts,
+                referenced=e.object_key in in_use,
+            )
+            for e in due[:limit]
+        ]
+
+    def complete(self, ids: Iterable[int]) -> None:
+        for queue_id in list(ids):
+            self.entries.pop(queue_id, None)
+
+    def retry_later(self, failures: dict[int, tuple[str, datetime]]) -> None:
+        for queue_id, (error, retry_at) in failures.items():
+            entry = self.entries[queue_id]
+            self.entries[queue_id] = replace(
+                entry, attempts=entry.attempts + 1, last_error=error, next_attempt_at=retry_at
+            )
+
+    def pending(self) -> int:
+        return len(self.entries)
+
+    def stuck(self, min_attempts: int) -> int:
+        return sum(1 for e in self.entries.values() if e.attempts >= min_attempts)
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    video_id: UUID
+    mall_id: UUID
+    reason: str
+    object_keys: list[str]
+    outcome: str
+
+
+class FakeDeletionAudit:
+    def __init__(self) -> None:
+        self.entries: list[AuditEntry] = []
+
+    def record(self, removed: Sequence[RemovedVideo], reason: str, outcome: str) -> None:
+        self.entries.extend(
+            AuditEntry(v.id, v.mall_id, reason, v.object_keys, outcome) for v in removed
+        )
+
+    def settle(self, outcomes: dict[UUID, str]) -> None:
+        self.entries = [
+            replace(e, outcome=outcomes[e.video_id])
+            if e.video_id in outcomes and e.outcome == "files_queued"
+            else e
+            for e in self.entries
+        ]
+
+    def outcome_of(self, video_id: UUID) -> list[tuple[str, str]]:
+        return [(e.reason, e.outcome) for e in self.entries if e.video_id == video_id]
+
+
+class FakeUnitOfWork:
+    """One shared store of rows; each ``with`` block is rolled back unless committed."""
+
+    def __init__(self) -> None:
+        self.videos = FakeVideoRepository()
+        self.deletions = FakeDeletionQueue(self.videos)
+        self.audit = FakeDeletionAudit()
+        self.committed = False
+        self.transactions = 0
+
+    def __call__(self) -> FakeUnitOfWork:
+        return self
+
+    def __enter__(self) -> FakeUnitOfWork:
+        self.committed = False
+        self.transactions += 1
+        self._saved = (
+            dict(self.videos.rows),
+            set(self.videos.malls),
+            dict(self.deletions.entries),
+            list(self.audit.entries),
+        )
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if not self.committed:
+            (
+                self.videos.rows,
+                self.videos.malls,
+                self.deletions.entries,
+                self.audit.entries,
+            ) = self._saved
+
+    def commit(self) -> None:
+        self.committed = True
+
+
+class FakeObjectStore:
+    """A bucket of ``key -> size``; keys can be made to fail, or the whole store to be down."""
+
+    def __init__(self, objects: Iterable[str] = ()) -> None:
+        self.objects: dict[str, int] = dict.fromkeys(objects, 16)
+        self.failing: dict[str, str] = {}
+        self.fail_every_key = False
+        self.unavailable = False
+        self.delete_calls: list[list[str]] = []
+        self.presigned: list[tuple[str, int]] = []
+
+    def fail(self, *keys: str, error: str = "AccessDenied: Access Denied") -> None:
+        self.failing.update(dict.fromkeys(keys, error))
+
+    def presign_get(self, key: str, expires_in: int) -> str:
+        self.presigned.append((key, expires_in))
+        return f"http://s3.fake/bucket/{key}?X-Amz-Expires={expires_in}"
+
+    def delete_many(self, keys: Sequence[str]) -> DeleteReport:
+        self.delete_calls.append(list(keys))
+        if self.unavailable:
+            raise StorageUnavailable("S3 unreachable: EndpointConnectionError")
+        deleted: list[str] = []
+        failed: dict[str, str] = {}
+        for key in dict.fromkeys(keys):
+            if self.fail_every_key or key in self.failing:
+                failed[key] = self.failing.get(key, "InternalError: We encountered an error")
+            else:
+                # Like S3: removing a key that is already gone succeeds.
+                self.objects.pop(key, None)
+                deleted.append(key)
+        return DeleteReport(deleted=deleted, failed=failed)
+
+    def size(self, key: str) -> int | None:
+        if self.unavailable:
+            raise StorageUnavailable("S3 unreachable: EndpointConnectionError")
+        return self.objects.get(key)
+
+
+class FakeCache:
+    def __init__(self) -> None:
+        self.entries: dict[UUID | None, VideoStats] = {}
+        self.gets: list[UUID | None] = []
+        # Stale scopes (None is the global figure) and whether a flush is already queued.
+        self.dirty: set[UUID | None] = set()
+        self.flush_queued = False
+
+    def get(self, mall_id: UUID | None) -> VideoStats | None:
+        self.gets.append(mall_id)
+        return self.entries.get(mall_id)
+
+    def put(self, stats: Sequence[VideoStats]) -> None:
+        for item in stats:
+            self.entries[item.mall_id] = item
+
+    def mark_dirty(self, mall_ids: Iterable[UUID]) -> bool:
+        self.dirty.update({None, *mall_ids})
+        first_mark = not self.flush_queued
+        self.flush_queued = True
+        return first_mark
+
+    def take_dirty(self) -> tuple[bool, list[UUID]]:
+        self.flush_queued = False
+        taken, self.dirty = self.dirty, set()
+        return None in taken, sorted(m for m in taken if m is not None)
+
+
+class RecordingPublisher:
+    def __init__(self) -> None:
+        self.events: list[Event] = []
+
+    def __call__(self, event: Event) -> None:
+        self.events.append(event)
+
+
+class RecordingEnqueue:
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, dict, float]] = []
+
+    def __call__(self, task: str, kwargs: dict, countdown: float) -> None:
+        self.calls.append((task, kwargs, countdown))
+
+
+class FixedClock:
+    def __init__(self, now: datetime = T0) -> None:
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, delta: timedelta) -> None:
+        self.now += delta
+
+
+@dataclass
+class Fakes:
+    """Every fake, wired into one ``Deps``."""
+
+    uow: FakeUnitOfWork = field(default_factory=FakeUnitOfWork)
+    store: FakeObjectStore = field(default_factory=FakeObjectStore)
+    cache: FakeCache = field(default_factory=FakeCache)
+    publisher: RecordingPublisher = field(default_factory=RecordingPublisher)
+    enqueue: RecordingEnqueue = field(default_factory=RecordingEnqueue)
+    clock: FixedClock = field(default_factory=FixedClock)
+    retention_days: int = 90
+    purge_grace_seconds: int = 60
+    sweep_time_budget_seconds: float = 120.0
+    stats_debounce_seconds: float = 5.0
+    stuck_after_attempts: int = 8
+
+    @property
+    def deps(self) -> Deps:
+        return Deps(
+            uow=self.uow,
+            store=self.store,
+            cache=self.cache,
+            publish=self.publisher,
+            enqueue=self.enqueue,
+            clock=self.clock,
+            retention_days=self.retention_days,
+            purge_grace_seconds=self.purge_grace_seconds,
+            sweep_time_budget_seconds=self.sweep_time_budget_seconds,
+            stats_debounce_seconds=self.stats_debounce_seconds,
+            stuck_after_attempts=self.stuck_after_attempts,
+        )
+
+    def add_videos(self, *videos: VideoDetailResponse) -> None:
+        """Rows in the database and their objects in the bucket."""
+        self.uow.videos.add(*videos)
+        for video in videos:
+            self.store.objects.update(dict.fromkeys(object_keys(video), 16))

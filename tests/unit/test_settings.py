@@ -1,0 +1,79 @@
+"""Settings: errors name the environment variable, URLs are normalised."""
+
+from __future__ import annotations
+
+import pytest
+
+from worker.settings import ConfigError, load_settings
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("RETENTION_DAYS", "0"),
+        ("RETENTION_DAYS", "ninety"),
+        ("DATABASE_URL", "mysql://root@localhost/videos"),
+        ("REDIS_URL", "http://127.0.0.1:6379"),
+        ("CELERY_BROKER_URL", "kafka://broker:9092"),
+        ("S3_ENDPOINT_URL", "ftp://minio:9000"),
+        ("S3_PUBLIC_ENDPOINT_URL", "minio.example.com"),
+        ("DB_POOL_SIZE", "-1"),
+        ("S3_READ_TIMEOUT_SECONDS", "0"),
+    ],
+)
+def test_a_bad_environment_variable_is_named_in_the_error(monkeypatch, variable, value):
+    monkeypatch.setenv(variable, value)
+
+    with pytest.raises(ConfigError) as raised:
+        load_settings()
+
+    assert str(raised.value).startswith("Invalid configuration: ")
+    assert f"{variable}: " in str(raised.value)
+
+
+def test_every_bad_variable_is_named_at_once():
+    with pytest.raises(ConfigError) as raised:
+        load_settings(retention_days=0, database_url="sqlite:///videos.db")
+
+    assert "RETENTION_DAYS: " in str(raised.value)
+    assert "DATABASE_URL: must be a postgresql+psycopg:// URL" in str(raised.value).replace(
+        "Value error, ", ""
+    )
+
+
+def test_retention_days_is_read_from_the_environment(monkeypatch):
+    monkeypatch.setenv("RETENTION_DAYS", "30")
+
+    assert load_settings().retention_days == 30
+
+
+def test_plain_postgresql_scheme_means_psycopg():
+    settings = load_settings(database_url="postgresql://u:p@db:5432/videos")
+
+    assert settings.database_url == "postgresql+psycopg://u:p@db:5432/videos"
+
+
+def test_s3_urls_lose_a_trailing_slash_and_an_empty_public_url_means_none():
+    settings = load_settings(
+        s3_endpoint_url="http://minio:9000/", s3_public_endpoint_url="", aws_region="eu-west-1"
+    )
+
+    assert settings.s3_endpoint_url == "http://minio:9000"
+    assert settings.s3_public_endpoint_url is None
+    assert settings.aws_region == "eu-west-1"
+
+
+def test_cache_and_result_backend_default_to_the_redis_broker():
+    settings = load_settings(
+        celery_broker_url="redis://broker:6379/1", redis_url="", celery_result_backend=""
+    )
+
+    assert settings.redis_cache_url == "redis://broker:6379/1"
+    assert settings.result_backend_url == "redis://broker:6379/1"
+
+
+def test_the_secret_key_is_not_shown_in_the_settings_repr():
+    settings = load_settings(aws_secret_access_key="do-not-print-me")
+
+    assert "do-not-print-me" not in repr(settings)
+    assert settings.aws_secret_access_key.get_secret_value() == "do-not-print-me"
