@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import subprocess
 import sys
@@ -85,6 +86,14 @@ def stop_worker(process: subprocess.Popen[bytes]) -> None:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+@pytest.fixture(autouse=True)
+def _collect_results() -> Iterator[None]:
+    yield
+    # AsyncResult.__del__ unsubscribes from the result channel: let it happen while Redis
+    # is up, not at interpreter exit after the session's Redis has stopped.
+    gc.collect()
 
 
 @pytest.fixture(scope="session")
