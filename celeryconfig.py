@@ -13,6 +13,10 @@ from worker.settings import get_settings
 _settings = get_settings()
 
 broker_url = _settings.celery_broker_url
+if broker_url.startswith("redis://"):
+    # kombu's Redis transport, except that junk pushed onto a queue's list is kept and
+    # logged instead of ending the worker (see worker.transport).
+    broker_transport = "worker.transport:Transport"
 result_backend = _settings.result_backend_url
 
 # JSON only, in both directions: a pickle body is refused before it is decoded.
@@ -56,7 +60,7 @@ task_acks_late = True
 task_reject_on_worker_lost = True
 # Longer than the longest task's hard time limit (retention sweep chunks: 10 min),
 # so Redis never redelivers a message whose task is still running.
-broker_transport_options = {"visibility_timeout": 3600}
+broker_transport_options = {"visibility_timeout": _settings.broker_visibility_timeout_seconds}
 result_backend_transport_options = {"retry_policy": {"timeout": 5.0}}
 # Short requests: a few messages in hand per process keep it busy without letting one
 # process hoard work that an idle sibling could take.

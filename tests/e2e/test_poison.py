@@ -148,3 +148,20 @@ def test_worker_survives_a_burst_of_poison_and_keeps_answering(services, caller,
     assert all(a["error"]["code"] == "invalid_request" for a in answers)
     assert after["error"]["code"] == "not_found"
     assert worker_process.poll() is None
+
+
+@pytest.mark.parametrize(
+    "junk", [b"this is not a kombu envelope", b'{"body": "no properties"}', b"[1, 2, 3]"]
+)
+def test_junk_pushed_onto_the_queue_list_is_kept_and_the_worker_goes_on(
+    junk, services, caller, worker_process
+):
+    broker = redis.Redis.from_url(services["CELERY_BROKER_URL"])
+    broker.delete("videoworker:unparseable")
+
+    broker.lpush("videos", junk)
+    after = caller.send_task("videos.stats", kwargs={}, queue="videos").get(timeout=30)
+
+    assert after["ok"] is True
+    assert worker_process.poll() is None
+    assert broker.lrange("videoworker:unparseable", 0, -1) == [junk]
