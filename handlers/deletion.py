@@ -175,7 +175,6 @@ def sweep_retention(cmd: SweepRetention, deps: Deps) -> RetentionSweepResult:
     disjoint rows and never wait on each other. When the budget runs out with work
     left, the sweep queues its own continuation and answers with what it did so far.
     """
-    started = time.monotonic()
     now = deps.clock()
     with deps.uow() as uow:
         scopes = uow.videos.retention_scopes(
@@ -191,11 +190,17 @@ def sweep_retention(cmd: SweepRetention, deps: Deps) -> RetentionSweepResult:
 
     deleted = files_deleted = files_pending = 0
     out_of_time = False
+    # The budget covers deleting, not counting, and every run takes at least one batch:
+    # a run that only counted would re-enqueue itself forever.
+    started = time.monotonic()
     if not cmd.dry_run:
         for scope, summary in zip(scopes, summaries, strict=True):
             if summary.count == 0:
                 continue
-            while not (out_of_time := time.monotonic() - started > deps.sweep_time_budget_seconds):
+            while not (
+                out_of_time := deleted > 0
+                and time.monotonic() - started > deps.sweep_time_budget_seconds
+            ):
                 with deps.uow() as uow:
                     batch = uow.videos.delete_expired(scope, cmd.batch_size)
                     if not batch:

@@ -49,6 +49,7 @@ class DueDeletion:
     attempts: int
     # A live row points at this key again: drop it from the queue, keep the object.
     referenced: bool = False
+    video_id: UUID | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,6 +113,10 @@ class DeletionAuditLog(Protocol):
 
     def settle(self, outcomes: dict[UUID, str]) -> None: ...
 
+    def settle_purged(self, video_ids: set[UUID]) -> None:
+        """Mark ``files_deleted`` the videos whose last queued key purge just removed."""
+        ...
+
 
 class UnitOfWork(Protocol):
     """A transaction: rolled back on leaving the ``with`` block unless committed."""
@@ -133,7 +138,9 @@ class UnitOfWork(Protocol):
 
 
 class ObjectStore(Protocol):
-    def presign_get(self, key: str, expires_in: int) -> str: ...
+    def presign_get(self, key: str, expires_in: int, signed_at: datetime | None = None) -> str:
+        """A presigned GET signed at ``signed_at`` (now when None), valid ``expires_in`` s."""
+        ...
 
     def delete_many(self, keys: Sequence[str]) -> DeleteReport: ...
 

@@ -279,7 +279,13 @@ class PostgresDeletionQueue:
             exists().where(videos.c.thumbnail_path == key),
         )
         rows = self.connection.execute(
-            select(deletions.c.id, key, deletions.c.attempts, referenced.label("referenced"))
+            select(
+                deletions.c.id,
+                key,
+                deletions.c.attempts,
+                referenced.label("referenced"),
+                deletions.c.video_id,
+            )
             .where(deletions.c.next_attempt_at <= now)
             .order_by(deletions.c.id)
             .limit(limit)
@@ -348,6 +354,20 @@ class PostgresDeletionAudit:
                 .where(audit.c.video_id.in_(video_ids), audit.c.outcome == "files_queued")
                 .values(outcome=outcome)
             )
+
+    def settle_purged(self, video_ids: set[UUID]) -> None:
+        if not video_ids:
+            return
+        still_queued = exists().where(deletions.c.video_id == audit.c.video_id)
+        self.connection.execute(
+            update(audit)
+            .where(
+                audit.c.video_id.in_(list(video_ids)),
+                audit.c.outcome == "files_pending",
+                ~still_queued,
+            )
+            .values(outcome="files_deleted")
+        )
 
 
 class PostgresUnitOfWork:

@@ -191,6 +191,8 @@ class StorageDeletion(Base):
         Index("ix_storage_deletions_due", "next_attempt_at", "id"),
         # reconcile asks whether an unreferenced object is already on its way out.
         Index("ix_storage_deletions_object_key", "object_key"),
+        # purge settles a video's audit row once none of its keys is left here.
+        Index("ix_storage_deletions_video_id", "video_id"),
     )
 
 

@@ -54,11 +54,14 @@ def _bucket_keys(client: Any, bucket: str, prefix: str) -> Iterator[tuple[str, d
 
 def _referenced_keys(engine: Engine, prefix: str) -> Iterator[str]:
     parts = [
-        select(column.label("k")).where(column.is_not(None), column.startswith(prefix))
+        select(column.label("k")).where(
+            column.is_not(None), column.startswith(prefix, autoescape=True)
+        )
         for column in (videos.c.original_path, videos.c.proxy_path, videos.c.thumbnail_path)
     ]
     keys = union_all(*parts).subquery()
-    stmt = select(keys.c.k).distinct().order_by(literal_column('k COLLATE "C"'))
+    # Byte order, as S3 lists keys; the collation must be in the select list for DISTINCT.
+    stmt = select(keys.c.k.collate("C").label("k")).distinct().order_by(literal_column("k"))
     with engine.connect() as conn:
         result = conn.execution_options(stream_results=True, yield_per=2000).execute(stmt)
         for (key,) in result:
@@ -110,22 +113,40 @@ def reconcile(
                 ref = next(referenced, None)
 
         spool.seek(0)
-        orphans = _unqueued(engine, (line.rstrip("\n") for line in spool), report)
-        if fix:
-            share = report.orphans / report.objects if report.objects else 0.0
-            if share > max_share:
-                report.refused = (
-                    f"--fix would remove {report.orphans} of {report.objects} objects "
-                    f"({share:.1%}), more than the {max_share:.0%} allowed; check the "
-                    "bucket and database, or raise --max-share"
-                )
-            else:
-                report.fixed = _queue_orphans(engine, orphans)
-        else:
-            for key in orphans:
-                if len(report.orphan_sample) < MAX_LISTED:
-                    report.orphan_sample.append(key)
+        # Orphans already queued for deletion are set apart first, so that the share
+        # the --fix guard judges is what --fix would really add.
+        with tempfile.TemporaryFile("w+", encoding="utf-8") as unqueued:
+            for key in _unqueued(engine, (line.rstrip("\n") for line in spool), report):
+                unqueued.write(key + "\n")
+            unqueued.seek(0)
+            orphans = (line.rstrip("\n") for line in unqueued)
+            _act(engine, orphans, report, fix=fix, max_share=max_share)
     return report
+
+
+def _act(
+    engine: Engine, orphans: Iterator[str], report: ReconcileReport, *, fix: bool, max_share: float
+) -> None:
+    """Sample the orphans for the report and, with ``fix``, queue them if the guard allows."""
+
+    def sampled() -> Iterator[str]:
+        for key in orphans:
+            if len(report.orphan_sample) < MAX_LISTED:
+                report.orphan_sample.append(key)
+            yield key
+
+    share = report.orphans / report.objects if report.objects else 0.0
+    if fix and share > max_share:
+        report.refused = (
+            f"--fix would remove {report.orphans} of {report.objects} objects "
+            f"({share:.1%}), more than the {max_share:.0%} allowed; check the "
+            "bucket and database, or raise --max-share"
+        )
+    if fix and report.refused is None:
+        report.fixed = _queue_orphans(engine, sampled())
+    else:
+        for _ in sampled():
+            pass
 
 
 def _unqueued(engine: Engine, keys: Iterator[str], report: ReconcileReport) -> Iterator[str]:

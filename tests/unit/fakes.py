@@ -231,6 +231,7 @@ class FakeDeletionQueue:
                 object_key=e.object_key,
                 attempts=e.attempts,
                 referenced=e.object_key in in_use,
+                video_id=e.video_id,
             )
             for e in due[:limit]
         ]
@@ -263,8 +264,9 @@ class AuditEntry:
 
 
 class FakeDeletionAudit:
-    def __init__(self) -> None:
+    def __init__(self, queue: FakeDeletionQueue) -> None:
         self.entries: list[AuditEntry] = []
+        self.queue = queue
 
     def record(self, removed: Sequence[RemovedVideo], reason: str, outcome: str) -> None:
         self.entries.extend(
@@ -279,6 +281,17 @@ class FakeDeletionAudit:
             for e in self.entries
         ]
 
+    def settle_purged(self, video_ids: set[UUID]) -> None:
+        still_queued = {e.video_id for e in self.queue.entries.values()}
+        self.entries = [
+            replace(e, outcome="files_deleted")
+            if e.video_id in video_ids
+            and e.outcome == "files_pending"
+            and e.video_id not in still_queued
+            else e
+            for e in self.entries
+        ]
+
     def outcome_of(self, video_id: UUID) -> list[tuple[str, str]]:
         return [(e.reason, e.outcome) for e in self.entries if e.video_id == video_id]
 
@@ -289,7 +302,7 @@ class FakeUnitOfWork:
     def __init__(self) -> None:
         self.videos = FakeVideoRepository()
         self.deletions = FakeDeletionQueue(self.videos)
-        self.audit = FakeDeletionAudit()
+        self.audit = FakeDeletionAudit(self.deletions)
         self.committed = False
         self.transactions = 0
 
@@ -339,7 +352,7 @@ class FakeObjectStore:
     def fail(self, *keys: str, error: str = "AccessDenied: Access Denied") -> None:
         self.failing.update(dict.fromkeys(keys, error))
 
-    def presign_get(self, key: str, expires_in: int) -> str:
+    def presign_get(self, key: str, expires_in: int, signed_at: datetime | None = None) -> str:
         self.presigned.append((key, expires_in))
         return f"http://s3.fake/bucket/{key}?X-Amz-Expires={expires_in}"
 

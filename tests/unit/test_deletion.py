@@ -515,23 +515,24 @@ def test_sweep_dry_run_counts_but_deletes_nothing():
     assert fakes.enqueue.calls == []
 
 
-def test_sweep_out_of_time_budget_queues_its_own_continuation():
-    # A negative budget is spent before the first batch.
+def test_sweep_out_of_time_budget_takes_one_batch_then_queues_its_own_continuation():
+    # A negative budget is spent at once: the run still makes progress, one batch.
     fakes = Fakes(sweep_time_budget_seconds=-1.0)
     fakes.add_videos(aged(100), aged(120))
-    command = SweepRetention(older_than_days=30, batch_size=10, mall_id=str(MALL))
+    command = SweepRetention(older_than_days=30, batch_size=1, mall_id=str(MALL))
 
     result = sweep_retention(command, fakes.deps)
 
-    assert (result.matched, result.deleted) == (2, 0)
-    assert len(fakes.uow.videos.rows) == 2
-    assert fakes.enqueue.calls == [
+    assert (result.matched, result.deleted) == (2, 1)
+    assert len(fakes.uow.videos.rows) == 1
+    continuations = [call for call in fakes.enqueue.calls if call[0] == "videos.retention_sweep"]
+    assert continuations == [
         (
             "videos.retention_sweep",
             {
                 "older_than_days": 30,
                 "mall_id": str(MALL),
-                "batch_size": 10,
+                "batch_size": 1,
                 "dry_run": False,
                 "delete_files": True,
             },
