@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 
 from handlers.deps import Deps
 from handlers.errors import NotFound, StorageUnavailable
-from handlers.ports import DeleteReport, QueuedKey, RemovedVideo, UnitOfWork
+from handlers.ports import DeleteReport, PastDeletion, QueuedKey, RemovedVideo, UnitOfWork
 from handlers.stats import request_stats_refresh
 from schemas.events import VideoDeleted
 from schemas.requests import DeleteVideo, PurgeStorage, SweepRetention
@@ -55,7 +55,8 @@ def _remove(
     A key that another row still references (a shared thumbnail, a re-registered
     upload) is neither queued nor removed.
     """
-    uow.audit.record(removed, reason, "files_queued" if delete_files else "files_kept")
+    outcome = "files_queued" if delete_files else "files_kept"
+    uow.audit.record(removed, reason, outcome, request_id=deps.request_id)
     if not delete_files:
         return {}
     candidates = [key for video in removed for key in video.object_keys]
@@ -142,7 +143,10 @@ def delete_video(cmd: DeleteVideo, deps: Deps) -> VideoDeleteResponse:
     with deps.uow() as uow:
         removed = uow.videos.delete(cmd.video_id)
         if removed is None:
-            raise NotFound.video(cmd.video_id)
+            past = uow.audit.find(cmd.video_id, deps.request_id) if deps.request_id else None
+            if past is None:
+                raise NotFound.video(cmd.video_id)
+            return _answer_again(past)
         queued = _remove(deps, uow, [removed], "request", cmd.delete_files, now)
         uow.commit()
 
@@ -161,6 +165,23 @@ def delete_video(cmd: DeleteVideo, deps: Deps) -> VideoDeleteResponse:
     _announce(deps, [removed], report)
     return VideoDeleteResponse(
         video_id=removed.id,
+        deleted=True,
+        files_deleted=deleted,
+        files_pending=pending,
+        message=delete_message(len(deleted), len(pending)),
+    )
+
+
+def _answer_again(past: PastDeletion) -> VideoDeleteResponse:
+    """The answer to a redelivered delete whose first run committed but never replied.
+
+    Only the same message (same task id) gets it; a new delete of a video already gone
+    is ``not_found``, as the contract says.
+    """
+    pending = [] if past.files_kept else [k for k in past.object_keys if k in past.still_queued]
+    deleted = [] if past.files_kept else [k for k in past.object_keys if k not in pending]
+    return VideoDeleteResponse(
+        video_id=past.video_id,
         deleted=True,
         files_deleted=deleted,
         files_pending=pending,

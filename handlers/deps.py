@@ -54,3 +54,5 @@ class Deps:
     # Keys that failed this many times are reported as stuck.
     stuck_after_attempts: int = 8
     log: logging.Logger = field(default_factory=lambda: logging.getLogger("videoworker"))
+    # The id of the message being handled (Celery's task id), when there is one.
+    request_id: str | None = None

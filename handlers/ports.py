@@ -108,8 +108,28 @@ class DeletionQueue(Protocol):
     def stuck(self, min_attempts: int) -> int: ...
 
 
+@dataclass(frozen=True, slots=True)
+class PastDeletion:
+    """What a request already deleted: its keys, those still queued, whether files stayed."""
+
+    video_id: UUID
+    object_keys: list[str]
+    still_queued: list[str]
+    files_kept: bool
+
+
 class DeletionAuditLog(Protocol):
-    def record(self, removed: Sequence[RemovedVideo], reason: str, outcome: str) -> None: ...
+    def record(
+        self,
+        removed: Sequence[RemovedVideo],
+        reason: str,
+        outcome: str,
+        request_id: str | None = None,
+    ) -> None: ...
+
+    def find(self, video_id: UUID, request_id: str) -> PastDeletion | None:
+        """The deletion of this video by this request, if it happened."""
+        ...
 
     def settle(self, outcomes: dict[UUID, str]) -> None: ...
 

@@ -28,7 +28,14 @@ from sqlalchemy import (
 from sqlalchemy import exc as sa_exc
 
 from handlers.errors import DatabaseUnavailable
-from handlers.ports import DueDeletion, ExpiredSummary, QueuedKey, RemovedVideo, RetentionScope
+from handlers.ports import (
+    DueDeletion,
+    ExpiredSummary,
+    PastDeletion,
+    QueuedKey,
+    RemovedVideo,
+    RetentionScope,
+)
 from schemas.requests import ListVideos
 from schemas.responses import StatusCounts, VideoDetailResponse, VideoListItem, VideoStats
 from worker.orm import CameraPin, DeletionAudit, Mall, MallRetention, StorageDeletion, Video
@@ -328,7 +335,13 @@ class PostgresDeletionAudit:
     def __init__(self, connection: Connection) -> None:
         self.connection = connection
 
-    def record(self, removed: Sequence[RemovedVideo], reason: str, outcome: str) -> None:
+    def record(
+        self,
+        removed: Sequence[RemovedVideo],
+        reason: str,
+        outcome: str,
+        request_id: str | None = None,
+    ) -> None:
         if removed:
             self.connection.execute(
                 insert(audit),
@@ -339,6 +352,7 @@ class PostgresDeletionAudit:
                         "reason": reason,
                         "object_keys": video.object_keys,
                         "outcome": outcome,
+                        "request_id": request_id,
                     }
                     for video in removed
                 ],
@@ -354,6 +368,24 @@ class PostgresDeletionAudit:
                 .where(audit.c.video_id.in_(video_ids), audit.c.outcome == "files_queued")
                 .values(outcome=outcome)
             )
+
+    def find(self, video_id: UUID, request_id: str) -> PastDeletion | None:
+        row = self.connection.execute(
+            select(audit.c.object_keys, audit.c.outcome).where(
+                audit.c.video_id == video_id, audit.c.request_id == request_id
+            )
+        ).first()
+        if row is None:
+            return None
+        queued = self.connection.execute(
+            select(deletions.c.object_key).where(deletions.c.video_id == video_id)
+        ).scalars()
+        return PastDeletion(
+            video_id=video_id,
+            object_keys=list(row.object_keys),
+            still_queued=list(queued),
+            files_kept=row.outcome == "files_kept",
+        )
 
     def settle_purged(self, video_ids: set[UUID]) -> None:
         if not video_ids:

@@ -226,6 +226,8 @@ class DeletionAudit(Base):
     object_keys: Mapped[list[str]] = mapped_column(ARRAY(Text))
     outcome: Mapped[str] = mapped_column(String(16))
     at: Mapped[datetime] = mapped_column(Timestamp, server_default=func.now())
+    # The task that deleted it: a redelivery of that same message is answered again.
+    request_id: Mapped[str | None] = mapped_column(Text)
 
     __table_args__ = (
         CheckConstraint("reason IN ('request', 'retention')", name="reason"),
@@ -235,4 +237,5 @@ class DeletionAudit(Base):
         ),
         Index("ix_deletion_audit_video_id", "video_id"),
         Index("ix_deletion_audit_mall_at", "mall_id", "at"),
+        Index("ix_deletion_audit_request_id", "request_id"),
     )

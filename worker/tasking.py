@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import random
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 from celery import Task
@@ -78,7 +79,7 @@ class ContractTask(Task):
             return invalid_request(describe_invalid(fields), fields)
 
         try:
-            result = handler(command, get_deps())
+            result = handler(command, replace(get_deps(), request_id=self.request.id))
         except InvalidRequest as exc:
             return invalid_request(exc.detail, exc.fields)
         except Unavailable as exc:

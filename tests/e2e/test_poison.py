@@ -165,3 +165,50 @@ def test_junk_pushed_onto_the_queue_list_is_kept_and_the_worker_goes_on(
     assert after["ok"] is True
     assert worker_process.poll() is None
     assert broker.lrange("videoworker:unparseable", 0, -1) == [junk]
+
+
+def test_the_same_delete_message_delivered_twice_answers_deleted_both_times(
+    services, caller, catalog, engine
+):
+    from sqlalchemy import text
+
+    mall = catalog.mall()
+    row = catalog.video(mall, catalog.pin(mall))
+    task_id = str(uuid.uuid4())
+    body = json.dumps([[], {"video_id": str(row["id"])}, {}]).encode()
+    headers = {"task": "videos.delete", "id": task_id}
+
+    with Connection(services["CELERY_BROKER_URL"]) as conn:
+        producer = Producer(
+            conn.channel(),
+            exchange=Exchange("videos.maintenance", type="direct"),
+            routing_key="videos.maintenance",
+            auto_declare=False,
+        )
+        for _ in range(2):
+            producer.publish(
+                body,
+                content_type="application/json",
+                content_encoding="utf-8",
+                headers=headers,
+                serializer=None,
+            )
+    deadline = time.monotonic() + 30
+    runs = 0
+    while time.monotonic() < deadline:
+        with engine.connect() as db:
+            runs = db.execute(
+                text("SELECT count(*) FROM deletion_audit WHERE video_id = :v"), {"v": row["id"]}
+            ).scalar_one()
+        envelope = caller.AsyncResult(task_id).get(timeout=30)
+        if (
+            runs == 1
+            and redis.Redis.from_url(services["CELERY_BROKER_URL"]).llen("videos.maintenance") == 0
+        ):
+            break
+        time.sleep(0.05)
+
+    # One effect (one audit row), and whichever run answered last, the caller sees the delete.
+    assert runs == 1
+    assert envelope["ok"] is True and envelope["data"]["deleted"] is True
+    assert sorted(envelope["data"]["files_deleted"]) == sorted(catalog.keys(row))

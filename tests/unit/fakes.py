@@ -16,6 +16,7 @@ from handlers.ports import (
     DeleteReport,
     DueDeletion,
     ExpiredSummary,
+    PastDeletion,
     QueuedKey,
     RemovedVideo,
     RetentionScope,
@@ -261,6 +262,7 @@ class AuditEntry:
     reason: str
     object_keys: list[str]
     outcome: str
+    request_id: str | None = None
 
 
 class FakeDeletionAudit:
@@ -268,10 +270,30 @@ class FakeDeletionAudit:
         self.entries: list[AuditEntry] = []
         self.queue = queue
 
-    def record(self, removed: Sequence[RemovedVideo], reason: str, outcome: str) -> None:
+    def record(
+        self,
+        removed: Sequence[RemovedVideo],
+        reason: str,
+        outcome: str,
+        request_id: str | None = None,
+    ) -> None:
         self.entries.extend(
-            AuditEntry(v.id, v.mall_id, reason, v.object_keys, outcome) for v in removed
+            AuditEntry(v.id, v.mall_id, reason, v.object_keys, outcome, request_id) for v in removed
         )
+
+    def find(self, video_id: UUID, request_id: str) -> PastDeletion | None:
+        for entry in self.entries:
+            if entry.video_id == video_id and entry.request_id == request_id:
+                queued = [
+                    e.object_key for e in self.queue.entries.values() if e.video_id == video_id
+                ]
+                return PastDeletion(
+                    video_id=video_id,
+                    object_keys=list(entry.object_keys),
+                    still_queued=queued,
+                    files_kept=entry.outcome == "files_kept",
+                )
+        return None
 
     def settle(self, outcomes: dict[UUID, str]) -> None:
         self.entries = [

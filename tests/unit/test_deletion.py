@@ -593,3 +593,21 @@ def test_retry_delay_never_leaves_its_bounds():
         step = min(RETRY_CAP_SECONDS, 30 * 2 ** (attempts - 1))
         delay = retry_delay(attempts, rng).total_seconds()
         assert step / 2 <= delay <= step
+
+
+def test_a_redelivered_delete_gets_the_first_runs_answer_and_a_new_request_not_found():
+    fakes = Fakes()
+    video = aged(1)
+    fakes.add_videos(video)
+    first_run = dataclasses.replace(fakes.deps, request_id="task-1")
+
+    first = delete_video(DeleteVideo(video_id=str(video.id)), first_run)
+    redelivered = delete_video(DeleteVideo(video_id=str(video.id)), first_run)
+    with pytest.raises(NotFound) as again:
+        delete_video(
+            DeleteVideo(video_id=str(video.id)),
+            dataclasses.replace(fakes.deps, request_id="task-2"),
+        )
+
+    assert redelivered == first
+    assert again.value.detail == f"Video {video.id} not found"
