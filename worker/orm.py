@@ -50,6 +50,9 @@ class Base(DeclarativeBase):
 
 
 Timestamp = DateTime(timezone=True)
+RECENT = (text("uploaded_at DESC"), text("id DESC"))
+HAS_PROXY = text("proxy_path IS NOT NULL")
+NO_PROXY = text("proxy_path IS NULL")
 
 
 class Mall(Base):
@@ -131,20 +134,21 @@ class Video(Base):
             text("uploaded_at DESC"),
             text("id DESC"),
         ),
-        # has_proxy is "proxy_path IS NOT NULL": indexed as that boolean expression so
-        # both has_proxy=true and has_proxy=false are equality look-ups.
+        # has_proxy is "proxy_path IS NOT NULL" / "IS NULL". PostgreSQL rewrites "= false"
+        # on an expression into IS NULL, so an index on the expression never matches;
+        # pairs of partial indexes with exactly those predicates do, and each row sits in
+        # one index of a pair, so a pair costs about what one full index does.
+        Index("ix_videos_proxy_recent", *RECENT, postgresql_where=HAS_PROXY),
+        Index("ix_videos_no_proxy_recent", *RECENT, postgresql_where=NO_PROXY),
+        Index("ix_videos_mall_proxy_recent", "mall_id", *RECENT, postgresql_where=HAS_PROXY),
+        Index("ix_videos_mall_no_proxy_recent", "mall_id", *RECENT, postgresql_where=NO_PROXY),
+        Index("ix_videos_pin_proxy_recent", "pin_id", *RECENT, postgresql_where=HAS_PROXY),
+        Index("ix_videos_pin_no_proxy_recent", "pin_id", *RECENT, postgresql_where=NO_PROXY),
         Index(
-            "ix_videos_has_proxy_recent",
-            text("(proxy_path IS NOT NULL)"),
-            text("uploaded_at DESC"),
-            text("id DESC"),
-        ),
-        Index(
-            "ix_videos_mall_has_proxy_recent",
-            "mall_id",
-            text("(proxy_path IS NOT NULL)"),
-            text("uploaded_at DESC"),
-            text("id DESC"),
+            "ix_videos_status_no_proxy_recent",
+            "processing_status",
+            *RECENT,
+            postgresql_where=NO_PROXY,
         ),
         # Object-key look-ups: reconcile, and the guard that never deletes a key a row
         # still references.

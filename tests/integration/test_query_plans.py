@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from sqlalchemy import event, text
 
 import handlers
@@ -85,3 +86,46 @@ def test_first_page_for_a_mall_and_status_uses_an_index_not_a_seq_scan(deps, cat
     assert any(index and index.startswith("ix_videos_mall") for _, index in on_videos), nodes
     # The index already delivers uploaded_at desc, id desc: no sort of the matching rows.
     assert "Sort" not in [node for node, _, _ in nodes], nodes
+
+
+def fill(catalog, engine):
+    for m in range(MALLS):
+        mall = catalog.mall(f"Mall {m:02d}")
+        catalog.pin(mall, f"Pin {m:02d}a")
+        catalog.pin(mall, f"Pin {m:02d}b")
+    with engine.begin() as conn:
+        conn.execute(text(FILL_VIDEOS), {"rows": ROWS, "pins": MALLS * 2})
+        conn.execute(text("ANALYZE videos"))
+        conn.execute(text("ANALYZE camera_pins"))
+        # A mall with videos both with and without a proxy.
+        return conn.execute(
+            text(
+                "SELECT mall_id FROM videos GROUP BY mall_id"
+                " HAVING bool_or(proxy_path IS NULL) AND bool_or(proxy_path IS NOT NULL) LIMIT 1"
+            )
+        ).scalar_one()
+
+
+def plan_of(engine, sql: str, parameters: object) -> dict:
+    with engine.connect() as conn:
+        plan_json = conn.exec_driver_sql("EXPLAIN (FORMAT JSON) " + sql, parameters).scalar_one()
+    return (plan_json if isinstance(plan_json, list) else json.loads(plan_json))[0]["Plan"]
+
+
+@pytest.mark.parametrize(
+    ("has_proxy", "index"),
+    [(True, "ix_videos_mall_proxy_recent"), (False, "ix_videos_mall_no_proxy_recent")],
+)
+def test_has_proxy_count_and_deep_page_use_the_partial_index(
+    has_proxy, index, deps, catalog, engine
+):
+    mall_id = fill(catalog, engine)
+    query = ListVideos(mall_id=str(mall_id), has_proxy=has_proxy, page=3, page_size=20)
+
+    count_statement, page_statement = captured_statements(deps, query)[-2:]
+    count_plan = scans(plan_of(engine, *count_statement))
+    page_plan = scans(plan_of(engine, *page_statement))
+
+    assert index in {name for _, _, name in count_plan}
+    assert index in {name for _, _, name in page_plan}
+    assert ("Seq Scan", "videos", None) not in count_plan + page_plan
