@@ -55,6 +55,9 @@ class Settings(BaseSettings):
     stats_cache_ttl_seconds: PositiveInt = 3600
     stats_debounce_seconds: float = Field(default=5.0, ge=0)
     sweep_time_budget_seconds: float = Field(default=120.0, gt=0)
+    # Redis redelivers an unacknowledged message after this long; it must exceed the
+    # longest task's hard time limit. Fault tests shorten it to recover from a lost worker.
+    broker_visibility_timeout_seconds: PositiveInt = 3600
     # Beat schedule.
     retention_sweep_hour_utc: int = Field(default=3, ge=0, le=23)
     purge_interval_seconds: float = Field(default=300.0, gt=0)
