@@ -5,7 +5,7 @@ from __future__ import annotations
 from celery import Celery
 from celery.signals import setup_logging, task_postrun, task_prerun, worker_process_init
 
-from worker import logs
+from worker import consumer, logs
 from worker.bootstrap import reset_deps
 from worker.settings import get_settings
 
@@ -20,6 +20,7 @@ if get_settings().signing:
 def _fresh_connections_per_child(**_: object) -> None:
     # A forked pool child must not reuse the parent's sockets (engine pool, Redis, S3).
     reset_deps()
+    consumer.forget_connections()
 
 
 @setup_logging.connect
@@ -41,6 +42,9 @@ def _structured_logs(loglevel: object = None, **_: object) -> None:
 @task_prerun.connect
 def _bind_task_context(task_id: str | None = None, task: object = None, **_: object) -> None:
     logs.task_context.set({"task_id": task_id or "", "task": getattr(task, "name", "")})
+    if task_id:
+        request = getattr(task, "request", None)
+        consumer.mark_started(task_id, getattr(request, "retries", 0) or 0)
 
 
 @task_postrun.connect

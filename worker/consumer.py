@@ -12,9 +12,12 @@ result backend with the ``invalid_request`` envelope the caller is waiting for.
 
 With ``acks_late`` and ``task_reject_on_worker_lost``, a message whose task kills its
 worker (out of memory, a segfault in a library) would come back forever. The broker
-marks such messages ``redelivered``; those are counted per task id and retry, and
-past ``MAX_REDELIVERIES`` the message is set aside in the dead-letter list
-(``videoworker dead-letters``) and answered with ``internal``, not run again.
+marks such messages ``redelivered`` -- but also messages a worker handed back unstarted
+(prefetched at a warm shutdown). So each task marks itself started when it begins
+(``mark_started``, in the pool process), and a redelivery counts against the message
+only when its previous delivery had started. Past ``MAX_REDELIVERIES`` such losses the
+message is set aside in the dead-letter list (``videoworker dead-letters``) and
+answered with ``internal``, not run again.
 """
 
 from __future__ import annotations
@@ -38,6 +41,9 @@ CONTENT_TYPES = {"json": "application/json", "auth": "application/data"}
 MAX_REDELIVERIES = 3
 DEAD_LETTERS_KEY = "videoworker:dead-letters"
 REDELIVERIES_PREFIX = "videoworker:redeliveries:"
+STARTED_PREFIX = "videoworker:started:"
+# Longer than any message can wait for redelivery.
+MARKER_TTL_SECONDS = 7 * 86400
 
 
 def vet(message: Any, known_tasks: Any, accepted: str = "application/json") -> str | None:
@@ -125,11 +131,16 @@ class GuardedConsumer(Consumer):
 
     def too_many_redeliveries(self, message: Any) -> bool:
         headers = message.headers
-        key = f"{REDELIVERIES_PREFIX}{headers['id']}:{headers.get('retries', 0)}"
+        attempt = f"{headers['id']}:{headers.get('retries', 0)}"
         try:
-            with self._redis().pipeline(transaction=False) as pipe:
-                pipe.incr(key)
-                pipe.expire(key, 7 * 86400)
+            client = self._redis()
+            # Only a delivery that started and never finished was a lost worker; clear the
+            # mark so the next loss is counted once more, not this one again.
+            if not client.delete(STARTED_PREFIX + attempt):
+                return False
+            with client.pipeline(transaction=False) as pipe:
+                pipe.incr(REDELIVERIES_PREFIX + attempt)
+                pipe.expire(REDELIVERIES_PREFIX + attempt, MARKER_TTL_SECONDS)
                 count, _ = pipe.execute()
         except Exception:  # noqa: BLE001 - without Redis, run it: never drop work
             log.exception("message.redelivery_count_failed", extra={"task_id": headers["id"]})
@@ -173,3 +184,29 @@ def _redelivered(message: Any) -> bool:
     return bool(
         message.headers.get("redelivered") or (message.delivery_info or {}).get("redelivered")
     )
+
+
+_started_redis: Any = None
+
+
+def mark_started(task_id: str, retries: int) -> None:
+    """Note, in the pool process, that this delivery of the task began to run.
+
+    One SET per task; the mark simply expires once the message has been acknowledged.
+    """
+    global _started_redis
+    try:
+        if _started_redis is None:
+            from worker.cache import make_redis
+            from worker.settings import get_settings
+
+            _started_redis = make_redis(get_settings().redis_cache_url)
+        _started_redis.set(f"{STARTED_PREFIX}{task_id}:{retries}", 1, ex=MARKER_TTL_SECONDS)
+    except Exception:  # noqa: BLE001 - never fail a task over its bookkeeping
+        log.warning("task.start_mark_failed", extra={"task_id": task_id})
+
+
+def forget_connections() -> None:
+    """After fork: the child opens its own connection."""
+    global _started_redis
+    _started_redis = None

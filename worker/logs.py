@@ -59,8 +59,13 @@ class Redactor(logging.Filter):
         if record.exc_text:
             record.exc_text = self.scrub(record.exc_text)
         for key, value in list(vars(record).items()):
-            if key not in STANDARD_ATTRS and isinstance(value, str):
-                setattr(record, key, self.scrub(value))
+            if key in STANDARD_ATTRS or value is None or isinstance(value, bool | int | float):
+                continue
+            if key == "data" and isinstance(value, dict) and "return_value" in value:
+                # Celery's task-success record carries the task's result here (a signed
+                # URL, a video's keys): it never leaves the process.
+                value = {**value, "return_value": "[omitted]"}
+            setattr(record, key, self.scrub(value if isinstance(value, str) else str(value)))
         return True
 
 

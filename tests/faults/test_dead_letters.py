@@ -1,0 +1,155 @@
+"""A message whose task kills its worker every time is dead-lettered, not looped.
+
+``GuardedConsumer`` counts the deliveries kombu flags ``redelivered`` per task id and
+``retries``; the first ``MAX_REDELIVERIES`` redeliveries run, the next one is set aside
+in ``videoworker:dead-letters``, answered ``internal`` and acknowledged. So the task
+runs at most ``1 + MAX_REDELIVERIES`` times when its worker really dies each time, and
+``MAX_REDELIVERIES`` times when every copy arrives already flagged.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+import psutil
+from sqlalchemy import text
+
+from tests.conftest import Catalog
+from tests.faults.conftest import MAINTENANCE_QUEUE, poll
+from worker.consumer import DEAD_LETTERS_KEY, MAX_REDELIVERIES
+
+DEAD_LETTER_DETAIL = (
+    f"videos.delete redelivered more than {MAX_REDELIVERIES} times: its worker was lost "
+    "each time; set aside as a dead letter"
+)
+
+
+def dead_letters(faults) -> list[dict]:
+    return [json.loads(raw) for raw in faults.cache.lrange(DEAD_LETTERS_KEY, 0, -1)]
+
+
+def assert_dead_lettered(faults, task_id: str, video_id: uuid.UUID) -> None:
+    [entry] = dead_letters(faults)
+    assert entry["id"] == task_id
+    assert entry["task"] == "videos.delete"
+    assert entry["kwargs"] == {"video_id": str(video_id)}
+    assert entry["retries"] == 0
+    listed = faults.run_cli("dead-letters", "list")
+    assert listed.returncode == 0, listed.stderr
+    assert [item["id"] for item in json.loads(listed.stdout)] == [task_id]
+    # Acknowledged: nothing comes back.
+    poll(faults.broker_is_idle, timeout=15, what="the dead letter acknowledged")
+
+
+def blocked_delete_child(faults, worker) -> psutil.Process | None:
+    """The live pool child whose ``DELETE FROM videos`` waits on the test's row lock."""
+    with faults.engine.connect() as conn:
+        ports = list(
+            conn.execute(
+                text(
+                    "SELECT client_port FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                    "AND query LIKE 'DELETE FROM videos%'"
+                )
+            ).scalars()
+        )
+    for port in ports:
+        try:
+            return worker.child_connected_from(port)
+        except AssertionError:
+            continue  # the backend of a child already killed, still waiting for the lock
+    return None
+
+
+def test_delete_whose_pool_child_is_killed_every_time_is_dead_lettered(
+    faults, workers, caller, mall_and_pin
+):
+    mall, pin = mall_and_pin
+    video = faults.catalog().video(mall, pin)
+    worker = workers.start()
+    killed: list[int] = []
+    # The test holds the row lock, so each run of the delete blocks in Postgres: a
+    # known moment to kill the child running it, as an out-of-memory kill would.
+    with faults.engine.connect() as blocker:
+        blocker.execute(text("SELECT 1 FROM videos WHERE id = :id FOR UPDATE"), {"id": video["id"]})
+        result = caller.send_task(
+            "videos.delete", kwargs={"video_id": str(video["id"])}, queue=MAINTENANCE_QUEUE
+        )
+        for _ in range(1 + MAX_REDELIVERIES):
+            child = poll(
+                lambda: blocked_delete_child(faults, worker),
+                timeout=30,
+                what="a pool child running the delete",
+            )
+            killed.append(child.pid)
+            child.kill()
+            child.wait(10)
+        envelope = result.get(timeout=30)
+        runs_left = blocked_delete_child(faults, worker)
+        blocker.rollback()
+
+    assert envelope == {
+        "ok": False,
+        "status": 500,
+        "error": {"code": "internal", "detail": DEAD_LETTER_DETAIL},
+    }
+    assert_dead_lettered(faults, result.id, video["id"])
+    assert len(set(killed)) == 1 + MAX_REDELIVERIES
+    assert runs_left is None
+    assert faults.redeliveries(result.id) == MAX_REDELIVERIES + 1
+    assert worker.process.poll() is None
+    # Every run died before its commit: the video and its objects are untouched.
+    assert video["id"] in faults.video_ids()
+    assert faults.audited() == {}
+    assert faults.queued_keys() == []
+    assert all(faults.catalog().object_exists(key) for key in Catalog.keys(video))
+    # And the worker goes on answering.
+    other = caller.send_task(
+        "videos.get", kwargs={"video_id": str(video["id"])}, queue="videos"
+    ).get(timeout=30)
+    assert other["ok"]
+
+
+def test_flagged_copies_count_only_after_a_started_run_then_are_dead_lettered(
+    faults, workers, caller, mall_and_pin
+):
+    mall, pin = mall_and_pin
+    video = faults.catalog().video(mall, pin)
+    task_id = str(uuid.uuid4())
+    worker = workers.start()
+
+    # Each copy as kombu would restore it after losing its worker: same id, retries 0. The
+    # first never ran before, so it is not a lost run; each later one follows a run that
+    # started (and, to the consumer, never finished).
+    for delivery in range(1, MAX_REDELIVERIES + 3):
+        caller.send_task(
+            "videos.delete",
+            kwargs={"video_id": str(video["id"])},
+            task_id=task_id,
+            retries=0,
+            headers={"redelivered": True},
+            queue=MAINTENANCE_QUEUE,
+        )
+        if delivery > 1:
+            poll(
+                lambda n=delivery - 1: faults.redeliveries(task_id) == n,
+                timeout=15,
+                what=f"delivery {delivery} counted",
+            )
+        if delivery <= MAX_REDELIVERIES + 1:
+            poll(
+                lambda n=delivery: worker.completions(task_id) == n,
+                timeout=15,
+                what=f"run {delivery} finished",
+            )
+    poll(lambda: dead_letters(faults), timeout=15, what="the dead letter")
+
+    assert_dead_lettered(faults, task_id, video["id"])
+    assert worker.completions(task_id) == MAX_REDELIVERIES + 1
+    # Celery keeps the first successful answer of a task id: the caller still reads run
+    # 1's, never the dead letter's ``internal`` (which only a run that died never wrote).
+    answer = faults.stored_answer(task_id)
+    assert answer is not None and answer["ok"] and answer["data"]["deleted"] is True
+    # The first run deleted the video; the others found it gone.
+    assert faults.audited() == {video["id"]: 1}
+    assert video["id"] not in faults.video_ids()
