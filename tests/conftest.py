@@ -40,8 +40,13 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         parts = Path(str(item.fspath)).parts
         if "integration" in parts:
             item.add_marker(pytest.mark.integration)
-        elif "e2e" in parts or "faults" in parts:
+        elif "e2e" in parts:
             item.add_marker(pytest.mark.e2e)
+        elif "faults" in parts:
+            # Real worker processes too, but on a stack of their own that they stop and
+            # restart, whatever TEST_* URLs say.
+            item.add_marker(pytest.mark.e2e)
+            item.add_marker(pytest.mark.faults)
 
 
 @pytest.fixture(scope="session")
