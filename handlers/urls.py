@@ -59,9 +59,10 @@ def sign_url(cmd: SignUrl, deps: Deps) -> VideoStreamUrlResponse:
         key, content_type, size, duration = video.thumbnail_path, "image/jpeg", None, None
 
     expires_in = cmd.expires_minutes * 60
-    # SigV4 dates have whole seconds; take the time first so expires_at never overstates.
+    # SigV4 dates have whole seconds. This time is the one signed into the URL (stores
+    # that cannot take it sign "now", a moment later), so expires_at never overstates.
     signed_at = deps.clock().replace(microsecond=0)
-    url = deps.store.presign_get(key, expires_in)
+    url = deps.store.presign_get(key, expires_in, signed_at=signed_at)
     return VideoStreamUrlResponse(
         video_id=video.id,
         url=url,

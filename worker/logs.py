@@ -118,7 +118,16 @@ def configure(level: str = "INFO", fmt: str = "json", secrets: list[str] | None 
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
-    for noisy in ("botocore", "boto3", "urllib3", "s3transfer", "werkzeug"):
+    # celery.worker.strategy writes a "Task … received" line per message: measured at a
+    # tenth of the worker's CPU per request, and the "succeeded" line says as much.
+    for noisy in (
+        "botocore",
+        "boto3",
+        "urllib3",
+        "s3transfer",
+        "werkzeug",
+        "celery.worker.strategy",
+    ):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     quiet_celery_success_line()
 

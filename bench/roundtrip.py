@@ -1,0 +1,757 @@
+"""Request/reply bench: contract tasks through the real broker, worker and result backend.
+
+What it measures: an outside caller (plain Celery, JSON, nothing of this project
+imported) sends ``videos.sign_url`` and ``videos.get`` to a real worker process
+(``celery -A worker worker --loglevel INFO -Q videos,videos.maintenance``, prefork,
+2 children: the production command on this 2-core machine) and waits for the
+envelope with ``AsyncResult.get``. The embedded stack (PostgreSQL, Redis, moto S3)
+is started for the run and loaded with ``--videos`` rows by ``bench.dataset``; calls
+rotate over 500 completed videos.
+
+Two floors are measured in the same run, interleaved with the calls above in blocks
+of 100 so that load from other jobs on the machine hits all of them alike:
+
+* ``redis echo``: LPUSH a request, an echo process BRPOPs it and LPUSHes a reply that
+  the caller BRPOPs (redis-py on both sides): the cost of the two hops alone.
+* ``celery no-op``: ``bench.noop`` (``bench/noop_app.py``) on a second worker started
+  with exactly the same settings, command line and signal handlers; it returns the
+  smallest envelope. The difference between it and ``sign_url`` is what our task
+  body (validation, Postgres, signing, the response model) costs.
+
+How to read the tables:
+
+* latency (1 caller, ``--calls`` per kind): p50/p95/p99 in milliseconds, the ratio of
+  each p50 to the no-op's, and the CPU time per call of the answering process tree
+  (echo process, or worker main process + pool children) and of the caller. On a
+  shared 2-core machine wall time is mostly waiting for a core; CPU time is what the
+  code costs. Targets: sign_url and get p50 <= 3 ms, p99 <= 15 ms; sign_url p50 <=
+  no-op p50 + 0.5 ms.
+* throughput (closed loop, ``--seconds`` per round, 1 and 4 caller processes, kinds
+  rotated each round, median of ``--rounds``): requests per second and the ratio to
+  the no-op's at the same number of callers. Target: sign_url >= 0.9x no-op. The
+  callers share the 2 cores with the worker, so 4 callers measure the machine too.
+* task body in process (no broker, no pool): what a pool child spends on one
+  ``sign_url``/``get`` message (validation, handler, envelope), the handler alone,
+  and the handler with the per-checkout ``SELECT 1`` (``pool_pre_ping``) and the
+  BEGIN/ROLLBACK around its single SELECT removed: where the gap to the no-op goes.
+
+``--tune`` adds the investigation of what bounds the no-op floor. Each setting in
+``VARIANTS`` is measured as an A/B pair: a baseline no-op worker (production
+settings) and a variant no-op worker run at the same time on their own queues, and
+every measurement alternates between them (blocks of 50 calls; throughput and drain
+rounds A, B, A, B). Only the B/A ratios are meant to be read: sequential runs on
+this machine drift by 2-3x within minutes, pairs do not (the ``A/A`` row shows the
+method's own noise). ``drain`` is worker-side capacity without the caller's round
+trip: ``--drain`` messages sent back to back by a broker-only caller, timed until
+the queue and kombu's unacked set are empty. The caller-side variant (polling the
+result key instead of waiting on pub/sub) pairs two callers on one worker. Last,
+``videos.sign_url`` is paired on two real workers: production settings against
+``RECOMMENDED`` (``--recommended`` to try others).
+
+Run: ``python -m bench.roundtrip [--calls 2000] [--seconds 4] [--tune]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import itertools
+import json
+import multiprocessing
+import statistics
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from bench.common import (
+    RUN_DATE,
+    Stack,
+    Table,
+    WorkerProcess,
+    WorkerSpec,
+    log,
+    outside_app,
+    pick_videos,
+    ratio,
+    stopping,
+    summary,
+    tree_cpu,
+)
+
+ECHO_REQUESTS = "bench:echo:requests"
+NOOP_QUEUE = "bench.noop"
+ECHO = "redis echo"
+KINDS = {  # label: (task name, queue)
+    ECHO: (ECHO, ""),
+    "celery no-op": ("bench.noop", NOOP_QUEUE),
+    "videos.sign_url": ("videos.sign_url", "videos"),
+    "videos.get": ("videos.get", "videos"),
+}
+BLOCK = 100
+PAIR_BLOCK = 50
+WARMUP = 50
+
+STOCK_CONSUMER = "celery.worker.consumer:Consumer"
+# Celery's "Received task" and "Task ... succeeded" lines: two log records per task.
+TASK_LOGGERS = ("celery.worker.strategy", "celery.app.trace")
+# One change at a time against the production settings, on the no-op worker:
+# (label, WorkerSpec changes, conf overrides).
+VARIANTS: list[tuple[str, dict[str, Any], dict[str, Any]]] = [
+    ("A/A: production vs itself (noise)", {}, {}),
+    ("--loglevel WARNING (no INFO lines at all)", {"loglevel": "WARNING"}, {}),
+    ("Celery per-task INFO lines off (2 loggers)", {"quiet_loggers": TASK_LOGGERS}, {}),
+    ("worker_prefetch_multiplier=1", {}, {"worker_prefetch_multiplier": 1}),
+    ("worker_prefetch_multiplier=16", {}, {"worker_prefetch_multiplier": 16}),
+    ("worker_disable_rate_limits=True", {}, {"worker_disable_rate_limits": True}),
+    (
+        "--without-gossip --without-mingle --without-heartbeat",
+        {"extra": ("--without-gossip", "--without-mingle", "--without-heartbeat")},
+        {},
+    ),
+    ("--pool threads -c 4", {"pool": "threads", "concurrency": 4}, {}),
+    ("--pool solo", {"pool": "solo", "concurrency": 1}, {}),
+    ("--pool prefork -c 4", {"concurrency": 4}, {}),
+    ("stock Consumer (no GuardedConsumer)", {}, {"worker_consumer": STOCK_CONSUMER}),
+    ("task_acks_late=False", {}, {"task_acks_late": False}),
+    (
+        "broker ack_emulation=False",
+        {},
+        {"broker_transport_options": {"visibility_timeout": 3600, "ack_emulation": False}},
+    ),
+    ("task_ignore_result=True (drain only)", {}, {"task_ignore_result": True}),
+]  # fmt: skip
+# What the lead is advised to apply; paired against production on the real worker.
+RECOMMENDED: dict[str, Any] = {
+    "spec": {"quiet_loggers": TASK_LOGGERS},
+    "conf": {},
+}
+
+
+# --- callers (also run in spawned processes: module-level functions only) ---------------
+
+
+@dataclass(frozen=True)
+class CallerConfig:
+    broker_url: str
+    backend_url: str
+    video_ids: tuple[str, ...]
+    getter: str = "pubsub"  # or "poll": GET the result key every 0.5 ms
+
+
+class Caller:
+    """One process's connections: a plain-Celery app and a redis-py client."""
+
+    def __init__(self, config: CallerConfig) -> None:
+        import os
+
+        import redis
+
+        self.config = config
+        self.app = outside_app(config.broker_url, config.backend_url)
+        self.redis = redis.Redis.from_url(config.broker_url)
+        self.reply_key = f"bench:echo:reply:{os.getpid()}"
+        self.ids = itertools.cycle(config.video_ids)
+
+    def kwargs(self, name: str) -> dict[str, Any]:
+        if name == "videos.sign_url":
+            return {"video_id": next(self.ids), "target": "proxy"}
+        if name == "videos.get":
+            return {"video_id": next(self.ids)}
+        return {}
+
+    def call(self, name: str, queue: str) -> None:
+        if name == ECHO:
+            self.redis.lpush(ECHO_REQUESTS, self.reply_key)
+            if self.redis.brpop(self.reply_key, timeout=10) is None:
+                raise RuntimeError("echo server did not answer")
+            return
+        result = self.app.send_task(name, kwargs=self.kwargs(name), queue=queue)
+        envelope = self._poll(result) if self.config.getter == "poll" else result.get(timeout=15)
+        if not (isinstance(envelope, dict) and envelope.get("ok")):
+            raise RuntimeError(f"{name} answered {envelope!r}")
+
+    def _poll(self, result: Any) -> Any:
+        from celery import states
+
+        backend = self.app.backend
+        backend.result_consumer.cancel_for(result.id)  # no pub/sub: read the key only
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            meta = backend.get_task_meta(result.id, cache=False)
+            if meta["status"] in states.READY_STATES:
+                return meta["result"]
+            time.sleep(0.0005)
+        raise TimeoutError(result.id)
+
+    def timed(self, name: str, queue: str) -> float:
+        started = time.perf_counter()
+        self.call(name, queue)
+        return time.perf_counter() - started
+
+    def stop(self) -> None:
+        gc.collect()  # pending AsyncResults unsubscribe while Redis is still up
+        self.app.close()
+        self.redis.close()
+
+
+_callers: dict[CallerConfig, Caller] = {}
+
+
+def closed_loop(job: tuple[CallerConfig, str, str, float, float]) -> list[float]:
+    """One caller process: call back to back from ``start_at`` for ``seconds``."""
+    config, name, queue, start_at, seconds = job
+    caller = _callers.get(config) or _callers.setdefault(config, Caller(config))
+    for _ in range(5):
+        caller.call(name, queue)  # warm this process's connections
+    time.sleep(max(0.0, start_at - time.time()))
+    end = time.perf_counter() + seconds
+    latencies = []
+    while time.perf_counter() < end:
+        latencies.append(caller.timed(name, queue))
+    return latencies
+
+
+def throughput(
+    pool: Any, config: CallerConfig, name: str, queue: str, callers: int, seconds: float
+) -> tuple[float, list[float]]:
+    start_at = time.time() + 0.3
+    results = pool.map(closed_loop, [(config, name, queue, start_at, seconds)] * callers, 1)
+    latencies = [x for part in results for x in part]
+    return len(latencies) / seconds, latencies
+
+
+def echo_server(url: str) -> None:
+    """The Redis floor's other side: BRPOP a reply key, LPUSH to it, until STOP."""
+    import redis
+
+    client = redis.Redis.from_url(url)
+    while True:
+        item = client.brpop(ECHO_REQUESTS, timeout=1)
+        if item is None:
+            continue
+        if item[1] == b"STOP":
+            return
+        client.lpush(item[1], b"1")
+
+
+class EchoServer:
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.process: Any = None
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def start(self) -> EchoServer:
+        self.process = multiprocessing.get_context("spawn").Process(
+            target=echo_server, args=(self.url,), daemon=True
+        )
+        self.process.start()
+        return self
+
+    def stop(self) -> None:
+        if self.process is None:
+            return
+        import redis
+
+        redis.Redis.from_url(self.url).lpush(ECHO_REQUESTS, b"STOP")
+        self.process.join(5)
+        if self.process.is_alive():
+            self.process.terminate()
+            self.process.join()
+        self.process = None
+
+
+class CallerPool:
+    """Spawned caller processes, reused by every throughput measurement."""
+
+    def __init__(self, size: int) -> None:
+        self.pool = multiprocessing.get_context("spawn").Pool(size)
+
+    def stop(self) -> None:
+        self.pool.terminate()
+        self.pool.join()
+
+
+def drain_rate(broker_url: str, queue: str, name: str, kwargs: dict, messages: int) -> float:
+    """Messages per second the worker gets through, sent back to back by one caller.
+
+    The caller has no result backend to wait on, so it neither subscribes nor waits;
+    the worker still stores every result (unless the variant says otherwise).
+    """
+    import redis
+
+    app = outside_app(broker_url, None)
+    # Skip the per-task SUBSCRIBE (the environment names a backend, and plain Celery
+    # prefers it over any URL or setting given to the app).
+    app.backend.on_task_call = lambda *args, **kw: None
+    client = redis.Redis.from_url(broker_url)
+    try:
+        started = time.perf_counter()
+        with app.producer_or_acquire() as producer:
+            for _ in range(messages):
+                app.send_task(name, kwargs=kwargs, queue=queue, producer=producer)
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline:
+            # kombu's Redis transport keeps delivered, unacknowledged messages in
+            # "unacked"; with acks_late a message leaves it when its task is done.
+            with client.pipeline(transaction=False) as pipe:
+                pipe.llen(queue)
+                pipe.hlen("unacked")
+                queued, unacked = pipe.execute()
+            if queued == 0 and unacked == 0:
+                return messages / (time.perf_counter() - started)
+            time.sleep(0.005)
+        raise TimeoutError("queue did not drain")
+    finally:
+        app.close()
+        client.close()
+
+
+def ms(seconds: float) -> float:
+    return seconds * 1000
+
+
+def ping(app: Any, name: str, kwargs: dict[str, Any], queue: str) -> Callable[[], None]:
+    def call() -> None:
+        app.send_task(name, kwargs=kwargs, queue=queue).get(timeout=3)
+
+    return call
+
+
+# --- the main tables -------------------------------------------------------------------------
+
+
+@dataclass
+class Samples:
+    """Latencies of one kind of call, and the CPU both sides spent on them."""
+
+    latencies: list[float] = field(default_factory=list)
+    caller_cpu: float = 0.0
+    server_cpu: float = 0.0
+
+    def cpu_us(self, side: str) -> float:
+        spent = self.caller_cpu if side == "caller" else self.server_cpu
+        return spent / len(self.latencies) * 1e6 if self.latencies else float("nan")
+
+    def block(self, caller: Caller, name: str, queue: str, n: int, server_pid: int) -> None:
+        server_before, caller_before = tree_cpu(server_pid), time.process_time()
+        self.latencies.extend(caller.timed(name, queue) for _ in range(n))
+        self.caller_cpu += time.process_time() - caller_before
+        self.server_cpu += tree_cpu(server_pid) - server_before
+
+
+def interleaved(caller: Caller, calls: int, servers: dict[str, int]) -> dict[str, Samples]:
+    """Latency samples per kind, in rotating blocks of ``BLOCK`` calls."""
+    for name, queue in KINDS.values():
+        for _ in range(WARMUP):
+            caller.call(name, queue)
+    samples = {kind: Samples() for kind in KINDS}
+    while any(len(s.latencies) < calls for s in samples.values()):
+        for kind, (name, queue) in KINDS.items():
+            n = min(BLOCK, calls - len(samples[kind].latencies))
+            if n > 0:
+                samples[kind].block(caller, name, queue, n, servers[kind])
+    return samples
+
+
+def print_latency(samples: dict[str, Samples], args: argparse.Namespace) -> None:
+    stats = {kind: summary([ms(x) for x in entry.latencies]) for kind, entry in samples.items()}
+    noop = stats["celery no-op"]
+    table = Table(
+        f"request/reply latency, 1 caller, {args.calls} calls each (ms; {RUN_DATE}, "
+        "2 cores, loopback)",
+        ["call", "p50", "p95", "p99", "max", "p50 vs no-op", "p50 - no-op",
+         "server CPU us/call", "caller CPU us/call"],
+    )  # fmt: skip
+    for kind in KINDS:
+        s = stats[kind]
+        table.add(
+            kind,
+            s.p50,
+            s.p95,
+            s.p99,
+            s.max,
+            ratio(s.p50, noop.p50),
+            s.p50 - noop.p50,
+            round(samples[kind].cpu_us("server")),
+            round(samples[kind].cpu_us("caller")),
+        )
+    table.notes.append(
+        "server CPU: the answering process tree (echo process; worker main + pool children)"
+    )
+    for kind in ("videos.sign_url", "videos.get"):
+        s = stats[kind]
+        verdict = "yes" if s.p50 <= 3 and s.p99 <= 15 else "NO"
+        table.notes.append(f"{kind}: p50 <= 3 ms and p99 <= 15 ms: {verdict}")
+    sign = stats["videos.sign_url"]
+    verdict = "yes" if sign.p50 <= noop.p50 + 0.5 else "NO"
+    table.notes.append(f"videos.sign_url p50 <= no-op p50 + 0.5 ms: {verdict}")
+    table.print()
+
+
+@dataclass
+class Rates:
+    rates: list[float] = field(default_factory=list)
+    latencies: list[float] = field(default_factory=list)
+
+    @property
+    def rate(self) -> float:
+        return statistics.median(self.rates) if self.rates else float("nan")
+
+
+def print_throughput(
+    rates: dict[tuple[str, int], Rates], caller_counts: list[int], args: argparse.Namespace
+) -> None:
+    table = Table(
+        f"throughput, closed loop, median of {args.rounds} x {args.seconds:g} s "
+        "(requests/s; latency under load in ms)",
+        ["call", "callers", "req/s", "vs no-op", "p50", "p99"],
+    )
+    for callers in caller_counts:
+        noop = rates[("celery no-op", callers)].rate
+        for kind in KINDS:
+            entry = rates[(kind, callers)]
+            s = summary([ms(x) for x in entry.latencies])
+            table.add(kind, str(callers), entry.rate, ratio(entry.rate, noop), s.p50, s.p99)
+    for callers in caller_counts:
+        sign = rates[("videos.sign_url", callers)].rate
+        noop = rates[("celery no-op", callers)].rate
+        verdict = "yes" if sign >= 0.9 * noop else "NO"
+        table.notes.append(f"{callers} caller(s): sign_url >= 0.9x no-op throughput: {verdict}")
+    table.print()
+
+
+# --- A/B pairs (--tune) ------------------------------------------------------------------------
+
+
+@dataclass
+class Side:
+    """One half of a pair: a worker (or a caller) and what it is measured on."""
+
+    spec: WorkerSpec
+    queue: str
+    caller: Caller
+    replies: bool = True
+    worker: WorkerProcess | None = None
+    samples: Samples = field(default_factory=Samples)
+    rates: list[float] = field(default_factory=list)
+    drains: list[float] = field(default_factory=list)
+    drain_cpu: float = 0.0
+
+    def result(self, drained: int) -> dict[str, float]:
+        s = summary([ms(x) for x in self.samples.latencies])
+        nan = float("nan")
+        return {
+            "p50": s.p50 if self.replies else nan,
+            "p99": s.p99 if self.replies else nan,
+            "cpu": self.samples.cpu_us("server") if self.replies else nan,
+            "rate": statistics.median(self.rates) if self.rates else nan,
+            "drain": statistics.median(self.drains),
+            "drain_cpu": self.drain_cpu / drained * 1e6,
+        }
+
+
+def run_pair(
+    stack: Stack, pool: CallerPool, a: Side, b: Side, name: str, args: argparse.Namespace
+) -> tuple[dict[str, float], dict[str, float]]:
+    """Measure two sides at the same time, alternating every measurement."""
+    shared = a.spec is b.spec and a.queue == b.queue  # caller-side pair: one worker
+    a.worker = WorkerProcess(a.spec, stack.env, stack.log_path("pair-a"))
+    b.worker = a.worker if shared else WorkerProcess(b.spec, stack.env, stack.log_path("pair-b"))
+    sides = (a, b)
+    with stopping(a.worker, b.worker):
+        a.worker.start()
+        if not shared:
+            b.worker.start()
+        for side in sides:
+            if side.replies:
+                side.worker.wait_ready(ping(side.caller.app, name, {}, side.queue))
+            else:
+                drain_rate(stack.broker_url, side.queue, name, {}, 20)  # worker up, warm
+        for side in sides:
+            for _ in range(WARMUP if side.replies else 0):
+                side.caller.call(name, side.queue)
+        done = 0
+        while done < args.tune_calls:
+            n = min(PAIR_BLOCK, args.tune_calls - done)
+            for side in sides:
+                if side.replies:
+                    side.samples.block(side.caller, name, side.queue, n, side.worker.pid)
+            done += n
+        for _ in range(args.tune_rounds):
+            for side in sides:
+                if side.replies:
+                    rate, _ = throughput(
+                        pool.pool, side.caller.config, name, side.queue, 4, args.seconds
+                    )
+                    side.rates.append(rate)
+            for side in sides:
+                before = tree_cpu(side.worker.pid)
+                kwargs = side.caller.kwargs(name)
+                side.drains.append(
+                    drain_rate(stack.broker_url, side.queue, name, kwargs, args.drain)
+                )
+                side.drain_cpu += tree_cpu(side.worker.pid) - before
+    drained = args.drain * args.tune_rounds
+    return a.result(drained), b.result(drained)
+
+
+def pair_table(title: str, rows: list[tuple[str, dict, dict]], args: argparse.Namespace) -> None:
+    table = Table(
+        title,
+        ["variant (B) vs production (A)", "A p50", "B p50", "B/A p50", "A CPU us", "B CPU us",
+         "B/A CPU", "A req/s", "B req/s", "B/A req/s", "A drain/s", "B drain/s", "B/A drain",
+         "B/A CPU/msg"],
+    )  # fmt: skip
+    for label, a, b in rows:
+        table.add(
+            label,
+            a["p50"],
+            b["p50"],
+            ratio(b["p50"], a["p50"]),
+            round(a["cpu"]) if a["cpu"] == a["cpu"] else "-",
+            round(b["cpu"]) if b["cpu"] == b["cpu"] else "-",
+            ratio(b["cpu"], a["cpu"]),
+            a["rate"],
+            b["rate"],
+            ratio(b["rate"], a["rate"]),
+            a["drain"],
+            b["drain"],
+            ratio(b["drain"], a["drain"]),
+            ratio(b["drain_cpu"], a["drain_cpu"]),
+        )
+    table.notes += [
+        f"p50 in ms over {args.tune_calls} calls, 1 caller; CPU: worker main + children per "
+        f"call; req/s: 4 callers x {args.seconds:g} s; drain: {args.drain} queued messages; "
+        f"median of {args.tune_rounds} alternating rounds",
+        "B/A < 1.00x is better for p50 and CPU, > 1.00x is better for req/s and drain",
+    ]
+    table.print()
+
+
+def tune(stack: Stack, pool: CallerPool, config: CallerConfig, args: argparse.Namespace) -> None:
+    rows: list[tuple[str, dict, dict]] = []
+    callers: list[Caller] = []
+
+    def caller(getter: str = "pubsub") -> Caller:
+        made = Caller(CallerConfig(config.broker_url, config.backend_url, config.video_ids, getter))
+        callers.append(made)
+        return made
+
+    wanted = [w.strip() for w in args.only.split(",")] if args.only else None
+    variants = [v for v in VARIANTS if wanted is None or any(w in v[0] for w in wanted)]
+    try:
+        for label, spec_changes, conf in variants:
+            log(f"pair: {label}")
+            a = Side(WorkerSpec(app="bench.noop_app:app", queues="bench.a"), "bench.a", caller())
+            spec = WorkerSpec(app="bench.noop_app:app", queues="bench.b", conf=conf, **spec_changes)
+            b = Side(spec, "bench.b", caller(), replies=not conf.get("task_ignore_result"))
+            rows.append((label, *run_pair(stack, pool, a, b, "bench.noop", args)))
+        poll_label = "caller: poll result key / 0.5 ms"
+        if wanted is None or any(w in poll_label for w in wanted):
+            log("pair: caller polls the result key vs pub/sub")
+            spec = WorkerSpec(app="bench.noop_app:app", queues="bench.a")
+            a, b = Side(spec, "bench.a", caller()), Side(spec, "bench.a", caller("poll"))
+            rows.append((poll_label, *run_pair(stack, pool, a, b, "bench.noop", args)))
+        if rows:
+            pair_table(
+                "what bounds the no-op floor: A/B pairs, one setting changed in B "
+                f"({RUN_DATE}, 2 cores, loopback)",
+                rows,
+                args,
+            )
+
+        recommended = json.loads(args.recommended) if args.recommended else RECOMMENDED
+        log(f"pair: videos.sign_url, production vs {recommended}")
+        real = {"task_create_missing_queues": True}  # lets each worker own a queue
+        a = Side(WorkerSpec(queues="videos.a", conf=real), "videos.a", caller())
+        spec_b = WorkerSpec(
+            queues="videos.b",
+            conf={**real, **recommended.get("conf", {})},
+            **{
+                k: tuple(v) if k in ("extra", "quiet_loggers") else v
+                for k, v in recommended.get("spec", {}).items()
+            },
+        )
+        b = Side(spec_b, "videos.b", caller())
+        result = run_pair(stack, pool, a, b, "videos.sign_url", args)
+        pair_table(
+            f"videos.sign_url on two real workers: production (A) vs recommended (B): "
+            f"{json.dumps(recommended)}",
+            [("recommended", *result)],
+            args,
+        )
+    finally:
+        for made in callers:
+            made.stop()
+
+
+# --- the bench ---------------------------------------------------------------------------------
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.roundtrip", description=__doc__)
+    parser.add_argument("--calls", type=int, default=2000, help="latency samples per kind")
+    parser.add_argument("--seconds", type=float, default=4.0, help="per throughput round")
+    parser.add_argument("--rounds", type=int, default=3, help="throughput rounds (median)")
+    parser.add_argument("--callers", default="1,4", help="caller processes for throughput")
+    parser.add_argument("--videos", type=int, default=10_000, help="catalog rows to load")
+    parser.add_argument("--tune", action="store_true", help="also run the A/B settings pairs")
+    parser.add_argument("--tune-only", action="store_true", help="only the A/B pairs")
+    parser.add_argument("--tune-calls", type=int, default=400, help="latency samples per side")
+    parser.add_argument("--tune-rounds", type=int, default=2, help="throughput/drain rounds")
+    parser.add_argument("--drain", type=int, default=400, help="messages per drain round")
+    parser.add_argument("--recommended", help="JSON {spec: {...}, conf: {...}} to pair")
+    parser.add_argument(
+        "--only", help="comma-separated substrings: run only the variants whose label has one"
+    )
+    args = parser.parse_args(argv)
+    if args.tune_only:
+        args.tune = True
+        args.seconds = min(args.seconds, 3.0)
+    caller_counts = [int(c) for c in args.callers.split(",")]
+
+    from bench.dataset import load
+
+    with Stack() as stack:
+        load(stack.database_url, args.videos, log=False)
+        config = CallerConfig(
+            stack.broker_url, stack.backend_url, tuple(pick_videos(stack.database_url))
+        )
+        pool = CallerPool(max(caller_counts + [4]))
+        with stopping(pool):
+            if not args.tune_only:
+                main_tables(stack, pool, config, caller_counts, args)
+            if args.tune:
+                tune(stack, pool, config, args)
+    return 0
+
+
+def task_body(config: CallerConfig, calls: int) -> None:
+    """What the task body costs in process, without broker or pool (third table).
+
+    ``task call`` runs the Celery task object locally (``ContractTask.respond``:
+    kwargs validation, handler, envelope); ``handler`` calls the handler alone; the
+    ``pool_pre_ping=False`` rows use an engine identical to ``worker.db.make_engine``'s
+    but without the per-checkout ``SELECT 1``, and the ``autocommit read`` rows also
+    skip the BEGIN/ROLLBACK around the single SELECT: what those round trips cost.
+    """
+    import dataclasses
+
+    import handlers
+    from schemas import GetVideo, SignUrl
+    from tasks.videos import get_video, sign_url
+    from worker import bootstrap
+    from worker.db import PostgresUnitOfWork, make_engine
+    from worker.settings import get_settings
+
+    settings = get_settings()
+    deps = bootstrap.get_deps()
+    engine = make_engine(settings)
+    engine.pool._pre_ping = False  # what pool_pre_ping=False gives create_engine
+    no_ping = dataclasses.replace(deps, uow=lambda: PostgresUnitOfWork(engine))
+    # Reads in autocommit: no BEGIN before the SELECT, no ROLLBACK after it.
+    reader = engine.execution_options(isolation_level="AUTOCOMMIT")
+    lean = dataclasses.replace(deps, uow=lambda: PostgresUnitOfWork(reader))
+    ids = itertools.cycle(config.video_ids)
+    variants: dict[str, Callable[[], object]] = {
+        "videos.sign_url task call": lambda: sign_url(video_id=next(ids)),
+        "sign_url handler": lambda: handlers.sign_url(SignUrl(video_id=next(ids)), deps),
+        "sign_url handler, pool_pre_ping=False": lambda: handlers.sign_url(
+            SignUrl(video_id=next(ids)), no_ping
+        ),
+        "sign_url handler, no pre-ping, autocommit read": lambda: handlers.sign_url(
+            SignUrl(video_id=next(ids)), lean
+        ),
+        "videos.get task call": lambda: get_video(video_id=next(ids)),
+        "get handler": lambda: handlers.get_video(GetVideo(video_id=next(ids)), deps),
+        "get handler, pool_pre_ping=False": lambda: handlers.get_video(
+            GetVideo(video_id=next(ids)), no_ping
+        ),
+        "get handler, no pre-ping, autocommit read": lambda: handlers.get_video(
+            GetVideo(video_id=next(ids)), lean
+        ),
+        "presign_get alone": lambda: deps.store.presign_get("videos/m/proxy/v.mp4", 3600),
+    }
+    try:
+        for call in variants.values():
+            for _ in range(WARMUP):
+                call()
+        wall: dict[str, list[float]] = {name: [] for name in variants}
+        cpu = dict.fromkeys(variants, 0.0)
+        while any(len(v) < calls for v in wall.values()):
+            for name, call in variants.items():
+                cpu_before = time.process_time()
+                for _ in range(min(BLOCK, calls - len(wall[name]))):
+                    started = time.perf_counter()
+                    call()
+                    wall[name].append(time.perf_counter() - started)
+                cpu[name] += time.process_time() - cpu_before
+    finally:
+        engine.dispose()
+    table = Table(
+        f"task body in process, no broker ({calls} calls each, interleaved; microseconds)",
+        ["call", "p50", "p95", "p99", "CPU/call"],
+    )
+    for name, values in wall.items():
+        s = summary([x * 1e6 for x in values])
+        table.add(name, s.p50, s.p95, s.p99, cpu[name] / len(values) * 1e6)
+    table.notes.append(
+        "task call = what a pool child runs for the message: validation, handler, envelope"
+    )
+    table.print()
+
+
+def main_tables(
+    stack: Stack,
+    pool: CallerPool,
+    config: CallerConfig,
+    caller_counts: list[int],
+    args: argparse.Namespace,
+) -> None:
+    caller = Caller(config)
+    real = WorkerProcess(WorkerSpec(), stack.env, stack.log_path("worker"))
+    noop = WorkerProcess(
+        WorkerSpec(app="bench.noop_app:app", queues=NOOP_QUEUE), stack.env, stack.log_path("noop")
+    )
+    echo = EchoServer(stack.broker_url)
+    with stopping(caller, echo, real, noop):
+        log("starting the worker, the no-op worker and the echo server")
+        echo.start()
+        real.start()
+        noop.start()
+        real.wait_ready(ping(caller.app, "videos.stats", {}, "videos"))
+        noop.wait_ready(ping(caller.app, "bench.noop", {}, NOOP_QUEUE))
+
+        log(f"latency: {args.calls} calls per kind, interleaved")
+        servers = {
+            ECHO: echo.pid,
+            "celery no-op": noop.pid,
+            "videos.sign_url": real.pid,
+            "videos.get": real.pid,
+        }
+        print_latency(interleaved(caller, args.calls, servers), args)
+
+        log("throughput")
+        rates: dict[tuple[str, int], Rates] = {}
+        for _ in range(args.rounds):
+            for callers in caller_counts:
+                for kind, (name, queue) in KINDS.items():
+                    rate, latencies = throughput(
+                        pool.pool, config, name, queue, callers, args.seconds
+                    )
+                    entry = rates.setdefault((kind, callers), Rates())
+                    entry.rates.append(rate)
+                    entry.latencies.extend(latencies)
+        print_throughput(rates, caller_counts, args)
+
+    log("task body in process")
+    task_body(config, min(args.calls, 2000))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
