@@ -43,28 +43,6 @@ def clock_at(moment: datetime):
 
 
 @pytest.fixture
-def deny_deletes_under(s3, bucket):
-    """Make the S3 server refuse DeleteObject for keys under a prefix, per key."""
-
-    def deny(prefix: str) -> None:
-        policy = {
-            "Version": "2012-10-17",
-            "Statement": [
-                {
-                    "Effect": "Deny",
-                    "Principal": "*",
-                    "Action": "s3:DeleteObject",
-                    "Resource": f"arn:aws:s3:::{bucket}/{prefix}*",
-                }
-            ],
-        }
-        s3.put_bucket_policy(Bucket=bucket, Policy=json.dumps(policy))
-
-    yield deny
-    s3.delete_bucket_policy(Bucket=bucket)
-
-
-@pytest.fixture
 def events(redis_client):
     """Messages published on the events channel from now on."""
     pubsub = redis_client.pubsub()

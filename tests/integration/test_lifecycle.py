@@ -186,28 +186,6 @@ def events(redis_client):
     collector.close()
 
 
-@pytest.fixture
-def deny_deletes_under(s3, bucket):
-    """The S3 server refuses DeleteObject for keys under a prefix (per key, in DeleteObjects)."""
-
-    def deny(prefix: str) -> None:
-        policy = {
-            "Version": "2012-10-17",
-            "Statement": [
-                {
-                    "Effect": "Deny",
-                    "Principal": "*",
-                    "Action": "s3:DeleteObject",
-                    "Resource": f"arn:aws:s3:::{bucket}/{prefix}*",
-                }
-            ],
-        }
-        s3.put_bucket_policy(Bucket=bucket, Policy=json.dumps(policy))
-
-    yield deny
-    s3.delete_bucket_policy(Bucket=bucket)
-
-
 def days_ago(days: float) -> datetime:
     return datetime.now(UTC) - timedelta(days=days)
 

@@ -58,15 +58,8 @@ def scans(plan: dict) -> list[tuple[str, str | None, str | None]]:
 
 
 def test_first_page_for_a_mall_and_status_uses_an_index_not_a_seq_scan(deps, catalog, engine):
-    for m in range(MALLS):
-        mall = catalog.mall(f"Mall {m:02d}")
-        catalog.pin(mall, f"Pin {m:02d}a")
-        catalog.pin(mall, f"Pin {m:02d}b")
-    with engine.begin() as conn:
-        conn.execute(text(FILL_VIDEOS), {"rows": ROWS, "pins": MALLS * 2})
-        conn.execute(text("ANALYZE videos"))
-        conn.execute(text("ANALYZE camera_pins"))
-        mall_id = conn.execute(text("SELECT mall_id FROM videos LIMIT 1")).scalar_one()
+    mall_id = fill(catalog, engine)
+    with engine.connect() as conn:
         assert conn.execute(text("SELECT count(*) FROM videos")).scalar_one() == ROWS
 
     query = ListVideos(mall_id=str(mall_id), processing_status="completed", page_size=20)

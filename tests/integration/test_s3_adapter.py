@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import http.client
-import json
 from urllib.parse import quote, urlsplit
 
 import pytest
@@ -17,28 +16,6 @@ from worker.storage import S3ObjectStore
 @pytest.fixture
 def store(settings, clean) -> S3ObjectStore:
     return S3ObjectStore(settings)
-
-
-@pytest.fixture
-def deny_deletes_under(s3, bucket):
-    """Make DeleteObjects refuse, key by key, every key under a prefix."""
-
-    def deny(prefix: str) -> None:
-        policy = {
-            "Version": "2012-10-17",
-            "Statement": [
-                {
-                    "Effect": "Deny",
-                    "Principal": "*",
-                    "Action": "s3:DeleteObject",
-                    "Resource": f"arn:aws:s3:::{bucket}/{prefix}*",
-                }
-            ],
-        }
-        s3.put_bucket_policy(Bucket=bucket, Policy=json.dumps(policy))
-
-    yield deny
-    s3.delete_bucket_policy(Bucket=bucket)
 
 
 def put_objects(endpoint_url: str, bucket: str, keys: list[str]) -> None:
