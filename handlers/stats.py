@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from datetime import datetime
 from uuid import UUID
 
 from handlers.deps import Deps
@@ -23,15 +24,21 @@ def get_stats(cmd: GetStats, deps: Deps) -> VideoStats:
     return stats
 
 
-def _refresh(deps: Deps, include_global: bool, mall_ids: Iterable[UUID]) -> list[VideoStats]:
-    """One aggregate query per scope, one cache write, one event per scope."""
-    now = deps.clock()
-    with deps.uow() as uow:
-        fresh = [uow.videos.stats(None, now)] if include_global else []
-        fresh += [uow.videos.stats(mall_id, now) for mall_id in mall_ids]
+def _save(deps: Deps, fresh: list[VideoStats], now: datetime) -> None:
+    """One cache write, then one event per scope refreshed."""
     deps.cache.put(fresh)
     for stats in fresh:
         deps.publish(StatsRefreshed(mall_id=stats.mall_id, at=now))
+
+
+def _refresh(
+    deps: Deps, include_global: bool, mall_ids: Iterable[UUID], now: datetime
+) -> list[VideoStats]:
+    """One aggregate query per scope."""
+    with deps.uow() as uow:
+        fresh = [uow.videos.stats(None, now)] if include_global else []
+        fresh += [uow.videos.stats(mall_id, now) for mall_id in mall_ids]
+    _save(deps, fresh, now)
     return fresh
 
 
@@ -39,13 +46,11 @@ def refresh_stats(cmd: RefreshStats, deps: Deps) -> RefreshStatsResult:
     """Recompute one mall, or the global figure and every mall (two aggregate queries)."""
     now = deps.clock()
     if cmd.mall_id is not None:
-        fresh = _refresh(deps, False, [cmd.mall_id])
+        fresh = _refresh(deps, False, [cmd.mall_id], now)
     else:
         with deps.uow() as uow:
             fresh = [uow.videos.stats(None, now), *uow.videos.stats_per_mall(now)]
-        deps.cache.put(fresh)
-        for stats in fresh:
-            deps.publish(StatsRefreshed(mall_id=stats.mall_id, at=now))
+        _save(deps, fresh, now)
     return RefreshStatsResult(mall_id=cmd.mall_id, scopes_refreshed=len(fresh), refreshed_at=now)
 
 
@@ -60,6 +65,7 @@ def request_stats_refresh(deps: Deps, mall_ids: set[UUID]) -> None:
 
 
 def flush_stale_stats(cmd: FlushStaleStats, deps: Deps) -> RefreshStatsResult:
+    now = deps.clock()
     include_global, mall_ids = deps.cache.take_dirty()
-    fresh = _refresh(deps, include_global, mall_ids)
-    return RefreshStatsResult(mall_id=None, scopes_refreshed=len(fresh), refreshed_at=deps.clock())
+    fresh = _refresh(deps, include_global, mall_ids, now)
+    return RefreshStatsResult(mall_id=None, scopes_refreshed=len(fresh), refreshed_at=now)

@@ -292,15 +292,12 @@ def _dead_letters(args: argparse.Namespace) -> int:
     from worker.consumer import DEAD_LETTERS_KEY
 
     client = make_redis(get_settings().redis_cache_url)
-    entries = [json.loads(raw) for raw in client.lrange(DEAD_LETTERS_KEY, 0, -1)]
+    raws = client.lrange(DEAD_LETTERS_KEY, 0, -1)
+    entries = [json.loads(raw) for raw in raws]
     if args.action == "list":
         print(json.dumps(entries, indent=2))
         return 0
-    chosen = [
-        (raw, e)
-        for raw, e in zip(client.lrange(DEAD_LETTERS_KEY, 0, -1), entries, strict=True)
-        if e["id"] == args.task_id
-    ]
+    chosen = [(raw, e) for raw, e in zip(raws, entries, strict=True) if e["id"] == args.task_id]
     if not chosen:
         print(f"videoworker dead-letters: no dead letter {args.task_id}", file=sys.stderr)
         return 1

@@ -119,21 +119,11 @@ class GuardedConsumer(Consumer):
                 log.exception("message.reply_failed", extra={"task_id": task_id})
         message.ack_log_error(log, self.connection_errors)
 
-    _dead_letter_redis: Any = None
-
-    def _redis(self) -> Any:
-        if self._dead_letter_redis is None:
-            from worker.cache import make_redis
-            from worker.settings import get_settings
-
-            self._dead_letter_redis = make_redis(get_settings().redis_cache_url)
-        return self._dead_letter_redis
-
     def too_many_redeliveries(self, message: Any) -> bool:
         headers = message.headers
         attempt = f"{headers['id']}:{headers.get('retries', 0)}"
         try:
-            client = self._redis()
+            client = cache_redis()
             # Only a delivery that started and never finished was a lost worker; clear the
             # mark so the next loss is counted once more, not this one again.
             if not client.delete(STARTED_PREFIX + attempt):
@@ -166,7 +156,7 @@ class GuardedConsumer(Consumer):
         }
         detail = f"{headers['task']} {entry['reason']}; set aside as a dead letter"
         try:
-            self._redis().lpush(DEAD_LETTERS_KEY, json.dumps(entry))
+            cache_redis().lpush(DEAD_LETTERS_KEY, json.dumps(entry))
             self.app.backend.store_result(
                 headers["id"], failure("internal", detail), states.SUCCESS
             )
@@ -186,7 +176,18 @@ def _redelivered(message: Any) -> bool:
     )
 
 
-_started_redis: Any = None
+_cache_redis: Any = None
+
+
+def cache_redis() -> Any:
+    """This process's client of the cache Redis (counters, marks, dead letters)."""
+    global _cache_redis
+    if _cache_redis is None:
+        from worker.cache import make_redis
+        from worker.settings import get_settings
+
+        _cache_redis = make_redis(get_settings().redis_cache_url)
+    return _cache_redis
 
 
 def mark_started(task_id: str, retries: int) -> None:
@@ -194,19 +195,13 @@ def mark_started(task_id: str, retries: int) -> None:
 
     One SET per task; the mark simply expires once the message has been acknowledged.
     """
-    global _started_redis
     try:
-        if _started_redis is None:
-            from worker.cache import make_redis
-            from worker.settings import get_settings
-
-            _started_redis = make_redis(get_settings().redis_cache_url)
-        _started_redis.set(f"{STARTED_PREFIX}{task_id}:{retries}", 1, ex=MARKER_TTL_SECONDS)
+        cache_redis().set(f"{STARTED_PREFIX}{task_id}:{retries}", 1, ex=MARKER_TTL_SECONDS)
     except Exception:  # noqa: BLE001 - never fail a task over its bookkeeping
         log.warning("task.start_mark_failed", extra={"task_id": task_id})
 
 
 def forget_connections() -> None:
     """After fork: the child opens its own connection."""
-    global _started_redis
-    _started_redis = None
+    global _cache_redis
+    _cache_redis = None
