@@ -7,7 +7,7 @@ choices of this worker, each with the reason it was made.
 from celery.schedules import crontab
 from kombu import Exchange, Queue
 
-from worker.routing import MAINTENANCE_QUEUE, REQUESTS_QUEUE, ROUTES
+from schemas.contract import MAINTENANCE_QUEUE, REQUESTS_QUEUE, ROUTES
 from worker.settings import get_settings
 
 _settings = get_settings()
@@ -15,8 +15,8 @@ _settings = get_settings()
 broker_url = _settings.celery_broker_url
 if broker_url.startswith("redis://"):
     # kombu's Redis transport, except that junk pushed onto a queue's list is kept and
-    # logged instead of ending the worker (see worker.transport).
-    broker_transport = "worker.transport:Transport"
+    # logged instead of ending the worker (see worker.runtime.transport).
+    broker_transport = "worker.runtime.transport:Transport"
 result_backend = _settings.result_backend_url
 
 # JSON only, in both directions: a pickle body is refused before it is decoded.
@@ -26,7 +26,7 @@ accept_content = ["json"]
 result_accept_content = ["json"]
 task_protocol = 2
 if _settings.signing:
-    # Signed messages only (worker.celery_app calls setup_security); results stay JSON.
+    # Signed messages only (worker.runtime.app calls setup_security); results stay JSON.
     task_serializer = "auth"
     accept_content = ["auth"]
     security_key = _settings.security_key
@@ -58,9 +58,14 @@ task_create_missing_queues = False
 # process running it dies; every task is written to be safe to run twice.
 task_acks_late = True
 task_reject_on_worker_lost = True
-# Longer than the longest task's hard time limit (retention sweep chunks: 10 min),
-# so Redis never redelivers a message whose task is still running.
-broker_transport_options = {"visibility_timeout": _settings.broker_visibility_timeout_seconds}
+broker_transport_options = {
+    # Longer than the longest task's hard time limit (retention sweep chunks: 10 min),
+    # so Redis never redelivers a message whose task is still running.
+    "visibility_timeout": _settings.broker_visibility_timeout_seconds,
+    # The Redis transport refuses items, and compressed bodies once inflated, larger
+    # than this (see worker.runtime.transport).
+    "message_max_bytes": _settings.message_max_bytes,
+}
 result_backend_transport_options = {"retry_policy": {"timeout": 5.0}}
 # Short requests: a few messages in hand per process keep it busy without letting one
 # process hoard work that an idle sibling could take.
@@ -74,8 +79,8 @@ broker_connection_max_retries = None
 worker_cancel_long_running_tasks_on_connection_loss = False
 task_track_started = False
 worker_send_task_events = False
-# Guards the worker against malformed messages (see worker.consumer).
-worker_consumer = "worker.consumer:GuardedConsumer"
+# Guards the worker against malformed messages (see worker.runtime.consumer).
+worker_consumer = "worker.runtime.consumer:GuardedConsumer"
 worker_hijack_root_logger = False
 
 # celery-redbeat keeps the schedule in Redis behind a lock: a second beat started by

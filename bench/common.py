@@ -9,7 +9,8 @@
   imports the app, applies ``app.conf.update(overrides)`` (and optional logger levels)
   and runs ``worker_main``: the only way to try a setting on the real worker without
   editing ``celeryconfig`` or ``worker/logs.py``.
-* ``summary``/``Table``: percentiles and the plain-text tables every bench prints.
+* ``summary``/``Table``/``run_label``: percentiles, the plain-text tables every bench
+  prints, and the when-and-where label their titles carry.
 
 Why medians and tails rather than means: the machine is shared (2 cores, other jobs),
 so a single slow sample says little; every comparison is also made against a
@@ -30,11 +31,11 @@ import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-RUN_DATE = "2026-11-24"
 
 
 # --- statistics and tables -------------------------------------------------------------
@@ -116,6 +117,15 @@ class Table:
         print(self.render() + "\n", flush=True)
 
 
+def run_label(*conditions: str) -> str:
+    """When this run measured and on how many cores, plus ``conditions`` ("loopback"), for
+    a table's title: read from the clock and the machine now, so a pasted table says when
+    and where it was measured, not when this file was last edited."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    ran = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    return ", ".join([f"run {ran}", f"{cores} cores", *conditions])
+
+
 def log(message: str) -> None:
     """Progress goes to stderr, so stdout holds only the tables."""
     print(f"  {message}", file=sys.stderr, flush=True)
@@ -138,7 +148,7 @@ class Stack:
         self._saved: dict[str, str | None] = {}
 
     def __enter__(self) -> Stack:
-        from worker.embedded import EmbeddedStack
+        from worker.dev.embedded import EmbeddedStack
 
         self.home = Path(tempfile.mkdtemp(prefix="videoworker-bench-"))
         self.stack = EmbeddedStack.plan(
@@ -155,7 +165,7 @@ class Stack:
             get_settings.cache_clear()
             if self.want["postgres"]:
                 with contextlib.redirect_stdout(sys.stderr):
-                    from worker.migrate import upgrade
+                    from worker.adapters.postgres.migrate import upgrade
 
                     upgrade(self.env["DATABASE_URL"])
         except BaseException:
@@ -224,7 +234,7 @@ class WorkerSpec:
     spec that only names what it changes measures exactly that change.
     """
 
-    app: str = "worker.celery_app:app"
+    app: str = "worker.runtime.app:app"
     queues: str = PRODUCTION_QUEUES
     pool: str = "prefork"
     concurrency: int = 2

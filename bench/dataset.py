@@ -409,7 +409,7 @@ class Server:
 
     def __enter__(self) -> Server:
         if self.given is None:
-            from worker.embedded import EmbeddedPostgres, free_port
+            from worker.dev.embedded import EmbeddedPostgres, free_port
 
             if self.home is None:
                 self.home = Path(tempfile.mkdtemp(prefix="videoworker-bench-"))
@@ -464,7 +464,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=DEFAULT_SEED)
     parser.add_argument("--strategy", choices=("rebuild", "direct"), default="rebuild")
     args = parser.parse_args(argv)
-    from worker.migrate import upgrade
+    from worker.adapters.postgres.migrate import upgrade
 
     with contextlib.redirect_stdout(sys.stderr):
         upgrade(args.database_url)

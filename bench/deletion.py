@@ -46,7 +46,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from bench.common import RUN_DATE, Stack, Table, log, ratio
+from bench.common import Stack, Table, log, ratio, run_label
 
 MALLS = 20
 SEED = 20261124
@@ -153,9 +153,9 @@ def sweep_child(env: dict[str, str], strategy: str, batch_size: int, out: Any) -
     import handlers
     from handlers.ports import DeleteReport
     from schemas import SweepRetention
+    from worker.adapters.s3.store import S3ObjectStore, _describe
     from worker.bootstrap import build_deps
     from worker.settings import get_settings
-    from worker.storage import S3ObjectStore, _describe
 
     class PerObjectStore(S3ObjectStore):
         """The original REST design: one DeleteObject request per key."""
@@ -175,7 +175,8 @@ def sweep_child(env: dict[str, str], strategy: str, batch_size: int, out: Any) -
             return DeleteReport(deleted=deleted, failed=failed)
 
     settings = get_settings()
-    deps = build_deps(settings)
+    enqueued: list[str] = []
+    deps = build_deps(settings, enqueue=lambda task, kwargs, countdown: enqueued.append(task))
     store = PerObjectStore(settings) if strategy == "baseline" else deps.store
     calls: dict[str, int] = {}
 
@@ -189,13 +190,11 @@ def sweep_child(env: dict[str, str], strategy: str, batch_size: int, out: Any) -
     for operation in ("DeleteObjects", "DeleteObject"):
         events.register(f"before-call.s3.{operation}", counter(f"{operation} calls"))
         events.register(f"before-send.s3.{operation}", counter(f"{operation} requests"))
-    enqueued: list[str] = []
     deps = dataclasses.replace(
         deps,
         store=store,
         # The sweep must not stop on its time budget, nor send tasks nobody runs.
-        sweep_time_budget_seconds=86_400.0,
-        enqueue=lambda task, kwargs, countdown: enqueued.append(task),
+        policy=dataclasses.replace(deps.policy, sweep_time_budget_seconds=86_400.0),
     )
     with deps.uow() as uow:  # warm: pooled connection, S3 client, Redis
         uow.videos.stats(None, deps.clock())
@@ -297,7 +296,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     base_rate = reports["baseline"][1]["deleted"] / reports["baseline"][1]["seconds"]
     table = Table(
         f"retention sweep of expired videos, 3 objects each, batch {args.batch_size} "
-        f"({RUN_DATE}, 2 cores, loopback, moto S3)",
+        f"({run_label('loopback', 'moto S3')})",
         ["run", "videos", "seconds", "videos/s", "vs baseline", "CPU ms/video",
          "DeleteObjects calls", "DeleteObject calls", "HTTP requests", "RSS before MB",
          "RSS growth MB"],

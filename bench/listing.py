@@ -1,7 +1,7 @@
 """Listing bench: ``videos.list`` at scale, with our indexes and without them.
 
 What it measures: the repository's real code path,
-``worker.db.PostgresVideoRepository(conn).list(ListVideos(...))`` (the total's
+``PostgresVideoRepository(conn).list(ListVideos(...))`` (the total's
 ``count(*)`` plus the page query, as the handler runs them), wall time per call from
 Python, for every single filter and the common combinations. Each query is timed on
 page 1 and on a deep page: page 2,000 when the filter matches at least 40,000 rows
@@ -67,6 +67,7 @@ from psycopg import sql
 from sqlalchemy import Connection, Engine, create_engine, event, func, select
 from sqlalchemy.pool import NullPool
 
+from bench.common import run_label
 from bench.dataset import (
     BENCH_HOME,
     DEFAULT_SEED,
@@ -76,7 +77,7 @@ from bench.dataset import (
     load,
 )
 from schemas.requests import ListVideos
-from worker.orm import Video
+from worker.adapters.postgres.tables import Video
 
 OURS = "vw_bench"
 BASELINE = "vw_bench_baseline"
@@ -146,7 +147,7 @@ class Dataset:
 def _head_revision() -> str:
     from alembic.script import ScriptDirectory
 
-    from worker.migrate import alembic_config
+    from worker.adapters.postgres.migrate import alembic_config
 
     return ScriptDirectory.from_config(alembic_config("postgresql://unused")).get_current_head()
 
@@ -219,7 +220,7 @@ def prepare(server: Server, videos: int, seed: int, reuse: bool, extra: Path | N
     ):
         lines.append(f"reusing the loaded {videos:,} videos (--keep)")
     else:
-        from worker.migrate import upgrade
+        from worker.adapters.postgres.migrate import upgrade
 
         server.drop(BASELINE)
         server.drop(OURS)
@@ -527,7 +528,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument(
         "--repository",
-        default="worker.db:PostgresVideoRepository",
+        default="worker.adapters.postgres.repositories:PostgresVideoRepository",
         help="module:Class of the repository to measure (an alternative to compare)",
     )
     args = parser.parse_args(argv)
@@ -551,7 +552,7 @@ def run(server: Server, repository: Callable[[Connection], Any], args: Any) -> i
         cases = [c for c in cases if any(o in c.name for o in args.only)]
     print(
         f"{args.videos:,} videos, page_size {PAGE_SIZE}, {args.samples} samples after "
-        f"{WARMUP} warm-up calls; repository {args.repository}",
+        f"{WARMUP} warm-up calls; repository {args.repository} ({run_label()})",
         flush=True,
     )
     rows: list[Row] = []

@@ -45,7 +45,6 @@ from collections.abc import Sequence
 from typing import Any
 
 from bench.common import (
-    RUN_DATE,
     Stack,
     Table,
     WorkerProcess,
@@ -53,6 +52,7 @@ from bench.common import (
     log,
     outside_app,
     pick_videos,
+    run_label,
     stopping,
     tree_memory,
 )
@@ -189,7 +189,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             app.close()
 
     table = Table(
-        f"worker memory, main + 2 prefork children, MB ({RUN_DATE}, 2 cores, loopback; "
+        f"worker memory, main + 2 prefork children, MB ({run_label('loopback')}; "
         "both workers served the same requests at the same time)",
         ["worker", "point", "requests", "RSS", "PSS", "USS", "RSS growth", "PSS growth",
          "USS growth"],

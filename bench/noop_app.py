@@ -6,7 +6,7 @@ logs and the task-context signals) except validation, Postgres, S3 and the envel
 model. It reuses every value of ``celeryconfig`` and only swaps the queues (its own
 ``bench.noop`` queue, so it can run next to a real worker without taking its work;
 any other name given with ``-Q`` is created, so that two no-op workers can be
-compared side by side) and drops the beat schedule. Importing ``worker.celery_app``
+compared side by side) and drops the beat schedule. Importing ``worker.runtime.app``
 connects the same process-wide signal handlers (logging, task context) that the real
 worker runs.
 
@@ -19,7 +19,7 @@ from celery import Celery
 from kombu import Exchange, Queue
 
 import celeryconfig
-import worker.celery_app  # noqa: F401 - same signal handlers as the real worker
+import worker.runtime.app  # noqa: F401 - same signal handlers as the real worker
 
 QUEUE = "bench.noop"
 TASK = "bench.noop"

@@ -66,7 +66,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bench.common import (
-    RUN_DATE,
     Stack,
     Table,
     WorkerProcess,
@@ -75,6 +74,7 @@ from bench.common import (
     outside_app,
     pick_videos,
     ratio,
+    run_label,
     stopping,
     summary,
     tree_cpu,
@@ -362,8 +362,8 @@ def print_latency(samples: dict[str, Samples], args: argparse.Namespace) -> None
     stats = {kind: summary([ms(x) for x in entry.latencies]) for kind, entry in samples.items()}
     noop = stats["celery no-op"]
     table = Table(
-        f"request/reply latency, 1 caller, {args.calls} calls each (ms; {RUN_DATE}, "
-        "2 cores, loopback)",
+        f"request/reply latency, 1 caller, {args.calls} calls each "
+        f"(ms; {run_label('loopback')})",
         ["call", "p50", "p95", "p99", "max", "p50 vs no-op", "p50 - no-op",
          "server CPU us/call", "caller CPU us/call"],
     )  # fmt: skip
@@ -560,7 +560,7 @@ def tune(stack: Stack, pool: CallerPool, config: CallerConfig, args: argparse.Na
         if rows:
             pair_table(
                 "what bounds the no-op floor: A/B pairs, one setting changed in B "
-                f"({RUN_DATE}, 2 cores, loopback)",
+                f"({run_label('loopback')})",
                 rows,
                 args,
             )
@@ -580,8 +580,8 @@ def tune(stack: Stack, pool: CallerPool, config: CallerConfig, args: argparse.Na
         b = Side(spec_b, "videos.b", caller())
         result = run_pair(stack, pool, a, b, "videos.sign_url", args)
         pair_table(
-            f"videos.sign_url on two real workers: production (A) vs recommended (B): "
-            f"{json.dumps(recommended)}",
+            "videos.sign_url on two real workers: production (A) vs recommended (B) "
+            f"({run_label('loopback')}): {json.dumps(recommended)}",
             [("recommended", *result)],
             args,
         )
@@ -636,7 +636,7 @@ def task_body(config: CallerConfig, calls: int) -> None:
 
     ``task call`` runs the Celery task object locally (``ContractTask.respond``:
     kwargs validation, handler, envelope); ``handler`` calls the handler alone; the
-    ``pool_pre_ping=False`` rows use an engine identical to ``worker.db.make_engine``'s
+    ``pool_pre_ping=False`` rows use an engine identical to ``make_engine``'s
     but without the per-checkout ``SELECT 1``, and the ``autocommit read`` rows also
     skip the BEGIN/ROLLBACK around the single SELECT: what those round trips cost.
     """
@@ -645,12 +645,12 @@ def task_body(config: CallerConfig, calls: int) -> None:
     import handlers
     from schemas import GetVideo, SignUrl
     from tasks.videos import get_video, sign_url
-    from worker import bootstrap
-    from worker.db import PostgresUnitOfWork, make_engine
+    from worker.adapters.postgres.uow import PostgresUnitOfWork, make_engine
+    from worker.runtime.app import get_deps
     from worker.settings import get_settings
 
     settings = get_settings()
-    deps = bootstrap.get_deps()
+    deps = get_deps()
     engine = make_engine(settings)
     engine.pool._pre_ping = False  # what pool_pre_ping=False gives create_engine
     no_ping = dataclasses.replace(deps, uow=lambda: PostgresUnitOfWork(engine))

@@ -4,7 +4,7 @@ What it measures, per URL, for keys laid out as the worker stores them
 (``videos/<mall>/proxy/<video>.mp4``) and the contract's default expiry (3600 s):
 
 * ``fast path``: ``S3ObjectStore.presign_get`` as the worker runs it, i.e.
-  ``worker.storage.FastPresigner`` (botocore's SigV4 query signer, with everything
+  ``worker.adapters.s3.store.FastPresigner`` (botocore's SigV4 query signer, with everything
   that does not depend on the key or the time computed once);
 * ``boto3, reused client``: ``generate_presigned_url`` on the store's long-lived
   client, which is what the worker did before;
@@ -34,15 +34,15 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from unittest import mock
 
-from bench.common import RUN_DATE, Table, log, ratio, summary
+from bench.common import Table, log, ratio, run_label, summary
 
 BLOCK = 250
 TARGET_US = 100.0
 
 
 def make_store():  # noqa: ANN201 - S3ObjectStore
+    from worker.adapters.s3.store import S3ObjectStore
     from worker.settings import load_settings
-    from worker.storage import S3ObjectStore
 
     return S3ObjectStore(
         load_settings(
@@ -86,8 +86,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--fresh", type=int, default=200, help="URLs with a fresh client")
     args = parser.parse_args(argv)
 
+    from worker.adapters.s3.store import _client
     from worker.settings import load_settings
-    from worker.storage import _client
 
     store = make_store()
     if store.fast_presigner is None:
@@ -137,7 +137,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     stats = {name: summary(values) for name, values in samples.items()}
     base = stats["boto3, reused client"].p50
     table = Table(
-        f"presigned GET URL, microseconds per URL ({RUN_DATE}, 2 cores, in process)",
+        f"presigned GET URL, microseconds per URL ({run_label('in process')})",
         ["method", "urls", "p50", "p95", "p99", "mean", "vs boto3 reused"],
     )
     for name, s in stats.items():

@@ -48,7 +48,7 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 
-from bench.common import RUN_DATE, Stack, Table, log, ratio, summary
+from bench.common import Stack, Table, log, ratio, run_label, summary
 
 CACHED_PER_ROUND = 200
 AGGREGATES_PER_ROUND = 2
@@ -92,7 +92,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         from worker.bootstrap import build_deps
         from worker.settings import get_settings
 
-        deps = build_deps(get_settings())
+        deps = build_deps(get_settings(), enqueue=lambda task, kwargs, countdown: None)
         global_query, mall_query = GetStats(), GetStats(mall_id=mall)
         handlers.refresh_stats(RefreshStats(), deps)  # warms the cache for every scope
         if deps.cache.get(None) is None or deps.cache.get(mall_query.mall_id) is None:
@@ -181,7 +181,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     base = stats["cached read, global"].p50
     table = Table(
         f"videos.stats on {args.videos:,} videos, milliseconds per operation "
-        f"({RUN_DATE}, 2 cores, loopback)",
+        f"({run_label('loopback')})",
         ["operation", "n", "p50", "p95", "p99", "max", "vs cached"],
     )
     for name, s in stats.items():

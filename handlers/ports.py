@@ -6,7 +6,7 @@ Redis adapters in, and unit tests wire in-memory fakes.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from types import TracebackType
@@ -43,12 +43,12 @@ class QueuedKey:
 
 
 @dataclass(frozen=True, slots=True)
-class DueDeletion:
+class QueuedDeletion:
+    """A claimed row of the deletion queue: locked until its transaction ends."""
+
     id: int
     object_key: str
     attempts: int
-    # A live row points at this key again: drop it from the queue, keep the object.
-    referenced: bool = False
     video_id: UUID | None = None
 
 
@@ -83,11 +83,30 @@ class VideoRepository(Protocol):
 
     def summarise_expired(self, scope: RetentionScope) -> ExpiredSummary: ...
 
-    def retention_scopes(
-        self, now: datetime, default_days: int, override_days: int | None, mall_id: UUID | None
-    ) -> list[RetentionScope]: ...
+    def mall_retention_days(self, mall_id: UUID | None) -> list[tuple[UUID, int | None]]:
+        """Every mall (or just this one) with its own retention days, None if it has none."""
+        ...
 
-    def referenced_keys(self, keys: Sequence[str]) -> set[str]: ...
+    def referenced_keys(self, keys: Sequence[str]) -> set[str]:
+        """The keys among these that a live row references (read now, not at claim)."""
+        ...
+
+    def referenced_keys_in_order(self, prefix: str = "") -> Iterator[str]:
+        """Every key a row references under ``prefix``, once, in UTF-8 byte order,
+        streamed while the unit of work is open."""
+        ...
+
+    def set_mall_retention(self, mall_id: UUID, days: int) -> bool:
+        """Give the mall its own period; False if there is no such mall."""
+        ...
+
+    def clear_mall_retention(self, mall_id: UUID) -> bool:
+        """Back to the default period; False if the mall had none of its own."""
+        ...
+
+    def set_legal_hold(self, video_id: UUID, held: bool) -> bool:
+        """Hold or release a video; False if there is no such video."""
+        ...
 
     def stats(self, mall_id: UUID | None, at: datetime) -> VideoStats: ...
 
@@ -97,11 +116,27 @@ class VideoRepository(Protocol):
 class DeletionQueue(Protocol):
     def enqueue(self, keys: Sequence[QueuedKey], not_before: datetime) -> list[int]: ...
 
-    def claim_due(self, now: datetime, limit: int) -> list[DueDeletion]: ...
+    def claim(self, ids: Sequence[int]) -> list[QueuedDeletion]:
+        """Lock these rows for the transaction; rows another remover holds are skipped."""
+        ...
+
+    def claim_due(
+        self, now: datetime, limit: int, due_only: bool = True, after_id: int = 0
+    ) -> list[QueuedDeletion]:
+        """Lock up to ``limit`` rows after ``after_id``, oldest first, skipping held ones."""
+        ...
+
+    def lock_keys(self, keys: Sequence[str]) -> None:
+        """Hold each key for the transaction, so only one remover decides about it."""
+        ...
 
     def complete(self, ids: Iterable[int]) -> None: ...
 
     def retry_later(self, failures: dict[int, tuple[str, datetime]]) -> None: ...
+
+    def queued_among(self, keys: Sequence[str]) -> set[str]:
+        """The keys among these that are already waiting in the queue."""
+        ...
 
     def pending(self) -> int: ...
 
@@ -131,10 +166,9 @@ class DeletionAuditLog(Protocol):
         """The deletion of this video by this request, if it happened."""
         ...
 
-    def settle(self, outcomes: dict[UUID, str]) -> None: ...
-
-    def settle_purged(self, video_ids: set[UUID]) -> None:
-        """Mark ``files_deleted`` the videos whose last queued key purge just removed."""
+    def settle(self, video_ids: Iterable[UUID]) -> None:
+        """Settle these videos' open audit rows from the queue: ``files_deleted`` once
+        none of their keys is queued any more, ``files_pending`` while one is."""
         ...
 
 
@@ -162,7 +196,13 @@ class ObjectStore(Protocol):
         """A presigned GET signed at ``signed_at`` (now when None), valid ``expires_in`` s."""
         ...
 
-    def delete_many(self, keys: Sequence[str]) -> DeleteReport: ...
+    def delete_many(self, keys: Sequence[str]) -> DeleteReport:
+        """Remove these keys; never raises for S3 trouble (failed keys are reported)."""
+        ...
+
+    def list_objects(self, prefix: str = "") -> Iterator[tuple[str, datetime]]:
+        """Every object under ``prefix`` with its last-modified time, in UTF-8 byte order."""
+        ...
 
     def size(self, key: str) -> int | None: ...
 

@@ -61,7 +61,7 @@ def request_stats_refresh(deps: Deps, mall_ids: set[UUID]) -> None:
     mark of a window queues a flush, so a thousand deletes cost a handful of refreshes.
     """
     if deps.cache.mark_dirty(mall_ids):
-        deps.enqueue(FLUSH_TASK, {}, deps.stats_debounce_seconds)
+        deps.enqueue(FLUSH_TASK, {}, deps.policy.stats_debounce_seconds)
 
 
 def flush_stale_stats(cmd: FlushStaleStats, deps: Deps) -> RefreshStatsResult:

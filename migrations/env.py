@@ -5,7 +5,7 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import create_engine, text
 
-from worker.orm import Base
+from worker.adapters.postgres.tables import Base
 from worker.settings import get_settings
 
 # Any constant works; it only has to be the same for every migrator of this schema.

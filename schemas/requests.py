@@ -7,7 +7,7 @@ rejected (``extra="forbid"``), ints and bools are strict (``"2"`` is not a page,
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
@@ -23,6 +23,8 @@ from pydantic import (
     model_validator,
 )
 from pydantic_core import PydanticCustomError
+
+from schemas.responses import as_utc
 
 STATUSES = ("pending", "processing", "completed", "failed")
 TARGETS = ("proxy", "original", "thumbnail")
@@ -44,10 +46,6 @@ def _iso_datetime(value: Any) -> Any:
     )
 
 
-def _to_utc(value: datetime) -> datetime:
-    return value.astimezone(UTC)
-
-
 def _one_of(name: str, allowed: tuple[str, ...]):
     def check(value: Any) -> Any:
         if value not in allowed:
@@ -60,7 +58,7 @@ def _one_of(name: str, allowed: tuple[str, ...]):
 
 
 Id = Annotated[UUID, BeforeValidator(_uuid_text)]
-Instant = Annotated[AwareDatetime, BeforeValidator(_iso_datetime), AfterValidator(_to_utc)]
+Instant = Annotated[AwareDatetime, BeforeValidator(_iso_datetime), AfterValidator(as_utc)]
 Status = Annotated[
     Literal["pending", "processing", "completed", "failed"], _one_of("processing_status", STATUSES)
 ]
@@ -132,3 +130,21 @@ class FlushStaleStats(Command):
 
 class PurgeStorage(Command):
     limit: StrictInt = Field(default=1000, ge=1, le=100_000)
+    # False: every queued key now, whatever its backoff (S3 just came back).
+    due_only: StrictBool = True
+
+
+# Operator commands (``videoworker retention`` and ``videoworker hold``): not tasks of
+# the message contract, but validated by the same rules at the same edge.
+class SetRetention(Command):
+    mall_id: Id
+    days: StrictInt = Field(ge=1, le=36500)
+
+
+class ClearRetention(Command):
+    mall_id: Id
+
+
+class SetLegalHold(Command):
+    video_id: Id
+    held: StrictBool = True

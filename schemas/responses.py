@@ -1,16 +1,34 @@
 """Result payloads (the ``data`` of a successful envelope), as the contract lists them.
 
 Datetimes are normalised to UTC so every result carries ``Z`` whatever the session
-time zone of the database connection was.
+time zone of the database connection was. Floats are finite: other services write the
+``videos`` table, and a ``NaN`` there must not reach a caller, whose JSON parser may
+refuse it (Celery's JSON serializer writes ``NaN`` as it is).
 """
 
 from __future__ import annotations
 
+import math
 from datetime import UTC, datetime
 from typing import Annotated
 from uuid import UUID
 
-from pydantic import AfterValidator, BaseModel, ConfigDict
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic_core import PydanticCustomError
+
+
+def as_utc(value: datetime) -> datetime:
+    """The same instant in UTC, or a validation error when UTC cannot hold it.
+
+    ``0001-01-01T00:00+01:00`` is a day before year 1 in UTC: no datetime holds it, and
+    an ``OverflowError`` must become a bad value, not a crash.
+    """
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        raise PydanticCustomError(
+            "datetime_range", "Datetime out of range once converted to UTC"
+        ) from None
 
 
 def _utc(value: datetime | None) -> datetime | None:
@@ -18,10 +36,18 @@ def _utc(value: datetime | None) -> datetime | None:
         return None
     if value.tzinfo is None:
         return value.replace(tzinfo=UTC)
-    return value.astimezone(UTC)
+    return as_utc(value)
+
+
+def _none_unless_finite(value: float) -> float | None:
+    return value if math.isfinite(value) else None
 
 
 UtcDatetime = Annotated[datetime, AfterValidator(_utc)]
+# For optional fields, as ``FiniteFloat | None``: NaN and +-Infinity become null.
+FiniteFloat = Annotated[float, AfterValidator(_none_unless_finite)]
+# For required fields, which have no null to give: a non-finite value is refused.
+RequiredFiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
 
 
 class Result(BaseModel):
@@ -35,7 +61,7 @@ class VideoListItem(Result):
     pin_name: str | None
     original_filename: str
     file_size_bytes: int
-    duration_seconds: float | None
+    duration_seconds: FiniteFloat | None
     processing_status: str
     has_proxy: bool
     has_thumbnail: bool
@@ -65,8 +91,8 @@ class VideoDetailResponse(Result):
     thumbnail_path: str | None
     width: int | None
     height: int | None
-    fps: float | None
-    duration_seconds: float | None
+    fps: FiniteFloat | None
+    duration_seconds: FiniteFloat | None
     codec: str | None
     processing_status: str
     processing_job_id: UUID | None
@@ -86,7 +112,7 @@ class VideoStreamUrlResponse(Result):
     expires_at: UtcDatetime
     content_type: str
     file_size_bytes: int | None
-    duration_seconds: float | None
+    duration_seconds: FiniteFloat | None
 
 
 class VideoDeleteResponse(Result):
@@ -109,7 +135,7 @@ class VideoStats(Result):
     total_videos: int
     by_status: StatusCounts
     total_storage_bytes: int
-    total_duration_seconds: float
+    total_duration_seconds: RequiredFiniteFloat
     refreshed_at: UtcDatetime
 
 
@@ -135,6 +161,8 @@ class PurgeResult(Result):
     attempted: int
     deleted: int
     failed: int
+    # Keys a live row referenced again at removal time: dequeued, their objects kept.
+    kept: int = 0
     remaining: int
     # Keys that failed so often they need a person to look (permissions, a lost bucket…).
     stuck: int

@@ -2,8 +2,8 @@
 
 import handlers
 from schemas import FlushStaleStats, PurgeStorage, RefreshStats, SweepRetention
-from worker.celery_app import app
-from worker.tasking import MaintenanceTask
+from worker.runtime.app import app
+from worker.runtime.tasking import MaintenanceTask
 
 
 @app.task(

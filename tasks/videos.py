@@ -2,8 +2,8 @@
 
 import handlers
 from schemas import DeleteVideo, GetStats, GetVideo, ListVideos, SignUrl
-from worker.celery_app import app
-from worker.tasking import ContractTask, MaintenanceTask
+from worker.runtime.app import app
+from worker.runtime.tasking import ContractTask, MaintenanceTask
 
 REQUEST_LIMITS = {"soft_time_limit": 20, "time_limit": 30}
 

@@ -20,7 +20,7 @@ import pytest
 import redis
 from sqlalchemy import Engine, create_engine, insert, text
 
-from worker.embedded import EmbeddedStack
+from worker.dev.embedded import EmbeddedStack
 from worker.settings import Settings, get_settings, load_settings
 
 TEST_BUCKET = "videoworker-test"
@@ -87,7 +87,7 @@ def services(stack: EmbeddedStack) -> Iterator[dict[str, str]]:
     os.environ.update(env)
     get_settings.cache_clear()
 
-    from worker.migrate import downgrade, upgrade
+    from worker.adapters.postgres.migrate import downgrade, upgrade
 
     downgrade(env["DATABASE_URL"])
     upgrade(env["DATABASE_URL"])
@@ -170,11 +170,10 @@ class RecordedEnqueue:
 
 @pytest.fixture(scope="session")
 def wired(settings: Settings):
-    import dataclasses
 
     from worker.bootstrap import build_deps
 
-    return dataclasses.replace(build_deps(settings), enqueue=RecordedEnqueue())
+    return build_deps(settings, enqueue=RecordedEnqueue())
 
 
 @pytest.fixture
@@ -194,7 +193,7 @@ class Catalog:
     malls: list[uuid.UUID] = field(default_factory=list)
 
     def mall(self, name: str = "Mall") -> uuid.UUID:
-        from worker.orm import Mall
+        from worker.adapters.postgres.tables import Mall
 
         mall_id = uuid.uuid4()
         with self.engine.begin() as conn:
@@ -203,7 +202,7 @@ class Catalog:
         return mall_id
 
     def pin(self, mall_id: uuid.UUID, name: str = "Entrance A") -> uuid.UUID:
-        from worker.orm import CameraPin
+        from worker.adapters.postgres.tables import CameraPin
 
         pin_id = uuid.uuid4()
         with self.engine.begin() as conn:
@@ -222,7 +221,7 @@ class Catalog:
         **columns: Any,
     ) -> dict[str, Any]:
         """A video row with sensible defaults; ``columns`` override any of them."""
-        from worker.orm import ProcessingJob, Video
+        from worker.adapters.postgres.tables import ProcessingJob, Video
 
         video_id = columns.pop("id", None) or uuid.uuid4()
         row: dict[str, Any] = {

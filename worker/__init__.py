@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 
 def __getattr__(name: str) -> Any:
     if name in ("app", "celery"):
-        from worker.celery_app import app
+        from worker.runtime.app import app
 
         return app
     raise AttributeError(name)

@@ -1,33 +1,33 @@
-"""Wires the adapters into the handlers' ``Deps``, once per process.
+"""Wires the adapters into the handlers' ``Deps``.
 
-Built lazily: nothing connects at import time, and a forked pool child builds its
-own engine and clients rather than sharing sockets with its parent.
+Imports no Celery: the one thing the handlers need from the runtime, a way to ask for
+a task later (``Enqueue``), is passed in by whoever builds the dependencies: the
+worker's runtime, the CLI, a test or a bench. Nothing connects at import time.
 """
 
 from __future__ import annotations
 
 import logging
-import threading
 
 from handlers.deps import Deps
-from worker.cache import RedisPublisher, RedisStatsCache, make_redis
-from worker.db import PostgresUnitOfWork, make_engine
-from worker.settings import Settings, get_settings
-from worker.storage import S3ObjectStore
-
-_lock = threading.Lock()
-_deps: Deps | None = None
-
-
-def celery_enqueue(task: str, kwargs: dict, countdown: float) -> None:
-    """The handlers' Enqueue port: send a task by name to its queue."""
-    from worker.celery_app import app
-    from worker.routing import QUEUE_OF
-
-    app.send_task(task, kwargs=kwargs, countdown=countdown or None, queue=QUEUE_OF[task])
+from handlers.policy import Policy
+from handlers.ports import Enqueue
+from worker.adapters.postgres.uow import PostgresUnitOfWork, make_engine
+from worker.adapters.redis import RedisPublisher, RedisStatsCache, make_redis
+from worker.adapters.s3.store import S3ObjectStore
+from worker.settings import Settings
 
 
-def build_deps(settings: Settings) -> Deps:
+def policy_from(settings: Settings) -> Policy:
+    return Policy(
+        retention_days=settings.retention_days,
+        purge_grace_seconds=settings.purge_grace_seconds,
+        sweep_time_budget_seconds=settings.sweep_time_budget_seconds,
+        stats_debounce_seconds=settings.stats_debounce_seconds,
+    )
+
+
+def build_deps(settings: Settings, *, enqueue: Enqueue) -> Deps:
     engine = make_engine(settings)
     cache_client = make_redis(settings.redis_cache_url)
     return Deps(
@@ -39,26 +39,7 @@ def build_deps(settings: Settings) -> Deps:
             flush_marker_seconds=max(30, int(settings.stats_debounce_seconds * 10)),
         ),
         publish=RedisPublisher(cache_client),
-        enqueue=celery_enqueue,
-        retention_days=settings.retention_days,
-        purge_grace_seconds=settings.purge_grace_seconds,
-        sweep_time_budget_seconds=settings.sweep_time_budget_seconds,
-        stats_debounce_seconds=settings.stats_debounce_seconds,
+        enqueue=enqueue,
+        policy=policy_from(settings),
         log=logging.getLogger("videoworker"),
     )
-
-
-def get_deps() -> Deps:
-    global _deps
-    if _deps is None:
-        with _lock:
-            if _deps is None:
-                _deps = build_deps(get_settings())
-    return _deps
-
-
-def reset_deps() -> None:
-    """Forget the wired dependencies (after fork, or when settings change in tests)."""
-    global _deps
-    with _lock:
-        _deps = None

@@ -19,6 +19,7 @@ from celery import Celery
 from celery.result import AsyncResult
 from pydantic import BaseModel
 
+from schemas.contract import QUEUE_OF
 from schemas.responses import (
     PurgeResult,
     RefreshStatsResult,
@@ -29,7 +30,6 @@ from schemas.responses import (
     VideoStats,
     VideoStreamUrlResponse,
 )
-from worker.routing import QUEUE_OF
 
 Model = TypeVar("Model", bound=BaseModel)
 

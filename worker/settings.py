@@ -13,6 +13,8 @@ from typing import Annotated, Literal
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from handlers.policy import DEFAULT_POLICY
+
 
 class ConfigError(RuntimeError):
     """Raised instead of pydantic's ValidationError so the message names the variable."""
@@ -43,7 +45,7 @@ class Settings(BaseSettings):
     aws_secret_access_key: SecretStr = SecretStr("videoworker-secret")
     aws_region: str = "us-east-1"
 
-    retention_days: PositiveInt = 90
+    retention_days: PositiveInt = DEFAULT_POLICY.retention_days
 
     db_pool_size: PositiveInt = 5
     db_statement_timeout_ms: PositiveInt = 30_000
@@ -51,10 +53,10 @@ class Settings(BaseSettings):
     s3_read_timeout_seconds: float = Field(default=30.0, gt=0)
     # Keys whose inline deletion failed wait this long before purge retries them, so the
     # retry does not race the request that queued them.
-    purge_grace_seconds: int = Field(default=60, ge=0)
+    purge_grace_seconds: int = Field(default=DEFAULT_POLICY.purge_grace_seconds, ge=0)
     stats_cache_ttl_seconds: PositiveInt = 3600
-    stats_debounce_seconds: float = Field(default=5.0, ge=0)
-    sweep_time_budget_seconds: float = Field(default=120.0, gt=0)
+    stats_debounce_seconds: float = Field(default=DEFAULT_POLICY.stats_debounce_seconds, ge=0)
+    sweep_time_budget_seconds: float = Field(default=DEFAULT_POLICY.sweep_time_budget_seconds, gt=0)
     # Redis redelivers an unacknowledged message after this long; it must exceed the
     # longest task's hard time limit. Fault tests shorten it to recover from a lost worker.
     broker_visibility_timeout_seconds: PositiveInt = 3600
@@ -69,7 +71,11 @@ class Settings(BaseSettings):
     security_certificate: str | None = None
     security_cert_store: str | None = None
     log_level: str = "INFO"
-    log_format: Literal["json", "text"] = "json"
+    # Unset: text when stderr is a terminal, JSON lines otherwise (logs.resolve_format).
+    log_format: Literal["json", "text"] | None = None
+    # The largest message the worker reads: the raw broker item, and its body once
+    # decompressed (a small zlib body can inflate a thousandfold).
+    message_max_bytes: PositiveInt = 4 * 1024 * 1024
 
     @field_validator("database_url")
     @classmethod

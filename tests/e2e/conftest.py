@@ -6,13 +6,13 @@ import gc
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from celery import Celery
 
+from tests.support import poll
 from worker.client import VideoClient
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -65,17 +65,20 @@ def outside_app(env: dict[str, str]) -> Celery:
 def wait_until_answering(
     app: Celery, process: subprocess.Popen[bytes], timeout: float = 60
 ) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    """Until the worker answers a ``videos.stats``; fails at once if it exits first."""
+
+    def answers() -> bool:
         if process.poll() is not None:
             raise RuntimeError(f"worker exited with {process.returncode}")
         result = app.send_task("videos.stats", kwargs={}, queue="videos")
         try:
             result.get(timeout=2)
-            return
         except Exception:  # noqa: BLE001 - not up yet
-            continue
-    raise RuntimeError("worker did not answer in time")
+            return False
+        return True
+
+    # Each try already waits up to 2 s for its answer: no pause between tries.
+    poll(answers, timeout=timeout, interval=0, message="the worker to answer videos.stats")
 
 
 def stop_worker(process: subprocess.Popen[bytes]) -> None:

@@ -12,6 +12,7 @@ from pathlib import Path
 import redis
 
 from tests.e2e.conftest import ROOT, stop_worker
+from tests.support import poll
 
 PURGE = "videos.purge_storage"
 
@@ -56,19 +57,24 @@ def test_a_second_beat_waits_for_the_lock_instead_of_doubling_the_schedule(
     monkeypatch.setenv("CELERY_RESULT_BACKEND", env["CELERY_RESULT_BACKEND"])
     logs = [tmp_path / "beat-a.log", tmp_path / "beat-b.log"]
     beats = [start_beat(env, log, tmp_path / f"schedule-{i}") for i, log in enumerate(logs)]
+
+    def purge_queued() -> bool:
+        assert all(beat.poll() is None for beat in beats), "a beat exited"
+        return PURGE in queued_tasks(broker)
+
     try:
-        deadline = time.monotonic() + 60
-        while PURGE not in queued_tasks(broker):
-            assert all(beat.poll() is None for beat in beats), "a beat exited"
-            assert time.monotonic() < deadline, "no purge message from either beat"
-            time.sleep(0.1)
+        poll(purge_queued, timeout=60, interval=0.1, message="a purge message from either beat")
         first_seen = time.monotonic()
         # At least four sends and six seconds: long enough that a doubled schedule shows.
-        while (elapsed := time.monotonic() - first_seen) < 6 or queued_tasks(broker).count(
-            PURGE
-        ) < 4:
-            assert elapsed < 30, "beat sends too slowly"
-            time.sleep(0.1)
+        poll(
+            lambda: time.monotonic() - first_seen >= 6 and queued_tasks(broker).count(PURGE) >= 4,
+            timeout=30,
+            interval=0.1,
+            message=lambda: (
+                "four purges over six seconds (beat sends too slowly): "
+                f"{queued_tasks(broker).count(PURGE)} queued"
+            ),
+        )
         purges = queued_tasks(broker).count(PURGE)
         elapsed = time.monotonic() - first_seen
         assert all(beat.poll() is None for beat in beats), "a beat exited"

@@ -3,34 +3,22 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import uuid
 
 import pytest
 
 from tests.e2e.conftest import outside_app, start_worker, stop_worker, wait_until_answering
-from worker.embedded import free_port
-
-
-def run_cli(services: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "worker.cli", *args],
-        env={**os.environ, **services},
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+from tests.support import run_cli
+from worker.dev.embedded import free_port
 
 
 def test_cli_call_prints_the_envelope(services, catalog, worker_process):
     mall = catalog.mall()
     row = catalog.video(mall, catalog.pin(mall))
 
-    found = run_cli(services, "call", "videos.get", f"video_id={row['id']}")
-    missing = run_cli(services, "call", "videos.get", f"video_id={uuid.uuid4()}")
-    listed = run_cli(services, "call", "videos.list", "page_size=1", "has_proxy=true")
+    found = run_cli("call", "videos.get", f"video_id={row['id']}", env=services)
+    missing = run_cli("call", "videos.get", f"video_id={uuid.uuid4()}", env=services)
+    listed = run_cli("call", "videos.list", "page_size=1", "has_proxy=true", env=services)
 
     assert found.returncode == 0, found.stderr
     assert json.loads(found.stdout)["data"]["id"] == str(row["id"])
@@ -40,14 +28,14 @@ def test_cli_call_prints_the_envelope(services, catalog, worker_process):
 
 
 def test_cli_rejects_malformed_arguments(services):
-    result = run_cli(services, "call", "videos.get", "video_id")
+    result = run_cli("call", "videos.get", "video_id", env=services)
 
     assert result.returncode == 2
     assert "expected key=value" in result.stderr
 
 
 def test_schemas_in_docs_are_current(services):
-    result = run_cli(services, "schemas", "--check")
+    result = run_cli("schemas", "--check", env=services)
 
     assert result.returncode == 0, result.stderr
 

@@ -19,14 +19,14 @@ from tests.integration.test_lifecycle import (
     EventCollector,
     insert_videos,
     object_keys,
-    poll,
     remaining_ids,
     row_exists,
     scalar,
     sql_stats,
     stats_figures,
 )
-from worker.embedded import free_port
+from tests.support import poll
+from worker.dev.embedded import free_port
 
 
 @pytest.fixture
@@ -67,10 +67,13 @@ def running_workers(
     app = outside_app(env)
     try:
         wait_until_answering(app, processes[0])
-        deadline = time.monotonic() + 60
-        while len(app.control.ping(timeout=1.0)) < len(processes):
+
+        def every_worker_answers() -> bool:
             assert all(p.poll() is None for p in processes), "a worker exited"
-            assert time.monotonic() < deadline, "not every worker answers a ping"
+            return len(app.control.ping(timeout=1.0)) >= len(processes)
+
+        # Each ping already waits a second for its answers: no pause between tries.
+        poll(every_worker_answers, timeout=60, interval=0, message="every worker to answer a ping")
         yield processes
     finally:
         for process in processes:
@@ -182,7 +185,7 @@ def test_four_sweeps_on_two_workers_delete_ten_thousand_videos_exactly_once(
                     for m in (None, *malls)
                 )
 
-            poll(cache_agrees, timeout=30, what="the cached stats to match SQL", interval=0.5)
+            poll(cache_agrees, timeout=30, message="the cached stats to match SQL", interval=0.5)
             flushed = [e for e in collector.of("stats.refreshed") if e["mall_id"] is None]
         finally:
             collector.close()
@@ -245,11 +248,11 @@ def test_a_sweep_out_of_time_continues_by_itself_until_every_expired_video_is_go
                 "SELECT count(*) FROM videos WHERE uploaded_at < now() - '30 days'::interval",
             )
 
-        poll(lambda: expired_left() == 0, timeout=60, what="the continuations to finish")
+        poll(lambda: expired_left() == 0, timeout=60, message="the continuations to finish")
         poll(
             lambda: scalar(engine, "SELECT count(*) FROM storage_deletions") == 0,
             timeout=10,
-            what="the last continuation's queue to empty",
+            message="the last continuation's queue to empty",
         )
         app.close()
 

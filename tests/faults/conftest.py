@@ -12,14 +12,12 @@ from __future__ import annotations
 
 import gc
 import json
-import os
 import signal
 import subprocess
-import sys
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -36,8 +34,9 @@ from sqlalchemy import Engine, create_engine, insert, text
 from tests.conftest import Catalog
 from tests.e2e.conftest import outside_app, start_worker, wait_until_answering
 from tests.faults.s3proxy import S3FaultProxy
-from worker.consumer import REDELIVERIES_PREFIX
-from worker.embedded import EmbeddedStack
+from tests.support import poll, run_cli
+from worker.dev.embedded import EmbeddedStack
+from worker.runtime.consumer import REDELIVERIES_PREFIX
 
 FAULT_BUCKET = "videoworker-faults"
 # Short, so a message whose worker was killed comes back within a test; longer than
@@ -55,20 +54,6 @@ TABLES = (
 )
 REQUESTS_QUEUE = "videos"
 MAINTENANCE_QUEUE = "videos.maintenance"
-
-
-def poll(
-    condition: Callable[[], Any], *, timeout: float, interval: float = 0.05, what: str = ""
-) -> Any:
-    """The first truthy value of ``condition()``, or fail once the deadline has passed."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what or condition}")
-        time.sleep(interval)
 
 
 def close_caller(app: Celery) -> None:
@@ -236,7 +221,7 @@ class FaultStack:
         self, mall_id: uuid.UUID, pin_id: uuid.UUID, count: int, *, age: timedelta
     ) -> list[dict[str, Any]]:
         """``count`` videos uploaded ``age`` ago, with all three objects in the bucket."""
-        from worker.orm import Video
+        from worker.adapters.postgres.tables import Video
 
         uploaded_at = datetime.now(UTC) - age
         rows = []
@@ -335,7 +320,7 @@ class FaultStack:
             ]
             return bool(scores) and time.time() - max(scores) > VISIBILITY_TIMEOUT_SECONDS + 0.5
 
-        poll(expired, timeout=VISIBILITY_TIMEOUT_SECONDS + 10, what="visibility timeout")
+        poll(expired, timeout=VISIBILITY_TIMEOUT_SECONDS + 10, message="visibility timeout")
 
     def purge_everything(self, caller: Celery) -> dict[str, Any]:
         """Run ``videos.purge_storage`` on every queued key now; its envelope."""
@@ -354,14 +339,8 @@ class FaultStack:
         return envelope
 
     def run_cli(self, *args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "worker.cli", *args],
-            cwd=Path(__file__).resolve().parents[2],
-            env={**os.environ, **self.env},
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
+        """``videoworker ARGS`` against this stack."""
+        return run_cli(*args, env=self.env)
 
 
 @pytest.fixture(scope="package")
@@ -395,7 +374,7 @@ def fault_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FaultStack
             "LOG_FORMAT": "json",
             "LOG_LEVEL": "INFO",
         }
-        from worker.migrate import upgrade
+        from worker.adapters.postgres.migrate import upgrade
 
         upgrade(env["DATABASE_URL"])
         engine = create_engine(env["DATABASE_URL"], pool_pre_ping=True)

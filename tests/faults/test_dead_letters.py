@@ -16,8 +16,9 @@ import psutil
 from sqlalchemy import text
 
 from tests.conftest import Catalog
-from tests.faults.conftest import MAINTENANCE_QUEUE, poll
-from worker.consumer import DEAD_LETTERS_KEY, MAX_REDELIVERIES
+from tests.faults.conftest import MAINTENANCE_QUEUE
+from tests.support import poll
+from worker.runtime.consumer import DEAD_LETTERS_KEY, MAX_REDELIVERIES
 
 DEAD_LETTER_DETAIL = (
     f"videos.delete redelivered more than {MAX_REDELIVERIES} times: its worker was lost "
@@ -39,7 +40,7 @@ def assert_dead_lettered(faults, task_id: str, video_id: uuid.UUID) -> None:
     assert listed.returncode == 0, listed.stderr
     assert [item["id"] for item in json.loads(listed.stdout)] == [task_id]
     # Acknowledged: nothing comes back.
-    poll(faults.broker_is_idle, timeout=15, what="the dead letter acknowledged")
+    poll(faults.broker_is_idle, timeout=15, message="the dead letter acknowledged")
 
 
 def blocked_delete_child(faults, worker) -> psutil.Process | None:
@@ -79,7 +80,7 @@ def test_delete_whose_pool_child_is_killed_every_time_is_dead_lettered(
             child = poll(
                 lambda: blocked_delete_child(faults, worker),
                 timeout=30,
-                what="a pool child running the delete",
+                message="a pool child running the delete",
             )
             killed.append(child.pid)
             child.kill()
@@ -134,15 +135,15 @@ def test_flagged_copies_count_only_after_a_started_run_then_are_dead_lettered(
             poll(
                 lambda n=delivery - 1: faults.redeliveries(task_id) == n,
                 timeout=15,
-                what=f"delivery {delivery} counted",
+                message=f"delivery {delivery} counted",
             )
         if delivery <= MAX_REDELIVERIES + 1:
             poll(
                 lambda n=delivery: worker.completions(task_id) == n,
                 timeout=15,
-                what=f"run {delivery} finished",
+                message=f"run {delivery} finished",
             )
-    poll(lambda: dead_letters(faults), timeout=15, what="the dead letter")
+    poll(lambda: dead_letters(faults), timeout=15, message="the dead letter")
 
     assert_dead_lettered(faults, task_id, video["id"])
     assert worker.completions(task_id) == MAX_REDELIVERIES + 1

@@ -15,7 +15,8 @@ import pytest
 from kombu import Connection, Exchange, Producer
 
 from tests.conftest import Catalog
-from tests.faults.conftest import MAINTENANCE_QUEUE, poll
+from tests.faults.conftest import MAINTENANCE_QUEUE
+from tests.support import poll
 
 EXPIRED, FRESH, BATCH = 40, 3, 5
 
@@ -46,7 +47,7 @@ def test_identical_delete_message_delivered_twice_deletes_once(
     task_id = publish_identical_twice(
         faults, caller, "videos.delete", {"video_id": str(video["id"])}
     )
-    poll(lambda: module_worker.completions(task_id) == 2, timeout=30, what="both copies run")
+    poll(lambda: module_worker.completions(task_id) == 2, timeout=30, message="both copies run")
 
     deleted_events = [
         event
@@ -101,7 +102,7 @@ def test_duplicate_sweeps_delete_each_expired_video_once(
 
     if copies == "one message delivered twice":
         task_id = publish_identical_twice(faults, caller, "videos.retention_sweep", kwargs)
-        poll(lambda: module_worker.completions(task_id) == 2, timeout=60, what="both copies run")
+        poll(lambda: module_worker.completions(task_id) == 2, timeout=60, message="both copies run")
         deleted_counts = [
             event["deleted"] for event in module_worker.events_named("retention.swept", task_id)
         ]

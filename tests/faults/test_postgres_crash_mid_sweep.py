@@ -10,7 +10,8 @@ from __future__ import annotations
 from datetime import timedelta
 
 from tests.conftest import Catalog
-from tests.faults.conftest import MAINTENANCE_QUEUE, poll
+from tests.faults.conftest import MAINTENANCE_QUEUE
+from tests.support import poll
 
 
 def test_sweep_cut_off_by_a_crash_leaves_rows_and_queue_consistent_and_its_retry_finishes(
@@ -38,7 +39,7 @@ def test_sweep_cut_off_by_a_crash_leaves_rows_and_queue_consistent_and_its_retry
         poll(
             lambda: worker.events_named("task.retrying", sweeping.id),
             timeout=30,
-            what="the sweep to give up for now and schedule its retry",
+            message="the sweep to give up for now and schedule its retry",
         )
         # Stopped before the retry can run (warm shutdown gives its message back).
         worker.process.terminate()

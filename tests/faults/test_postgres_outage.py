@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import uuid
 
-from tests.faults.conftest import REQUESTS_QUEUE, poll
+from tests.faults.conftest import REQUESTS_QUEUE
+from tests.support import poll
 
 # ContractTask.max_retries: a request is tried once and retried this many times.
 REQUEST_RETRIES = 3
@@ -52,7 +53,7 @@ def test_get_succeeds_when_postgres_returns_within_the_retries(
         poll(
             lambda: module_worker.events_named("task.retrying", result.id),
             timeout=30,
-            what="the first retry",
+            message="the first retry",
         )
     finally:
         postgres.start()

@@ -5,7 +5,8 @@ from __future__ import annotations
 import time
 import uuid
 
-from tests.faults.conftest import MAINTENANCE_QUEUE, REQUESTS_QUEUE, poll
+from tests.faults.conftest import MAINTENANCE_QUEUE, REQUESTS_QUEUE
+from tests.support import poll
 
 
 def answered_get(caller, video_id: uuid.UUID) -> dict | None:
@@ -33,7 +34,7 @@ def test_worker_reconnects_after_redis_restart_and_queued_messages_survive(
         caller.send_task("videos.purge_storage", kwargs={}, queue=MAINTENANCE_QUEUE)
         for _ in range(5)
     ]
-    poll(lambda: faults.broker.llen(MAINTENANCE_QUEUE) == 5, timeout=10, what="5 queued")
+    poll(lambda: faults.broker.llen(MAINTENANCE_QUEUE) == 5, timeout=10, message="5 queued")
 
     redis_server = faults.services.redis
     redis_server.stop()
@@ -41,7 +42,7 @@ def test_worker_reconnects_after_redis_restart_and_queued_messages_survive(
     restarted_at = time.monotonic()
 
     envelope = poll(
-        lambda: answered_get(caller, video["id"]), timeout=60, what="an answer after the restart"
+        lambda: answered_get(caller, video["id"]), timeout=60, message="an answer after the restart"
     )
     reconnect_seconds = time.monotonic() - restarted_at
     burst = [

@@ -5,7 +5,8 @@ from __future__ import annotations
 from datetime import timedelta
 
 from tests.conftest import Catalog
-from tests.faults.conftest import MAINTENANCE_QUEUE, REQUESTS_QUEUE, poll
+from tests.faults.conftest import MAINTENANCE_QUEUE, REQUESTS_QUEUE
+from tests.support import poll
 
 EXPIRED, FRESH, BATCH = 40, 3, 5
 
@@ -30,7 +31,7 @@ def test_sigterm_lets_the_running_sweep_finish_once_and_store_its_answer(
     poll(
         lambda: "Warm shutdown" in worker.log_path.read_text(errors="replace"),
         timeout=15,
-        what="the worker to begin its warm shutdown",
+        message="the worker to begin its warm shutdown",
     )
     faults.proxy.release()
     exit_code = worker.process.wait(60)
@@ -45,7 +46,7 @@ def test_sigterm_lets_the_running_sweep_finish_once_and_store_its_answer(
 
     # A new worker finds nothing of the sweep to run again.
     after = workers.start()
-    poll(faults.broker_is_idle, timeout=30, what="every message acknowledged")
+    poll(faults.broker_is_idle, timeout=30, message="every message acknowledged")
 
     assert after.completions(sweeping.id) == 0
     assert faults.redeliveries(sweeping.id) == 0
@@ -69,16 +70,16 @@ def test_a_message_given_back_unstarted_at_a_warm_shutdown_is_not_counted_as_a_l
         unacked = [raw for raw in broker.hvals("unacked") if waiting.id.encode() in raw]
         return broker.llen(REQUESTS_QUEUE) == 0 and len(unacked) == 1
 
-    poll(held_by_a_worker, timeout=30, what="the worker to hold the message")
+    poll(held_by_a_worker, timeout=30, message="the worker to hold the message")
     first.process.terminate()
     assert first.process.wait(60) == 0
     poll(
         lambda: faults.broker.llen(REQUESTS_QUEUE) == 1,
         timeout=30,
-        what="the warm shutdown to give the message back",
+        message="the warm shutdown to give the message back",
     )
 
     workers.start()
-    poll(held_by_a_worker, timeout=30, what="the message given back to reach the next worker")
+    poll(held_by_a_worker, timeout=30, message="the message given back to reach the next worker")
 
     assert faults.redeliveries(waiting.id) == 0

@@ -17,7 +17,8 @@ from datetime import timedelta
 import pytest
 
 from tests.conftest import Catalog
-from tests.faults.conftest import MAINTENANCE_QUEUE, poll
+from tests.faults.conftest import MAINTENANCE_QUEUE
+from tests.support import poll
 
 EXPIRED, FRESH, BATCH = 50, 5, 10
 HELD_BATCH = 3  # the sweep is killed with this many batches committed
@@ -94,7 +95,7 @@ def test_worker_killed_mid_delete_and_mid_sweep_redoes_both_harmlessly(
     assert set(audited) == {doomed["id"], *(row["id"] for row in expired)}
     assert set(audited.values()) == {1}
     assert faults.video_ids() == {row["id"] for row in fresh}
-    poll(faults.broker_is_idle, timeout=30, what="every message acknowledged")
+    poll(faults.broker_is_idle, timeout=30, message="every message acknowledged")
     faults.assert_storage_consistent()
 
     faults.assert_purged_clean(caller)

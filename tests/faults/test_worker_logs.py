@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from urllib.parse import parse_qs, urlsplit
 
-from tests.faults.conftest import REQUESTS_QUEUE, poll
+from tests.faults.conftest import REQUESTS_QUEUE
+from tests.support import poll
 
 
 def test_a_signed_url_never_reaches_the_worker_log(faults, workers, caller, mall_and_pin):
@@ -22,7 +23,7 @@ def test_a_signed_url_never_reaches_the_worker_log(faults, workers, caller, mall
         "videos.sign_url", kwargs={"video_id": str(video["id"])}, queue=REQUESTS_QUEUE
     )
     envelope = result.get(timeout=30)
-    poll(lambda: worker.completions(result.id) == 1, timeout=15, what="the success line")
+    poll(lambda: worker.completions(result.id) == 1, timeout=15, message="the success line")
 
     [signature] = parse_qs(urlsplit(envelope["data"]["url"]).query)["X-Amz-Signature"]
     assert signature not in worker.log_path.read_text(errors="replace")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -13,9 +12,10 @@ from sqlalchemy import text
 import handlers
 from handlers import NotFound
 from schemas import EVENTS_CHANNEL, DeleteVideo, FlushStaleStats, GetStats, PurgeStorage
-from worker.embedded import free_port
+from tests.support import poll
+from worker.adapters.s3.store import S3ObjectStore
+from worker.dev.embedded import free_port
 from worker.settings import load_settings
-from worker.storage import S3ObjectStore
 
 
 def queued(engine) -> list[dict]:
@@ -48,17 +48,22 @@ def events(redis_client):
     pubsub = redis_client.pubsub()
     pubsub.subscribe(EVENTS_CHANNEL)
     # Wait for the subscription to be confirmed so no event slips past.
-    deadline = time.monotonic() + 5
-    while pubsub.get_message(timeout=0.1) is None:
-        assert time.monotonic() < deadline, "no subscribe confirmation"
+    poll(lambda: pubsub.get_message(timeout=0.1) is not None, timeout=5, message="subscribing")
 
     def received(expected: int, timeout: float = 5.0) -> list[dict]:
+        """Up to ``expected`` events within ``timeout`` (fewer if fewer came: callers count)."""
         messages: list[dict] = []
-        deadline = time.monotonic() + timeout
-        while len(messages) < expected and time.monotonic() < deadline:
+
+        def enough() -> bool:
             message = pubsub.get_message(timeout=0.1)
             if message is not None and message["type"] == "message":
                 messages.append(json.loads(message["data"]))
+            return len(messages) >= expected
+
+        try:
+            poll(enough, timeout=timeout)
+        except AssertionError:
+            pass  # the caller's assertion on the count says what was missing
         return messages
 
     yield received
@@ -300,3 +305,154 @@ def test_deletes_mark_the_global_figure_and_their_mall_stale_and_the_flush_refre
     assert handlers.get_stats(GetStats(), deps).total_videos == 1
     assert handlers.get_stats(GetStats(mall_id=str(north)), deps).total_videos == 0
     assert redis_client.exists("videoworker:stats-dirty") == 0
+
+
+# --- the one removal engine ----------------------------------------------------------------
+
+
+def audit_outcome(engine, video_id) -> str:
+    with engine.connect() as conn:
+        return conn.execute(
+            text("SELECT outcome FROM deletion_audit WHERE video_id = :id"), {"id": video_id}
+        ).scalar_one()
+
+
+def test_purge_settles_the_audit_row_of_a_video_deleted_during_an_s3_outage(deps, catalog, engine):
+    mall = catalog.mall()
+    row = catalog.video(mall, catalog.pin(mall))
+    handlers.delete_video(
+        DeleteVideo(video_id=str(row["id"])), dataclasses.replace(deps, store=store_that_is_down())
+    )
+    assert audit_outcome(engine, row["id"]) == "files_pending"
+
+    later = dataclasses.replace(deps, clock=clock_at(datetime.now(UTC) + timedelta(hours=1)))
+    purged = handlers.purge_storage(PurgeStorage(), later)
+
+    assert (purged.deleted, purged.remaining) == (3, 0)
+    assert audit_outcome(engine, row["id"]) == "files_deleted"
+
+
+def test_purge_now_retries_every_queued_key_whatever_its_backoff(deps, catalog, engine):
+    mall = catalog.mall()
+    rows = [catalog.video(mall, catalog.pin(mall)) for _ in range(3)]
+    down = dataclasses.replace(deps, store=store_that_is_down())
+    for row in rows:
+        handlers.delete_video(DeleteVideo(video_id=str(row["id"])), down)
+    assert count(engine, "SELECT count(*) FROM storage_deletions") == 9
+
+    due_only = handlers.purge_storage(PurgeStorage(), deps)
+    assert (due_only.attempted, due_only.remaining) == (0, 9)
+
+    now = handlers.purge_storage(PurgeStorage(due_only=False), deps)
+
+    assert (now.attempted, now.deleted, now.failed, now.remaining) == (9, 9, 0, 0)
+    assert not any(catalog.object_exists(key) for row in rows for key in catalog.keys(row))
+    assert {audit_outcome(engine, row["id"]) for row in rows} == {"files_deleted"}
+
+
+def test_purge_now_against_a_store_still_down_tries_each_key_once_and_backs_off(
+    deps, catalog, engine
+):
+    mall = catalog.mall()
+    row = catalog.video(mall, catalog.pin(mall))
+    down = dataclasses.replace(deps, store=store_that_is_down())
+    handlers.delete_video(DeleteVideo(video_id=str(row["id"])), down)
+
+    result = handlers.purge_storage(PurgeStorage(due_only=False), down)
+
+    assert (result.attempted, result.failed, result.remaining) == (3, 3, 3)
+    assert [entry["attempts"] for entry in queued(engine)] == [2, 2, 2]
+
+
+def test_a_key_shared_by_two_rows_goes_once_the_second_row_is_deleted(deps, catalog, engine):
+    mall = catalog.mall()
+    pin = catalog.pin(mall)
+    first = catalog.video(mall, pin)
+    second = catalog.video(mall, pin, upload_objects=False, thumbnail_path=first["thumbnail_path"])
+
+    one = handlers.delete_video(DeleteVideo(video_id=str(first["id"])), deps)
+    assert first["thumbnail_path"] not in one.files_deleted + one.files_pending
+    assert catalog.object_exists(first["thumbnail_path"])
+
+    two = handlers.delete_video(DeleteVideo(video_id=str(second["id"])), deps)
+    assert first["thumbnail_path"] in two.files_deleted
+    assert not catalog.object_exists(first["thumbnail_path"])
+    assert queued(engine) == []
+
+
+def test_concurrent_deletes_of_rows_sharing_keys_leave_no_orphan(deps, catalog, engine):
+    """Each pair shares its thumbnail; both rows of a pair are deleted at the same moment.
+
+    With the reference check made inside each deleting transaction, each delete could see
+    the other row still there and neither would queue the key. Decided at removal time
+    under the key's lock, the last remover always sees no row left.
+    """
+    import threading
+
+    mall = catalog.mall()
+    pin = catalog.pin(mall)
+    pairs = []
+    for _ in range(30):
+        first = catalog.video(mall, pin)
+        second = catalog.video(
+            mall, pin, upload_objects=False, thumbnail_path=first["thumbnail_path"]
+        )
+        pairs.append((first, second))
+
+    barrier = threading.Barrier(2)
+    errors: list[BaseException] = []
+
+    def delete_all(rows) -> None:
+        try:
+            for row in rows:
+                barrier.wait(timeout=30)
+                handlers.delete_video(DeleteVideo(video_id=str(row["id"])), deps)
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+            barrier.abort()
+
+    threads = [
+        threading.Thread(target=delete_all, args=([pair[side] for pair in pairs],))
+        for side in (0, 1)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert errors == []
+
+    shared = [first["thumbnail_path"] for first, _ in pairs]
+    survivors = [key for key in shared if catalog.object_exists(key)]
+    still_queued = {entry["object_key"] for entry in queued(engine)}
+    orphans = [key for key in survivors if key not in still_queued]
+    assert orphans == []
+    # Purged now, nothing is left at all.
+    handlers.purge_storage(PurgeStorage(due_only=False), deps)
+    assert [key for key in shared if catalog.object_exists(key)] == []
+
+
+def test_removers_of_overlapping_keys_take_their_locks_without_deadlock(deps, catalog, engine):
+    from handlers.ports import QueuedKey
+    from handlers.removal import remove_queued
+
+    keys = [f"shared/{i:03d}.jpg" for i in range(200)]
+    for key in keys:
+        catalog.s3.put_object(Bucket=catalog.bucket, Key=key, Body=b"x")
+    now = datetime.now(UTC)
+    with deps.uow() as uow:
+        forward = uow.deletions.enqueue(
+            [QueuedKey(k, None, None, "reconcile") for k in keys], not_before=now
+        )
+        backward = uow.deletions.enqueue(
+            [QueuedKey(k, None, None, "reconcile") for k in reversed(keys)], not_before=now
+        )
+        uow.commit()
+
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(2) as pool:
+        reports = list(pool.map(lambda ids: remove_queued(deps, ids), [forward, backward]))
+
+    assert sum(len(report.deleted) for report in reports) >= len(keys)
+    assert queued(engine) == []
+    assert not any(catalog.object_exists(key) for key in keys)

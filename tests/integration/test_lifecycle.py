@@ -6,11 +6,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import os
-import subprocess
-import sys
 import threading
-import time
 import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -31,8 +27,15 @@ from schemas import (
     RefreshStats,
     SweepRetention,
 )
-from worker.cache import DIRTY_KEY, FLUSH_MARKER_KEY, RedisPublisher, RedisStatsCache, make_redis
-from worker.embedded import free_port
+from tests.support import poll, run_cli
+from worker.adapters.redis import (
+    DIRTY_KEY,
+    FLUSH_MARKER_KEY,
+    RedisPublisher,
+    RedisStatsCache,
+    make_redis,
+)
+from worker.dev.embedded import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 VIDEO_DELETED_FIELDS = {"event", "video_id", "mall_id", "files_deleted", "files_pending", "at"}
@@ -40,18 +43,6 @@ STATS_REFRESHED_FIELDS = {"event", "mall_id", "at"}
 
 
 # --- helpers shared with tests/e2e/test_lifecycle.py -------------------------------------
-
-
-def run_cli(services: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    """``videoworker …`` in its own process, configured only by the services' environment."""
-    return subprocess.run(
-        [sys.executable, "-m", "worker.cli", *args],
-        cwd=ROOT,
-        env={**os.environ, **services, "PYTHONIOENCODING": "utf-8"},
-        capture_output=True,
-        encoding="utf-8",
-        timeout=60,
-    )
 
 
 def insert_videos(
@@ -130,13 +121,6 @@ def row_exists(engine, video_id) -> bool:
     return bool(scalar(engine, "SELECT count(*) FROM videos WHERE id = :id", id=video_id))
 
 
-def poll(condition: Callable[[], bool], timeout: float, what: str, interval: float = 0.1) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out after {timeout:g}s waiting for {what}"
-        time.sleep(interval)
-
-
 class EventCollector:
     """Every message on ``videos.events`` from construction on, read by a thread.
 
@@ -146,11 +130,13 @@ class EventCollector:
     def __init__(self, client, on_event: Callable[[dict], None] | None = None) -> None:
         self.pubsub = client.pubsub()
         self.pubsub.subscribe(EVENTS_CHANNEL)
-        deadline = time.monotonic() + 5
-        while (message := self.pubsub.get_message(timeout=0.1)) is None or message[
-            "type"
-        ] != "subscribe":
-            assert time.monotonic() < deadline, "no subscribe confirmation"
+        poll(
+            lambda: (
+                (m := self.pubsub.get_message(timeout=0.1)) is not None and m["type"] == "subscribe"
+            ),
+            timeout=5,
+            message="the subscribe confirmation",
+        )
         self.events: list[dict] = []
         self.on_event = on_event
         self._stop = threading.Event()
@@ -170,7 +156,7 @@ class EventCollector:
         return [e for e in list(self.events) if e["event"] == kind]
 
     def wait_for(self, kind: str, count: int, timeout: float = 10.0) -> list[dict]:
-        poll(lambda: len(self.of(kind)) >= count, timeout, f"{count} {kind} events")
+        poll(lambda: len(self.of(kind)) >= count, timeout=timeout, message=f"{count} {kind} events")
         return self.of(kind)
 
     def close(self) -> None:
@@ -212,7 +198,7 @@ def test_a_held_video_survives_sweeps_until_the_cli_releases_it(deps, catalog, e
     held = catalog.video(mall, pin, uploaded_at=days_ago(400))
     other = catalog.video(mall, pin, uploaded_at=days_ago(400), upload_objects=False)
 
-    hold = run_cli(services, "hold", str(held["id"]))
+    hold = run_cli("hold", str(held["id"]), env=services)
     first = handlers.sweep_retention(SweepRetention(), deps)
     second = handlers.sweep_retention(SweepRetention(older_than_days=1), deps)
 
@@ -224,7 +210,7 @@ def test_a_held_video_survives_sweeps_until_the_cli_releases_it(deps, catalog, e
     assert all(catalog.object_exists(key) for key in catalog.keys(held))
     assert held["id"] not in audit_rows(engine) and other["id"] in audit_rows(engine)
 
-    release = run_cli(services, "hold", str(held["id"]), "--release")
+    release = run_cli("hold", str(held["id"]), "--release", env=services)
     after = handlers.sweep_retention(SweepRetention(), deps)
 
     assert release.returncode == 0, release.stderr
@@ -238,7 +224,7 @@ def test_a_held_video_survives_sweeps_until_the_cli_releases_it(deps, catalog, e
 def test_hold_of_an_unknown_video_exits_1(services, engine, clean):
     missing = uuid.uuid4()
 
-    result = run_cli(services, "hold", str(missing))
+    result = run_cli("hold", str(missing), env=services)
 
     assert result.returncode == 1
     assert f"Video {missing} not found" in result.stderr
@@ -256,8 +242,8 @@ def test_per_mall_days_from_the_cli_the_request_overrides_them_and_unset_restore
     short_20, short_12, short_5 = (video(short, short_pin, d) for d in (20, 12, 5))
     default_20, default_100 = (video(default, default_pin, d) for d in (20, 100))
 
-    set_days = run_cli(services, "retention", "set", str(short), "10")
-    listed = run_cli(services, "retention", "list")
+    set_days = run_cli("retention", "set", str(short), "10", env=services)
+    listed = run_cli("retention", "list", env=services)
     assert set_days.returncode == 0, set_days.stderr
     assert f"mall {short}: videos kept 10 days" in set_days.stdout
     assert listed.stdout.splitlines() == ["default (RETENTION_DAYS): 90 days", f"{short}: 10 days"]
@@ -273,7 +259,7 @@ def test_per_mall_days_from_the_cli_the_request_overrides_them_and_unset_restore
     assert (overridden.matched, overridden.deleted) == (1, 1)
     assert remaining_ids(engine) == {short_5, short_8}
 
-    unset = run_cli(services, "retention", "unset", str(short))
+    unset = run_cli("retention", "unset", str(short), env=services)
     short_60 = video(short, short_pin, 60)
     by_default = handlers.sweep_retention(SweepRetention(), deps)
 
@@ -289,10 +275,10 @@ def test_per_mall_days_from_the_cli_the_request_overrides_them_and_unset_restore
 def test_retention_set_on_an_unknown_mall_exits_1_and_changes_nothing(services, engine, clean):
     missing = uuid.uuid4()
 
-    result = run_cli(services, "retention", "set", str(missing), "10")
+    result = run_cli("retention", "set", str(missing), "10", env=services)
 
     assert result.returncode == 1
-    assert f"no mall {missing}" in result.stderr
+    assert f"videoworker retention: Mall {missing} not found" in result.stderr
     assert scalar(engine, "SELECT count(*) FROM mall_retention") == 0
 
 
@@ -368,7 +354,7 @@ def test_a_burst_of_a_thousand_deletes_queues_a_handful_of_flushes_for_exactly_t
     assert 1 <= len(flushes) <= 3, deps.enqueue.calls[:10]
     assert len(deps.enqueue.calls) == len(flushes)
     assert all(
-        kwargs == {} and countdown == deps.stats_debounce_seconds
+        kwargs == {} and countdown == deps.policy.stats_debounce_seconds
         for _, kwargs, countdown in flushes
     )
     stale = {m.decode() for m in redis_client.smembers(DIRTY_KEY)}
@@ -558,7 +544,9 @@ def test_every_run_of_a_sweep_makes_progress_however_many_malls_it_summarises(de
             )
         )
     # 100 malls take well over 5 ms to summarise on any machine.
-    tight = dataclasses.replace(deps, sweep_time_budget_seconds=0.005)
+    tight = dataclasses.replace(
+        deps, policy=dataclasses.replace(deps.policy, sweep_time_budget_seconds=0.005)
+    )
 
     runs = []
     kwargs: dict = {"delete_files": False}

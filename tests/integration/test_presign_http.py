@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from worker.storage import S3ObjectStore
+from worker.adapters.s3.store import S3ObjectStore
 
 KEYS = [
     "presign-http/videos/m/proxy/v.mp4",

@@ -10,9 +10,9 @@ from sqlalchemy import text
 
 import handlers
 from schemas import SweepRetention
-from worker.embedded import free_port
+from worker.adapters.s3.store import S3ObjectStore
+from worker.dev.embedded import free_port
 from worker.settings import load_settings
-from worker.storage import S3ObjectStore
 
 
 def remaining_ids(engine) -> set:
@@ -57,14 +57,16 @@ def test_sweep_deletes_only_videos_older_than_the_cutoff_with_their_jobs_and_obj
 def test_sweep_defaults_to_retention_days(deps, catalog, engine):
     mall = catalog.mall()
     pin = catalog.pin(mall)
-    catalog.video(mall, pin, upload_objects=False, uploaded_at=days_ago(deps.retention_days + 1))
+    catalog.video(
+        mall, pin, upload_objects=False, uploaded_at=days_ago(deps.policy.retention_days + 1)
+    )
     kept = catalog.video(
-        mall, pin, upload_objects=False, uploaded_at=days_ago(deps.retention_days - 1)
+        mall, pin, upload_objects=False, uploaded_at=days_ago(deps.policy.retention_days - 1)
     )
 
     result = handlers.sweep_retention(SweepRetention(), deps)
 
-    assert deps.retention_days == 90
+    assert deps.policy.retention_days == 90
     assert (result.matched, result.deleted) == (1, 1)
     assert remaining_ids(engine) == {kept["id"]}
 

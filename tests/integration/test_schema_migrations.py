@@ -7,8 +7,8 @@ from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import text
 
-from worker.migrate import alembic_config, downgrade, upgrade
-from worker.orm import Base
+from worker.adapters.postgres.migrate import alembic_config, downgrade, upgrade
+from worker.adapters.postgres.tables import Base
 
 ORM_SCHEMA = "orm_reference"
 

@@ -10,9 +10,9 @@ import pytest
 
 import handlers
 from schemas import SignUrl
-from worker.embedded import free_port
+from worker.adapters.s3.store import S3ObjectStore
+from worker.dev.embedded import free_port
 from worker.settings import load_settings
-from worker.storage import S3ObjectStore
 
 PUBLIC = "http://public.example:9000"
 

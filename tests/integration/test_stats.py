@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import time
 from datetime import UTC, datetime, timedelta
 
 import handlers
 from schemas import EVENTS_CHANNEL, GetStats, RefreshStats, StatusCounts, VideoStats
-from worker.cache import RedisStatsCache, make_redis, stats_key
-from worker.embedded import free_port
+from tests.support import poll
+from worker.adapters.redis import RedisStatsCache, make_redis, stats_key
+from worker.dev.embedded import free_port
 
 
 def clock_at(moment: datetime):
@@ -130,22 +130,28 @@ def test_refresh_of_one_mall_leaves_the_others_alone_and_announces_it(deps, cata
     north, south = two_malls(catalog)
     pubsub = redis_client.pubsub()
     pubsub.subscribe(EVENTS_CHANNEL)
-    deadline = time.monotonic() + 5
-    while pubsub.get_message(timeout=0.1) is None:
-        assert time.monotonic() < deadline, "no subscribe confirmation"
 
-    handlers.refresh_stats(RefreshStats(mall_id=str(north)), deps)
-
-    assert redis_client.exists(stats_key(north)) == 1
-    assert redis_client.exists(stats_key(south)) == 0
-    assert redis_client.exists(stats_key(None)) == 0
-    message = None
-    deadline = time.monotonic() + 5
-    while message is None and time.monotonic() < deadline:
+    def next_event() -> dict | None:
         received = pubsub.get_message(timeout=0.1)
-        if received is not None and received["type"] == "message":
-            message = json.loads(received["data"])
-    pubsub.close()
+        return received if received is not None and received["type"] == "message" else None
+
+    # get_message already waits up to 0.1 s: no pause between tries.
+    try:
+        poll(
+            lambda: pubsub.get_message(timeout=0.1),
+            timeout=5,
+            interval=0,
+            message="the subscribe confirmation",
+        )
+        handlers.refresh_stats(RefreshStats(mall_id=str(north)), deps)
+
+        assert redis_client.exists(stats_key(north)) == 1
+        assert redis_client.exists(stats_key(south)) == 0
+        assert redis_client.exists(stats_key(None)) == 0
+        received = poll(next_event, timeout=5, interval=0, message="the stats.refreshed event")
+    finally:
+        pubsub.close()
+    message = json.loads(received["data"])
     assert message is not None
     assert (message["event"], message["mall_id"]) == ("stats.refreshed", str(north))
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from types import TracebackType
@@ -12,15 +12,17 @@ from uuid import UUID
 
 from handlers.deps import Deps
 from handlers.errors import StorageUnavailable
+from handlers.policy import Policy
 from handlers.ports import (
     DeleteReport,
-    DueDeletion,
     ExpiredSummary,
     PastDeletion,
+    QueuedDeletion,
     QueuedKey,
     RemovedVideo,
     RetentionScope,
 )
+from handlers.urls import is_file_key
 from schemas.events import Event
 from schemas.requests import ListVideos
 from schemas.responses import StatusCounts, VideoDetailResponse, VideoListItem, VideoStats
@@ -114,8 +116,8 @@ class FakeVideoRepository:
         items = [
             VideoListItem(
                 **v.model_dump(include=set(VideoListItem.model_fields)),
-                has_proxy=v.proxy_path is not None,
-                has_thumbnail=v.thumbnail_path is not None,
+                has_proxy=is_file_key(v.proxy_path),
+                has_thumbnail=is_file_key(v.thumbnail_path),
             )
             for v in page
         ]
@@ -147,22 +149,40 @@ class FakeVideoRepository:
         size = sum(v.file_size_bytes + (v.proxy_size_bytes or 0) for v in expired)
         return ExpiredSummary(count=len(expired), bytes=size)
 
-    def retention_scopes(
-        self, now: datetime, default_days: int, override_days: int | None, mall_id: UUID | None
-    ) -> list[RetentionScope]:
-        return [
-            RetentionScope(
-                mall_id=mall,
-                cutoff=now
-                - timedelta(days=override_days or self.retention_days_of.get(mall) or default_days),
-            )
-            for mall in sorted(self.malls)
-            if mall_id is None or mall == mall_id
-        ]
+    def mall_retention_days(self, mall_id: UUID | None) -> list[tuple[UUID, int | None]]:
+        malls = sorted(self.malls) if mall_id is None else [m for m in self.malls if m == mall_id]
+        return [(mall, self.retention_days_of.get(mall)) for mall in malls]
 
     def referenced_keys(self, keys: Sequence[str]) -> set[str]:
         in_use = {key for video in self.rows.values() for key in object_keys(video)}
         return in_use.intersection(keys)
+
+    def referenced_keys_in_order(self, prefix: str = "") -> Iterator[str]:
+        keys = {
+            key
+            for video in self.rows.values()
+            for key in object_keys(video)
+            if key.startswith(prefix)
+        }
+        yield from sorted(keys, key=lambda key: key.encode("utf-8"))
+
+    def set_mall_retention(self, mall_id: UUID, days: int) -> bool:
+        if mall_id not in self.malls:
+            return False
+        self.retention_days_of[mall_id] = days
+        return True
+
+    def clear_mall_retention(self, mall_id: UUID) -> bool:
+        return self.retention_days_of.pop(mall_id, None) is not None
+
+    def set_legal_hold(self, video_id: UUID, held: bool) -> bool:
+        if video_id not in self.rows:
+            return False
+        if held:
+            self.held.add(video_id)
+        else:
+            self.held.discard(video_id)
+        return True
 
     def stats(self, mall_id: UUID | None, at: datetime) -> VideoStats:
         scope = [v for v in self.rows.values() if mall_id is None or v.mall_id == mall_id]
@@ -194,10 +214,15 @@ class QueueEntry:
     last_error: str | None = None
 
 
+# storage_deletions.last_error keeps this much of S3's message.
+ERROR_LENGTH = 500
+
+
 class FakeDeletionQueue:
     def __init__(self, videos: FakeVideoRepository) -> None:
-        # claim_due flags keys a live row references again, as the real query's EXISTS does.
         self.videos = videos
+        # Each lock_keys call, to check that removal decides under the keys' locks.
+        self.locked: list[list[str]] = []
         self.entries: dict[int, QueueEntry] = {}
         # An identity sequence: ids are not reused after a rollback.
         self._next_id = 1
@@ -221,21 +246,31 @@ class FakeDeletionQueue:
             self._next_id += 1
         return ids
 
-    def claim_due(self, now: datetime, limit: int) -> list[DueDeletion]:
-        due = sorted(
-            (e for e in self.entries.values() if e.next_attempt_at <= now), key=lambda e: e.id
+    def claim(self, ids: Sequence[int]) -> list[QueuedDeletion]:
+        wanted = set(ids)
+        return self._claim(e for e in self.entries.values() if e.id in wanted)
+
+    def claim_due(
+        self, now: datetime, limit: int, due_only: bool = True, after_id: int = 0
+    ) -> list[QueuedDeletion]:
+        due = (
+            e
+            for e in self.entries.values()
+            if e.id > after_id and (not due_only or e.next_attempt_at <= now)
         )
-        in_use = self.videos.referenced_keys([e.object_key for e in due])
+        return self._claim(due)[:limit]
+
+    def _claim(self, entries: Iterable[QueueEntry]) -> list[QueuedDeletion]:
+        # One process, one transaction at a time: nothing is ever held by another.
         return [
-            DueDeletion(
-                id=e.id,
-                object_key=e.object_key,
-                attempts=e.attempts,
-                referenced=e.object_key in in_use,
-                video_id=e.video_id,
+            QueuedDeletion(
+                id=e.id, object_key=e.object_key, attempts=e.attempts, video_id=e.video_id
             )
-            for e in due[:limit]
+            for e in sorted(entries, key=lambda e: e.id)
         ]
+
+    def lock_keys(self, keys: Sequence[str]) -> None:
+        self.locked.append(sorted(set(keys)))
 
     def complete(self, ids: Iterable[int]) -> None:
         for queue_id in list(ids):
@@ -243,10 +278,19 @@ class FakeDeletionQueue:
 
     def retry_later(self, failures: dict[int, tuple[str, datetime]]) -> None:
         for queue_id, (error, retry_at) in failures.items():
-            entry = self.entries[queue_id]
+            entry = self.entries.get(queue_id)
+            if entry is None:
+                # As the UPDATE: a row already dequeued is left alone.
+                continue
             self.entries[queue_id] = replace(
-                entry, attempts=entry.attempts + 1, last_error=error, next_attempt_at=retry_at
+                entry,
+                attempts=entry.attempts + 1,
+                last_error=error[:ERROR_LENGTH],
+                next_attempt_at=retry_at,
             )
+
+    def queued_among(self, keys: Sequence[str]) -> set[str]:
+        return set(keys) & {e.object_key for e in self.entries.values()}
 
     def pending(self) -> int:
         return len(self.entries)
@@ -295,21 +339,12 @@ class FakeDeletionAudit:
                 )
         return None
 
-    def settle(self, outcomes: dict[UUID, str]) -> None:
-        self.entries = [
-            replace(e, outcome=outcomes[e.video_id])
-            if e.video_id in outcomes and e.outcome == "files_queued"
-            else e
-            for e in self.entries
-        ]
-
-    def settle_purged(self, video_ids: set[UUID]) -> None:
+    def settle(self, video_ids: Iterable[UUID]) -> None:
+        ids = set(video_ids)
         still_queued = {e.video_id for e in self.queue.entries.values()}
         self.entries = [
-            replace(e, outcome="files_deleted")
-            if e.video_id in video_ids
-            and e.outcome == "files_pending"
-            and e.video_id not in still_queued
+            replace(e, outcome="files_pending" if e.video_id in still_queued else "files_deleted")
+            if e.video_id in ids and e.outcome in ("files_queued", "files_pending")
             else e
             for e in self.entries
         ]
@@ -319,7 +354,11 @@ class FakeDeletionAudit:
 
 
 class FakeUnitOfWork:
-    """One shared store of rows; each ``with`` block is rolled back unless committed."""
+    """One shared store of rows; each ``with`` block is rolled back unless committed.
+
+    Like a connection's transaction, a commit ends one transaction and the block's later
+    writes start the next: leaving the block rolls those back to the last commit.
+    """
 
     def __init__(self) -> None:
         self.videos = FakeVideoRepository()
@@ -331,15 +370,20 @@ class FakeUnitOfWork:
     def __call__(self) -> FakeUnitOfWork:
         return self
 
-    def __enter__(self) -> FakeUnitOfWork:
-        self.committed = False
-        self.transactions += 1
+    def _snapshot(self) -> None:
         self._saved = (
             dict(self.videos.rows),
             set(self.videos.malls),
+            dict(self.videos.retention_days_of),
+            set(self.videos.held),
             dict(self.deletions.entries),
             list(self.audit.entries),
         )
+
+    def __enter__(self) -> FakeUnitOfWork:
+        self.committed = False
+        self.transactions += 1
+        self._snapshot()
         return self
 
     def __exit__(
@@ -348,16 +392,18 @@ class FakeUnitOfWork:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        if not self.committed:
-            (
-                self.videos.rows,
-                self.videos.malls,
-                self.deletions.entries,
-                self.audit.entries,
-            ) = self._saved
+        (
+            self.videos.rows,
+            self.videos.malls,
+            self.videos.retention_days_of,
+            self.videos.held,
+            self.deletions.entries,
+            self.audit.entries,
+        ) = self._saved
 
     def commit(self) -> None:
         self.committed = True
+        self._snapshot()
 
 
 class FakeObjectStore:
@@ -370,6 +416,19 @@ class FakeObjectStore:
         self.unavailable = False
         self.delete_calls: list[list[str]] = []
         self.presigned: list[tuple[str, int]] = []
+        # LastModified of objects put with ``put``; others count as a day before T0.
+        self.modified: dict[str, datetime] = {}
+
+    def put(self, key: str, modified: datetime | None = None, size: int = 16) -> None:
+        self.objects[key] = size
+        self.modified[key] = modified or T0 - timedelta(days=1)
+
+    def list_objects(self, prefix: str = "") -> Iterator[tuple[str, datetime]]:
+        if self.unavailable:
+            raise StorageUnavailable("S3 unreachable: EndpointConnectionError")
+        for key in sorted(self.objects, key=lambda key: key.encode("utf-8")):
+            if key.startswith(prefix):
+                yield key, self.modified.get(key, T0 - timedelta(days=1))
 
     def fail(self, *keys: str, error: str = "AccessDenied: Access Denied") -> None:
         self.failing.update(dict.fromkeys(keys, error))
@@ -380,12 +439,13 @@ class FakeObjectStore:
 
     def delete_many(self, keys: Sequence[str]) -> DeleteReport:
         self.delete_calls.append(list(keys))
-        if self.unavailable:
-            raise StorageUnavailable("S3 unreachable: EndpointConnectionError")
         deleted: list[str] = []
         failed: dict[str, str] = {}
         for key in dict.fromkeys(keys):
-            if self.fail_every_key or key in self.failing:
+            if self.unavailable:
+                # As the real store: S3 out of reach is a failure per key, never a raise.
+                failed[key] = "EndpointConnectionError"
+            elif self.fail_every_key or key in self.failing:
                 failed[key] = self.failing.get(key, "InternalError: We encountered an error")
             else:
                 # Like S3: removing a key that is already gone succeeds.
@@ -464,11 +524,7 @@ class Fakes:
     publisher: RecordingPublisher = field(default_factory=RecordingPublisher)
     enqueue: RecordingEnqueue = field(default_factory=RecordingEnqueue)
     clock: FixedClock = field(default_factory=FixedClock)
-    retention_days: int = 90
-    purge_grace_seconds: int = 60
-    sweep_time_budget_seconds: float = 120.0
-    stats_debounce_seconds: float = 5.0
-    stuck_after_attempts: int = 8
+    policy: Policy = field(default_factory=Policy)
 
     @property
     def deps(self) -> Deps:
@@ -479,11 +535,7 @@ class Fakes:
             publish=self.publisher,
             enqueue=self.enqueue,
             clock=self.clock,
-            retention_days=self.retention_days,
-            purge_grace_seconds=self.purge_grace_seconds,
-            sweep_time_budget_seconds=self.sweep_time_budget_seconds,
-            stats_debounce_seconds=self.stats_debounce_seconds,
-            stuck_after_attempts=self.stuck_after_attempts,
+            policy=self.policy,
         )
 
     def add_videos(self, *videos: VideoDetailResponse) -> None:

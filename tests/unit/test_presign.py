@@ -16,8 +16,8 @@ import pytest
 from botocore.config import Config
 from botocore.credentials import RefreshableCredentials
 
+from worker.adapters.s3.store import FastPresigner, S3ObjectStore, _client
 from worker.settings import load_settings
-from worker.storage import FastPresigner, S3ObjectStore, _client
 
 KEYS = [
     "videos/7d1c/proxy/0b4e.mp4",

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 from pydantic import ValidationError
@@ -233,3 +233,48 @@ def test_failure_envelope_carries_the_contract_status(code, status):
         "status": status,
         "error": {"code": code, "detail": detail},
     }
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("uploaded_after", "0001-01-01T00:00:00+01:00"),
+        ("uploaded_after", "0001-01-01T00:59:59.999999+01:00"),
+        ("uploaded_before", "9999-12-31T23:59:59-01:00"),
+        ("uploaded_before", "9999-12-31T23:00:00-23:59"),
+        ("uploaded_after", datetime(1, 1, 1, tzinfo=timezone(timedelta(hours=5)))),
+    ],
+)
+def test_datetimes_that_leave_the_calendar_once_in_utc_are_field_errors(field, value):
+    error = rejection(ListVideos, **{field: value})
+
+    assert (error["loc"], error["type"]) == ((field,), "datetime_range")
+    assert error["msg"] == "Datetime out of range once converted to UTC"
+
+
+@pytest.mark.parametrize(
+    ("value", "in_utc"),
+    [
+        ("0001-01-01T00:00:00Z", datetime(1, 1, 1, tzinfo=UTC)),
+        ("0001-01-01T01:00:00+01:00", datetime(1, 1, 1, tzinfo=UTC)),
+        ("0001-01-01T00:00:00-01:00", datetime(1, 1, 1, 1, tzinfo=UTC)),
+        ("9999-12-31T23:59:59.999999Z", datetime(9999, 12, 31, 23, 59, 59, 999_999, tzinfo=UTC)),
+        ("9999-12-31T23:59:59+01:00", datetime(9999, 12, 31, 22, 59, 59, tzinfo=UTC)),
+    ],
+)
+def test_datetimes_at_the_edge_of_the_calendar_that_stay_in_it_are_accepted(value, in_utc):
+    assert ListVideos(uploaded_after=value).uploaded_after == in_utc
+    assert ListVideos(uploaded_before=value).uploaded_before == in_utc
+
+
+def test_both_ends_out_of_range_are_reported_together():
+    with pytest.raises(ValidationError) as raised:
+        ListVideos(
+            uploaded_after="0001-01-01T00:00:00+01:00",
+            uploaded_before="9999-12-31T23:59:59-01:00",
+        )
+
+    assert [(e["loc"], e["type"]) for e in raised.value.errors()] == [
+        (("uploaded_after",), "datetime_range"),
+        (("uploaded_before",), "datetime_range"),
+    ]

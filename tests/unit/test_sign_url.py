@@ -9,9 +9,15 @@ import pytest
 
 from handlers import NotAvailable, NotFound, sign_url
 from handlers.errors import PROXY_NOT_AVAILABLE, THUMBNAIL_NOT_AVAILABLE
-from handlers.urls import content_type_for
-from schemas import SignUrl
-from tests.unit.fakes import T0, Fakes, make_video
+from handlers.urls import (
+    FILE_NOT_AVAILABLE,
+    ORIGINAL_NOT_AVAILABLE,
+    content_type_for,
+    is_file_key,
+    presign_file,
+)
+from schemas import SignUrl, success
+from tests.unit.fakes import T0, FakeObjectStore, Fakes, make_video
 
 
 def signed(video, **kwargs):
@@ -137,3 +143,83 @@ def test_expiry_is_passed_in_seconds_and_expires_at_is_signing_time_plus_expiry(
 )
 def test_content_type_of_an_original_follows_its_extension(filename, content_type):
     assert content_type_for(filename) == content_type
+
+
+# Keys written by other services: an empty or blank key, or a "directory", names no file.
+NOT_FILES = ["", " ", "\t\n ", "videos/mall/original/", "/"]
+
+
+@pytest.mark.parametrize("key", NOT_FILES)
+def test_original_whose_key_names_no_file_is_not_available_and_nothing_is_signed(key):
+    video = make_video(original_path=key)
+    fakes = Fakes()
+    fakes.add_videos(video)
+
+    with pytest.raises(NotAvailable) as raised:
+        sign_url(SignUrl(video_id=str(video.id), target="original"), fakes.deps)
+
+    assert raised.value.detail == ORIGINAL_NOT_AVAILABLE == "Original video not available"
+    assert fakes.store.presigned == []
+
+
+@pytest.mark.parametrize("key", NOT_FILES)
+@pytest.mark.parametrize(
+    ("target", "field", "detail"),
+    [
+        ("proxy", "proxy_path", PROXY_NOT_AVAILABLE),
+        ("thumbnail", "thumbnail_path", THUMBNAIL_NOT_AVAILABLE),
+    ],
+)
+def test_proxy_or_thumbnail_whose_key_names_no_file_keeps_the_seed_text(key, target, field, detail):
+    video = make_video(**{field: key})
+    fakes = Fakes()
+    fakes.add_videos(video)
+
+    with pytest.raises(NotAvailable) as raised:
+        sign_url(SignUrl(video_id=str(video.id), target=target), fakes.deps)
+
+    assert raised.value.detail == detail
+    assert fakes.store.presigned == []
+
+
+@pytest.mark.parametrize(
+    ("key", "is_file"),
+    [
+        (None, False),
+        *((key, False) for key in NOT_FILES),
+        ("videos/m/original/v.mp4", True),
+        ("v.mp4", True),
+        (" leading space.mp4", True),
+        ("videos/m/original/.mp4/x", True),
+    ],
+)
+def test_a_file_key_is_non_blank_and_not_a_directory(key, is_file):
+    assert is_file_key(key) is is_file
+
+
+@pytest.mark.parametrize("key", [None, *NOT_FILES])
+def test_the_presigning_guard_answers_not_available_without_asking_the_store(key):
+    store = FakeObjectStore()
+
+    with pytest.raises(NotAvailable) as raised:
+        presign_file(store, key, 900, T0)
+
+    assert raised.value.detail == FILE_NOT_AVAILABLE
+    assert store.presigned == []
+
+
+def test_the_presigning_guard_passes_a_file_key_through_with_its_expiry():
+    store = FakeObjectStore()
+
+    url = presign_file(store, "videos/m/proxy/v.mp4", 900, T0)
+
+    assert store.presigned == [("videos/m/proxy/v.mp4", 900)]
+    assert url == "http://s3.fake/bucket/videos/m/proxy/v.mp4?X-Amz-Expires=900"
+
+
+@pytest.mark.parametrize("duration", [float("nan"), float("inf"), float("-inf")])
+def test_a_non_finite_duration_is_signed_with_a_null_duration(duration):
+    result, _ = signed(make_video(duration_seconds=duration))
+
+    assert result.duration_seconds is None
+    assert success(result)["data"]["duration_seconds"] is None

@@ -13,6 +13,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from handlers.policy import DEFAULT_POLICY
 from worker.settings import ConfigError, get_settings
 
 EMBEDDED_HOME = Path(os.environ.get("VIDEOWORKER_HOME", ".videoworker"))
@@ -20,7 +21,7 @@ REDIS_VARS = ("CELERY_BROKER_URL", "CELERY_RESULT_BACKEND", "REDIS_URL")
 
 
 def _migrate(_: argparse.Namespace) -> int:
-    from worker.migrate import upgrade
+    from worker.adapters.postgres.migrate import upgrade
 
     upgrade(get_settings().database_url)
     print("videoworker: database schema is at the latest revision")
@@ -63,7 +64,7 @@ def _call(args: argparse.Namespace) -> int:
 
 
 def _schemas(args: argparse.Namespace) -> int:
-    from worker.jsonschemas import render_all
+    from worker.ops.schema_export import render_all
 
     out = Path(args.out)
     rendered = render_all()
@@ -96,7 +97,7 @@ def _schemas(args: argparse.Namespace) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     """Start what is missing of the stack, migrate, then supervise worker and beat."""
-    from worker.embedded import EmbeddedStack
+    from worker.dev.embedded import EmbeddedStack
 
     stack = EmbeddedStack.plan(
         EMBEDDED_HOME,
@@ -122,7 +123,7 @@ def _run(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGTERM, stop)
     try:
-        from worker.migrate import upgrade
+        from worker.adapters.postgres.migrate import upgrade
 
         upgrade(get_settings().database_url)
         celery = [sys.executable, "-m", "celery", "-A", "worker"]
@@ -185,29 +186,43 @@ def _duration(text: str):
         raise argparse.ArgumentTypeError(f"not a duration: {text!r} (try 24h, 90m, 7d)") from None
 
 
-def _engine():
-    from worker.db import make_engine
+def _deps():
+    """The handlers' dependencies for a one-off command; follow-up tasks go to the broker."""
+    from worker.bootstrap import build_deps
+    from worker.runtime.app import celery_enqueue
 
-    return make_engine(get_settings())
+    return build_deps(get_settings(), enqueue=celery_enqueue)
+
+
+def _handled(handler, command_type, **fields):  # noqa: ANN001, ANN202 - thin dispatch
+    """Validate as a task would, run the handler, and turn its errors into one line."""
+    from pydantic import ValidationError
+
+    from handlers.errors import VideoError
+
+    try:
+        return handler(command_type.model_validate(fields), _deps())
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
+        )
+        raise CommandFailed(problems) from None
+    except VideoError as exc:
+        raise CommandFailed(exc.detail) from None
+
+
+class CommandFailed(Exception):
+    """A command the handlers refused; printed as one line, exit code 1."""
 
 
 def _reconcile(args: argparse.Namespace) -> int:
-    import handlers
-    from schemas import PurgeStorage
-    from worker.bootstrap import get_deps
-    from worker.reconcile import reconcile
-    from worker.storage import S3ObjectStore
+    from handlers.reconcile import ReconcileStorage, reconcile_storage
 
-    settings = get_settings()
-    store = S3ObjectStore(settings)
-    report = reconcile(
-        _engine(),
-        store.client,
-        settings.s3_bucket,
-        prefix=args.prefix,
-        min_age=args.min_age,
-        fix=args.fix,
-        max_share=args.max_share,
+    report = reconcile_storage(
+        ReconcileStorage(
+            prefix=args.prefix, min_age=args.min_age, max_share=args.max_share, fix=args.fix
+        ),
+        _deps(),
     )
     print(f"objects in bucket:        {report.objects}")
     print(f"referenced by a row:      {report.referenced}")
@@ -223,64 +238,49 @@ def _reconcile(args: argparse.Namespace) -> int:
         print(f"videoworker reconcile: refused: {report.refused}", file=sys.stderr)
         return 1
     if args.fix:
-        purged = handlers.purge_storage(PurgeStorage(limit=100_000), get_deps())
-        print(f"queued {report.fixed} orphans; purge removed {purged.deleted} now")
+        print(f"queued {report.fixed} orphans; removed {report.removed} now")
     return 0
 
 
 def _retention(args: argparse.Namespace) -> int:
-    from sqlalchemy import delete, select
-    from sqlalchemy.dialects.postgresql import insert
+    from handlers.retention import clear_retention, list_retention, set_retention
+    from schemas.requests import ClearRetention, SetRetention
 
-    from worker.db import mall_retention, malls
-
-    with _engine().begin() as conn:
-        if args.action == "set":
-            if conn.execute(select(malls.c.id).where(malls.c.id == args.mall_id)).first() is None:
-                print(f"videoworker retention: no mall {args.mall_id}", file=sys.stderr)
-                return 1
-            stmt = insert(mall_retention).values(mall_id=args.mall_id, retention_days=args.days)
-            conn.execute(
-                stmt.on_conflict_do_update(
-                    index_elements=[mall_retention.c.mall_id],
-                    set_={"retention_days": args.days, "updated_at": stmt.excluded.updated_at},
-                )
-            )
-            print(f"mall {args.mall_id}: videos kept {args.days} days")
-        elif args.action == "unset":
-            conn.execute(delete(mall_retention).where(mall_retention.c.mall_id == args.mall_id))
-            print(f"mall {args.mall_id}: back to RETENTION_DAYS ({get_settings().retention_days})")
-        else:
-            rows = conn.execute(
-                select(mall_retention.c.mall_id, mall_retention.c.retention_days)
-            ).all()
-            print(f"default (RETENTION_DAYS): {get_settings().retention_days} days")
-            for mall_id, days in rows:
-                print(f"{mall_id}: {days} days")
+    if args.action == "set":
+        _handled(set_retention, SetRetention, mall_id=str(args.mall_id), days=args.days)
+        print(f"mall {args.mall_id}: videos kept {args.days} days")
+        return 0
+    if args.action == "unset":
+        periods = _handled(clear_retention, ClearRetention, mall_id=str(args.mall_id))
+        print(f"mall {args.mall_id}: back to RETENTION_DAYS ({periods.default_days})")
+        return 0
+    periods = list_retention(_deps())
+    print(f"default (RETENTION_DAYS): {periods.default_days} days")
+    for mall_id, days in periods.malls.items():
+        print(f"{mall_id}: {days} days")
     return 0
 
 
 def _hold(args: argparse.Namespace) -> int:
-    from sqlalchemy import update
+    from handlers.retention import set_legal_hold
+    from schemas.requests import SetLegalHold
 
-    from worker.db import videos
-
-    with _engine().begin() as conn:
-        changed = conn.execute(
-            update(videos)
-            .where(videos.c.id == args.video_id)
-            .values(legal_hold=not args.release)
-            .returning(videos.c.id)
-        ).first()
-    if changed is None:
-        print(f"videoworker hold: Video {args.video_id} not found", file=sys.stderr)
-        return 1
+    _handled(set_legal_hold, SetLegalHold, video_id=str(args.video_id), held=not args.release)
     print(f"video {args.video_id}: legal hold {'released' if args.release else 'set'}")
     return 0
 
 
+def _purge(args: argparse.Namespace) -> int:
+    import handlers
+    from schemas import PurgeStorage
+
+    result = _handled(handlers.purge_storage, PurgeStorage, limit=args.limit, due_only=not args.now)
+    print(json.dumps(result.model_dump(mode="json"), indent=2))
+    return 0
+
+
 def _health(args: argparse.Namespace) -> int:
-    from worker.health import run_checks
+    from worker.ops.health import run_checks
 
     results = run_checks(get_settings(), worker=args.worker)
     print(json.dumps(results, indent=2))
@@ -288,8 +288,8 @@ def _health(args: argparse.Namespace) -> int:
 
 
 def _dead_letters(args: argparse.Namespace) -> int:
-    from worker.cache import make_redis
-    from worker.consumer import DEAD_LETTERS_KEY
+    from worker.adapters.redis import make_redis
+    from worker.runtime.consumer import DEAD_LETTERS_KEY
 
     client = make_redis(get_settings().redis_cache_url)
     raws = client.lrange(DEAD_LETTERS_KEY, 0, -1)
@@ -349,13 +349,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     reconcile.add_argument("--fix", action="store_true", help="delete old orphans")
     reconcile.add_argument(
-        "--min-age", type=_duration, default="24h", help="ignore younger orphans (default 24h)"
+        "--min-age",
+        type=_duration,
+        default=None,
+        help=f"ignore younger orphans (default {DEFAULT_POLICY.reconcile_min_age_seconds:g}s)",
     )
     reconcile.add_argument(
         "--max-share",
         type=float,
-        default=0.1,
-        help="refuse --fix above this share of the bucket (default 0.1)",
+        default=None,
+        help=f"refuse --fix above this share of the bucket (default "
+        f"{DEFAULT_POLICY.reconcile_max_share:g})",
     )
     reconcile.add_argument("--prefix", default="", help="only keys under this prefix")
     reconcile.set_defaults(func=_reconcile)
@@ -369,6 +373,13 @@ def build_parser() -> argparse.ArgumentParser:
     unset_days.add_argument("mall_id", type=uuid.UUID)
     retention_sub.add_parser("list", help="show the overrides")
     retention.set_defaults(func=_retention)
+
+    purge = sub.add_parser("purge", help="remove queued object deletions that are due")
+    purge.add_argument(
+        "--now", action="store_true", help="every queued key at once, whatever its backoff"
+    )
+    purge.add_argument("--limit", type=int, default=100_000, help="at most this many keys")
+    purge.set_defaults(func=_purge)
 
     hold = sub.add_parser("hold", help="put a video on legal hold (sweeps skip it)")
     hold.add_argument("video_id", type=uuid.UUID)
@@ -401,6 +412,9 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"videoworker: {exc}", file=sys.stderr)
         return 2
+    except CommandFailed as exc:
+        print(f"videoworker {args.command}: {exc}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

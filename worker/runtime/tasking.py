@@ -21,7 +21,7 @@ from pydantic import BaseModel, ValidationError
 from handlers.deps import Deps
 from handlers.errors import InvalidRequest, Unavailable, VideoError
 from schemas.envelope import failure, success
-from worker.bootstrap import get_deps
+from worker.runtime.app import get_deps
 
 log = logging.getLogger("videoworker.task")
 

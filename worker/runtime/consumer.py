@@ -183,7 +183,7 @@ def cache_redis() -> Any:
     """This process's client of the cache Redis (counters, marks, dead letters)."""
     global _cache_redis
     if _cache_redis is None:
-        from worker.cache import make_redis
+        from worker.adapters.redis import make_redis
         from worker.settings import get_settings
 
         _cache_redis = make_redis(get_settings().redis_cache_url)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 from celery import Celery
 from celery.signals import (
     celeryd_after_setup,
@@ -11,8 +13,11 @@ from celery.signals import (
     worker_process_init,
 )
 
-from worker import consumer, logs
-from worker.bootstrap import reset_deps
+from handlers.deps import Deps
+from schemas.contract import QUEUE_OF
+from worker import logs
+from worker.bootstrap import build_deps
+from worker.runtime import consumer
 from worker.settings import get_settings
 
 app = Celery("videoworker")
@@ -20,6 +25,32 @@ app.config_from_object("celeryconfig")
 app.conf.include = ["tasks.videos", "tasks.lifecycle"]
 if get_settings().signing:
     app.setup_security(allowed_serializers=["json"], serializer="json")
+
+
+_deps_lock = threading.Lock()
+_deps: Deps | None = None
+
+
+def celery_enqueue(task: str, kwargs: dict, countdown: float) -> None:
+    """The handlers' Enqueue port: send a task by name to its queue."""
+    app.send_task(task, kwargs=kwargs, countdown=countdown or None, queue=QUEUE_OF[task])
+
+
+def get_deps() -> Deps:
+    """This process's wired dependencies, built on first use (after any fork)."""
+    global _deps
+    if _deps is None:
+        with _deps_lock:
+            if _deps is None:
+                _deps = build_deps(get_settings(), enqueue=celery_enqueue)
+    return _deps
+
+
+def reset_deps() -> None:
+    """Forget the wired dependencies (after fork, or when settings change in tests)."""
+    global _deps
+    with _deps_lock:
+        _deps = None
 
 
 @celeryd_after_setup.connect

@@ -1,13 +1,7 @@
-"""S3 adapter over boto3.
+"""SigV4 presigned GETs identical to boto3's, without its per-call overhead.
 
-Two clients, built once per process: one for API calls against ``S3_ENDPOINT_URL``,
-and one used only for presigning against ``S3_PUBLIC_ENDPOINT_URL`` (the address
-callers' browsers reach), so URLs never point at an internal host name. Presigning
-is local SigV4 computation: it makes no network call.
-
-Presigning is on the hot path of ``videos.sign_url``; boto3's
-``generate_presigned_url`` re-resolves the endpoint ruleset and re-serialises the
-request on every call (~180-280 us). ``FastPresigner`` keeps botocore's own SigV4
+boto3's ``generate_presigned_url`` re-resolves the endpoint ruleset and re-serialises
+the request on every call (~180-280 us). ``FastPresigner`` keeps botocore's own SigV4
 query signer and does only the per-key work (see its docstring).
 """
 
@@ -15,59 +9,20 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Sequence
 from datetime import UTC, datetime
-from itertools import islice
 from urllib.parse import parse_qs
 
-import boto3
 from botocore.auth import SIGV4_TIMESTAMP, S3SigV4QueryAuth, _host_from_url
 from botocore.awsrequest import AWSRequest, HTTPHeaders
-from botocore.config import Config
 from botocore.credentials import Credentials
-from botocore.exceptions import BotoCoreError, ClientError
 from botocore.utils import percent_encode
-
-from handlers.errors import StorageUnavailable
-from handlers.ports import DeleteReport
-from worker.settings import Settings
 
 log = logging.getLogger("videoworker.storage")
 
-DELETE_BATCH = 1000  # the DeleteObjects maximum
 # Signed once at start-up by boto3 and by the fast path with the same timestamp: the
 # fast path is used only if both URLs are identical. Its characters cover the key
 # encodings that differ between naive quoting and boto3 (space, +, =, non-ASCII, ~).
 PROBE_KEY = "videoworker-presign-probe/a b+c=d~\u00fc.mp4"
-
-
-def _client(settings: Settings, endpoint_url: str | None):
-    config = Config(
-        signature_version="s3v4",
-        region_name=settings.aws_region,
-        # MinIO and other self-hosted endpoints want path-style; AWS works either way.
-        s3={"addressing_style": "path" if endpoint_url else "auto"},
-        connect_timeout=settings.s3_connect_timeout_seconds,
-        read_timeout=settings.s3_read_timeout_seconds,
-        # Three attempts in all (botocore's max_attempts would add three retries to the first).
-        retries={"total_max_attempts": 3, "mode": "standard"},
-        max_pool_connections=20,
-    )
-    return boto3.session.Session().client(
-        "s3",
-        endpoint_url=endpoint_url,
-        aws_access_key_id=settings.aws_access_key_id,
-        aws_secret_access_key=settings.aws_secret_access_key.get_secret_value(),
-        region_name=settings.aws_region,
-        config=config,
-    )
-
-
-def _describe(exc: Exception) -> str:
-    if isinstance(exc, ClientError):
-        error = exc.response.get("Error", {})
-        return f"{error.get('Code', 'Error')}: {error.get('Message', '')}".strip()
-    return type(exc).__name__
 
 
 class _Shared:
@@ -224,76 +179,3 @@ class FastPresigner:
 
 class _Unsupported(Exception):
     """Why the fast presigner cannot promise boto3's exact URLs for this client."""
-
-
-class S3ObjectStore:
-    def __init__(self, settings: Settings) -> None:
-        self.bucket = settings.s3_bucket
-        self.client = _client(settings, settings.s3_endpoint_url)
-        public = settings.s3_public_endpoint_url
-        self.signer = (
-            self.client if public in (None, settings.s3_endpoint_url) else _client(settings, public)
-        )
-        self.fast_presigner = FastPresigner.build(self.signer, self.bucket)
-
-    def presign_get(self, key: str, expires_in: int, signed_at: datetime | None = None) -> str:
-        """A SigV4 presigned GET; ``signed_at`` (whole seconds) is the time signed into it.
-
-        The handler passes the time it reports as the start of ``expires_at``, so the URL
-        expires exactly then. The boto3 fallback cannot take a time and signs "now".
-        """
-        if self.fast_presigner is not None:
-            return self.fast_presigner.sign(key, expires_in, signed_at or datetime.now(UTC))
-        return self.signer.generate_presigned_url(
-            "get_object", Params={"Bucket": self.bucket, "Key": key}, ExpiresIn=expires_in
-        )
-
-    def delete_many(self, keys: Sequence[str]) -> DeleteReport:
-        """Delete in chunks of 1000, reporting each key that could not be removed.
-
-        Never raises for S3 trouble: the keys are already queued durably, so a chunk that
-        cannot be sent (refused, 5xx, throttled, access denied) is reported as failed and
-        left for purge. Deleting a key that is already gone succeeds in S3, which makes
-        every retry harmless.
-        """
-        deleted: list[str] = []
-        failed: dict[str, str] = {}
-        iterator = iter(dict.fromkeys(keys))
-        while chunk := list(islice(iterator, DELETE_BATCH)):
-            try:
-                response = self.client.delete_objects(
-                    Bucket=self.bucket,
-                    Delete={"Objects": [{"Key": key} for key in chunk], "Quiet": True},
-                )
-            except (BotoCoreError, ClientError) as exc:
-                failed.update(dict.fromkeys(chunk, _describe(exc)))
-                continue
-            errors = {
-                e["Key"]: f"{e.get('Code', 'Error')}: {e.get('Message', '')}"
-                for e in response.get("Errors", [])
-            }
-            failed.update(errors)
-            deleted.extend(key for key in chunk if key not in errors)
-        return DeleteReport(deleted=deleted, failed=failed)
-
-    def size(self, key: str) -> int | None:
-        try:
-            head = self.client.head_object(Bucket=self.bucket, Key=key)
-        except ClientError as exc:
-            if exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") == 404:
-                return None
-            raise self._unavailable(exc) from exc
-        except BotoCoreError as exc:
-            raise self._unavailable(exc) from exc
-        return int(head["ContentLength"])
-
-    def ensure_bucket(self) -> None:
-        """Create the bucket if it is missing (embedded stack and tests only)."""
-        try:
-            self.client.head_bucket(Bucket=self.bucket)
-        except ClientError:
-            self.client.create_bucket(Bucket=self.bucket)
-
-    @staticmethod
-    def _unavailable(exc: Exception) -> StorageUnavailable:
-        return StorageUnavailable(f"S3 unreachable: {_describe(exc)}")

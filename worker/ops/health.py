@@ -29,7 +29,7 @@ def run_checks(settings: Settings, worker: bool = False) -> dict[str, dict[str, 
     from kombu import Connection
     from sqlalchemy import create_engine, text
 
-    from worker.storage import S3ObjectStore
+    from worker.adapters.s3.store import S3ObjectStore
 
     def broker() -> None:
         with Connection(settings.celery_broker_url, connect_timeout=3) as conn:
@@ -63,7 +63,7 @@ def run_checks(settings: Settings, worker: bool = False) -> dict[str, dict[str, 
 
 
 def _ping_local_worker() -> None:
-    from worker.celery_app import app
+    from worker.runtime.app import app
 
     name = f"celery@{socket.gethostname()}"
     replies = app.control.ping(destination=[name], timeout=5)

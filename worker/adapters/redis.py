@@ -12,6 +12,7 @@ from collections.abc import Iterable, Sequence
 from uuid import UUID
 
 import redis
+from pydantic import ValidationError
 
 from schemas.events import EVENTS_CHANNEL, Event
 from schemas.responses import VideoStats
@@ -22,6 +23,15 @@ KEY_PREFIX = "videoworker:stats:"
 DIRTY_KEY = "videoworker:stats-dirty"
 FLUSH_MARKER_KEY = "videoworker:stats-flush-queued"
 GLOBAL_SCOPE = "global"
+
+# Deletes the entry only while it still holds the bad value read: a fresh figure another
+# worker wrote in between is kept.
+DELETE_IF_UNCHANGED = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+    return redis.call('DEL', KEYS[1])
+end
+return 0
+"""
 
 
 def stats_key(mall_id: UUID | None) -> str:
@@ -46,14 +56,36 @@ class RedisStatsCache:
         self.ttl_seconds = ttl_seconds
         # Bounds how long a lost flush message can suppress new ones.
         self.flush_marker_seconds = flush_marker_seconds
+        self._delete_if_unchanged = client.register_script(DELETE_IF_UNCHANGED)
 
     def get(self, mall_id: UUID | None) -> VideoStats | None:
+        """The cached figure, or None to recompute it.
+
+        Anything other than this scope's valid figure (bytes from an older release, a
+        hand-edited key, a figure of another mall) is a miss: logged, dropped and
+        recomputed by the caller, never served and never an error.
+        """
+        key = stats_key(mall_id)
         try:
-            raw = self.client.get(stats_key(mall_id))
+            raw = self.client.get(key)
         except redis.RedisError as exc:
             log.warning("stats.cache.unavailable", extra={"error": type(exc).__name__})
             return None
-        return None if raw is None else VideoStats.model_validate_json(raw)
+        if raw is None:
+            return None
+        try:
+            stats = VideoStats.model_validate_json(raw)
+        except ValidationError:
+            stats = None
+        if stats is not None and stats.mall_id == mall_id:
+            return stats
+        # The scope only: the value may be anything, so it is never logged.
+        log.warning("stats.cache.invalid", extra={"scope": key.removeprefix(KEY_PREFIX)})
+        try:
+            self._delete_if_unchanged(keys=[key], args=[raw])
+        except redis.RedisError as exc:
+            log.warning("stats.cache.unavailable", extra={"error": type(exc).__name__})
+        return None
 
     def put(self, stats: Sequence[VideoStats]) -> None:
         try:

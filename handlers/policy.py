@@ -1,0 +1,32 @@
+"""The lifecycle policy the handlers apply, with its defaults written once.
+
+Settings read each value from the environment (defaulting to these), the wiring passes
+them in, and the unit tests' fakes use them as they are: one source for every default.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    # Videos uploaded longer ago than this are swept, unless the request or the mall
+    # says otherwise.
+    retention_days: int = 90
+    # Inline deletes get this head start before purge may retry the same keys.
+    purge_grace_seconds: int = 60
+    # A sweep stops taking batches after this long and queues its own continuation,
+    # ending well inside its time limit and the broker's visibility timeout.
+    sweep_time_budget_seconds: float = 120.0
+    # Deletes within this window share one stats refresh.
+    stats_debounce_seconds: float = 5.0
+    # Keys that failed this many times are reported as stuck.
+    stuck_after_attempts: int = 8
+    # reconcile --fix leaves orphans younger than this (an upload writes its object
+    # before its row) and refuses to remove more than this share of the bucket.
+    reconcile_min_age_seconds: float = 24 * 3600.0
+    reconcile_max_share: float = 0.1
+
+
+DEFAULT_POLICY = Policy()

@@ -1,0 +1,1 @@
+"""Arranging helpers shared by the port contract tests in ``tests/integration``."""

@@ -1,0 +1,87 @@
+"""PostgreSQL engine and unit of work: one connection, one transaction per ``with``.
+
+Connection-level failures become ``DatabaseUnavailable``, the one error the task
+layer retries; everything else is a bug and surfaces as ``internal``.
+"""
+
+from __future__ import annotations
+
+from types import TracebackType
+
+from sqlalchemy import Connection, Engine, create_engine
+from sqlalchemy import exc as sa_exc
+
+from handlers.errors import DatabaseUnavailable
+from worker.adapters.postgres.deletions import PostgresDeletionAudit, PostgresDeletionQueue
+from worker.adapters.postgres.repositories import PostgresVideoRepository
+from worker.settings import Settings
+
+# Connection-level failures: the server is down, restarting or unreachable.
+CONNECTION_ERRORS = (sa_exc.OperationalError, sa_exc.InterfaceError)
+
+
+def make_engine(settings: Settings) -> Engine:
+    return create_engine(
+        settings.database_url,
+        pool_size=settings.db_pool_size,
+        max_overflow=settings.db_pool_size,
+        # A server restart leaves dead pooled connections; check each on checkout.
+        pool_pre_ping=True,
+        pool_recycle=1800,
+        connect_args={
+            "connect_timeout": 5,
+            # UTC sessions: results carry Z whatever the server's TimeZone setting is.
+            "options": f"-c timezone=UTC -c statement_timeout={settings.db_statement_timeout_ms}",
+        },
+    )
+
+
+class PostgresUnitOfWork:
+    """One connection and one transaction; rolled back unless ``commit()`` was called."""
+
+    videos: PostgresVideoRepository
+    deletions: PostgresDeletionQueue
+    audit: PostgresDeletionAudit
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.connection: Connection | None = None
+
+    def __enter__(self) -> PostgresUnitOfWork:
+        try:
+            self.connection = self.engine.connect()
+        except CONNECTION_ERRORS as exc:
+            raise DatabaseUnavailable(f"PostgreSQL unreachable: {_reason(exc)}") from exc
+        self.videos = PostgresVideoRepository(self.connection)
+        self.deletions = PostgresDeletionQueue(self.connection)
+        self.audit = PostgresDeletionAudit(self.connection)
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        assert self.connection is not None
+        try:
+            self.connection.rollback()
+        except CONNECTION_ERRORS:
+            pass
+        finally:
+            self.connection.close()
+            self.connection = None
+        if isinstance(exc, CONNECTION_ERRORS):
+            raise DatabaseUnavailable(f"PostgreSQL unreachable: {_reason(exc)}") from exc
+
+    def commit(self) -> None:
+        assert self.connection is not None
+        self.connection.commit()
+
+
+def _reason(exc: BaseException) -> str:
+    # The first line of the driver's message, without the SQL or bound parameters.
+    original = getattr(exc, "orig", None) or exc
+    return (
+        str(original).strip().splitlines()[0][:200] if str(original).strip() else type(exc).__name__
+    )
