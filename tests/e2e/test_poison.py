@@ -1,7 +1,7 @@
 """Malformed messages, published raw with kombu, against a real worker process.
 
-Each must be answered (when it carries a task id) or acknowledged and logged once,
-never redelivered, and the worker must keep answering afterwards.
+Each must be answered (when it carries a task id) or acknowledged, kept aside and
+logged once, never redelivered, and the worker must keep answering afterwards.
 """
 
 from __future__ import annotations
@@ -114,11 +114,14 @@ def test_unknown_task_is_answered_invalid_request(caller):
     }
 
 
-def test_message_without_task_headers_is_acked_and_logged_once(
+def test_message_without_task_headers_is_acked_kept_aside_and_logged_once(
     services, caller, worker_log, worker_process
 ):
     marker_body = b"[[], {}, {}]"
     before = worker_log.read_text().count("message.rejected: Message headers must carry")
+    kept_before = redis.Redis.from_url(services["CELERY_BROKER_URL"]).llen(
+        "videoworker:unparseable"
+    )
 
     publish_raw(services["CELERY_BROKER_URL"], marker_body, task=None, with_id=False)
     # The worker answers requests sent after the bad one, so it has consumed it.
@@ -132,6 +135,10 @@ def test_message_without_task_headers_is_acked_and_logged_once(
     assert broker.hlen("unacked") == 0
     logged = worker_log.read_text().count("message.rejected: Message headers must carry")
     assert logged == before + 1
+    # Nobody can be answered, so it is kept where an operator can read it.
+    [kept] = broker.lrange("videoworker:unparseable", 0, 0)
+    assert json.loads(kept)["headers"] == {}
+    assert broker.llen("videoworker:unparseable") in (kept_before + 1, 1000)
 
 
 def test_worker_survives_a_burst_of_poison_and_keeps_answering(services, caller, worker_process):
