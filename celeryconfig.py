@@ -7,12 +7,20 @@ choices of this worker, each with the reason it was made.
 from celery.schedules import crontab
 from kombu import Exchange, Queue
 
-from schemas.contract import MAINTENANCE_QUEUE, REQUESTS_QUEUE, ROUTES
+from schemas.contract import (
+    MAINTENANCE_QUEUE,
+    QUORUM_QUEUE_ARGUMENTS,
+    REQUESTS_QUEUE,
+    ROUTES,
+    is_amqp,
+)
+from worker.runtime.limits import LONGEST_HARD_LIMIT, VISIBILITY_MARGIN_SECONDS
 from worker.settings import get_settings
 
 _settings = get_settings()
 
 broker_url = _settings.celery_broker_url
+_rabbitmq = is_amqp(broker_url)
 if broker_url.startswith("redis://"):
     # kombu's Redis transport, except that junk pushed onto a queue's list is kept and
     # logged instead of ending the worker (see worker.runtime.transport).
@@ -44,8 +52,15 @@ timezone = "UTC"
 # Each queue has its own direct exchange and routing key, both named after it. A bare
 # Queue(name) would inherit the default exchange *and* routing key, binding both
 # queues to the same key, so every message would be delivered to both.
+# On RabbitMQ both are quorum queues: replicated across nodes, and a message whose
+# consumer is lost goes back to a live one at once, not after a timeout.
 task_queues = tuple(
-    Queue(name, Exchange(name, type="direct"), routing_key=name)
+    Queue(
+        name,
+        Exchange(name, type="direct"),
+        routing_key=name,
+        queue_arguments=QUORUM_QUEUE_ARGUMENTS if _rabbitmq else None,
+    )
     for name in (REQUESTS_QUEUE, MAINTENANCE_QUEUE)
 )
 task_default_queue = REQUESTS_QUEUE
@@ -58,18 +73,28 @@ task_create_missing_queues = False
 # process running it dies; every task is written to be safe to run twice.
 task_acks_late = True
 task_reject_on_worker_lost = True
-broker_transport_options = {
-    # Longer than the longest task's hard time limit (retention sweep chunks: 10 min),
-    # so Redis never redelivers a message whose task is still running.
-    "visibility_timeout": _settings.broker_visibility_timeout_seconds,
-    # The Redis transport refuses items, and compressed bodies once inflated, larger
-    # than this (see worker.runtime.transport).
-    "message_max_bytes": _settings.message_max_bytes,
-}
+if _rabbitmq:
+    # Quorum queues want publisher confirms: a publish returns once the queue's
+    # majority has the message, so a task the worker queues (a flush, a sweep's
+    # continuation, a dead letter) is never lost to a broker failover.
+    broker_transport_options = {"confirm_publish": True}
+else:
+    broker_transport_options = {
+        # Longer than the longest hard time limit (a sweep run: 10 min), so Redis never
+        # redelivers a message whose task is still running, and no longer: a message
+        # whose worker vanished comes back within LONGEST_HARD_LIMIT + the margin.
+        "visibility_timeout": _settings.broker_visibility_timeout_seconds
+        or LONGEST_HARD_LIMIT + VISIBILITY_MARGIN_SECONDS,
+        # The Redis transport refuses items, and compressed bodies once inflated, larger
+        # than this (see worker.runtime.transport).
+        "message_max_bytes": _settings.message_max_bytes,
+    }
 result_backend_transport_options = {"retry_policy": {"timeout": 5.0}}
 # Short requests: a few messages in hand per process keep it busy without letting one
-# process hoard work that an idle sibling could take.
-worker_prefetch_multiplier = 4
+# process hoard work that an idle sibling could take. On RabbitMQ one: a message held
+# unacknowledged behind a 10-minute sweep must not outlive RabbitMQ's consumer_timeout
+# (30 min by default), which would close the channel and redeliver everything in it.
+worker_prefetch_multiplier = 1 if _rabbitmq else 4
 # Callers wait seconds for an answer; an hour is ample to collect it.
 result_expires = 3600
 task_time_limit = 60

@@ -4,6 +4,18 @@ from __future__ import annotations
 
 REQUESTS_QUEUE = "videos"
 MAINTENANCE_QUEUE = "videos.maintenance"
+# Messages set aside after repeated worker loss; nothing consumes it but an operator.
+DEAD_LETTERS_QUEUE = "videos.dead-letters"
+# Each queue is bound to a direct exchange of its own name with a routing key of its own
+# name. On RabbitMQ the queues are quorum queues: a caller that declares one must pass
+# exactly these arguments, or RabbitMQ refuses the declaration (PRECONDITION_FAILED).
+QUORUM_QUEUE_ARGUMENTS = {"x-queue-type": "quorum"}
+AMQP_SCHEMES = ("amqp://", "amqps://", "pyamqp://")
+
+
+def is_amqp(broker_url: str) -> bool:
+    return broker_url.startswith(AMQP_SCHEMES)
+
 
 REQUEST_TASKS = ("videos.list", "videos.get", "videos.sign_url", "videos.stats")
 MAINTENANCE_TASKS = (

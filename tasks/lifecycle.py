@@ -3,15 +3,12 @@
 import handlers
 from schemas import FlushStaleStats, PurgeStorage, RefreshStats, SweepRetention
 from worker.runtime.app import app
+from worker.runtime.limits import limits
 from worker.runtime.tasking import MaintenanceTask
 
 
 @app.task(
-    name="videos.refresh_stats",
-    base=MaintenanceTask,
-    bind=True,
-    soft_time_limit=120,
-    time_limit=150,
+    name="videos.refresh_stats", base=MaintenanceTask, bind=True, **limits("videos.refresh_stats")
 )
 def refresh_stats(self, *args, **kwargs):
     return self.respond(RefreshStats, handlers.refresh_stats, args, kwargs)
@@ -21,19 +18,14 @@ def refresh_stats(self, *args, **kwargs):
     name="videos.retention_sweep",
     base=MaintenanceTask,
     bind=True,
-    soft_time_limit=540,
-    time_limit=600,
+    **limits("videos.retention_sweep"),
 )
 def retention_sweep(self, *args, **kwargs):
     return self.respond(SweepRetention, handlers.sweep_retention, args, kwargs)
 
 
 @app.task(
-    name="videos.purge_storage",
-    base=MaintenanceTask,
-    bind=True,
-    soft_time_limit=240,
-    time_limit=300,
+    name="videos.purge_storage", base=MaintenanceTask, bind=True, **limits("videos.purge_storage")
 )
 def purge_storage(self, *args, **kwargs):
     return self.respond(PurgeStorage, handlers.purge_storage, args, kwargs)
@@ -44,8 +36,7 @@ def purge_storage(self, *args, **kwargs):
     name="videos.flush_stale_stats",
     base=MaintenanceTask,
     bind=True,
-    soft_time_limit=120,
-    time_limit=150,
+    **limits("videos.flush_stale_stats"),
 )
 def flush_stale_stats(self, *args, **kwargs):
     return self.respond(FlushStaleStats, handlers.flush_stale_stats, args, kwargs)

@@ -3,33 +3,32 @@
 import handlers
 from schemas import DeleteVideo, GetStats, GetVideo, ListVideos, SignUrl
 from worker.runtime.app import app
+from worker.runtime.limits import limits
 from worker.runtime.tasking import ContractTask, MaintenanceTask
 
-REQUEST_LIMITS = {"soft_time_limit": 20, "time_limit": 30}
 
-
-@app.task(name="videos.list", base=ContractTask, bind=True, **REQUEST_LIMITS)
+@app.task(name="videos.list", base=ContractTask, bind=True, **limits("videos.list"))
 def list_videos(self, *args, **kwargs):
     return self.respond(ListVideos, handlers.list_videos, args, kwargs)
 
 
-@app.task(name="videos.get", base=ContractTask, bind=True, **REQUEST_LIMITS)
+@app.task(name="videos.get", base=ContractTask, bind=True, **limits("videos.get"))
 def get_video(self, *args, **kwargs):
     return self.respond(GetVideo, handlers.get_video, args, kwargs)
 
 
-@app.task(name="videos.sign_url", base=ContractTask, bind=True, **REQUEST_LIMITS)
+@app.task(name="videos.sign_url", base=ContractTask, bind=True, **limits("videos.sign_url"))
 def sign_url(self, *args, **kwargs):
     return self.respond(SignUrl, handlers.sign_url, args, kwargs)
 
 
-@app.task(name="videos.stats", base=ContractTask, bind=True, **REQUEST_LIMITS)
+@app.task(name="videos.stats", base=ContractTask, bind=True, **limits("videos.stats"))
 def stats(self, *args, **kwargs):
     return self.respond(GetStats, handlers.get_stats, args, kwargs)
 
 
 # Safe to run twice: a redelivered delete of a row already gone answers not_found and
 # its keys are already queued for purge.
-@app.task(name="videos.delete", base=MaintenanceTask, bind=True, soft_time_limit=60, time_limit=90)
+@app.task(name="videos.delete", base=MaintenanceTask, bind=True, **limits("videos.delete"))
 def delete_video(self, *args, **kwargs):
     return self.respond(DeleteVideo, handlers.delete_video, args, kwargs)

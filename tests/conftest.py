@@ -3,6 +3,8 @@
 With ``TEST_DATABASE_URL`` / ``TEST_REDIS_URL`` / ``TEST_S3_ENDPOINT_URL`` set, those
 services are used (the database is migrated from scratch, Redis is flushed); any not
 given is started embedded, on loopback, under a temporary directory.
+``TEST_BROKER_URL`` (``amqp://…/vhost``) puts the broker elsewhere, RabbitMQ
+included; results, the stats cache and events stay in Redis.
 """
 
 from __future__ import annotations
@@ -74,6 +76,9 @@ def services(stack: EmbeddedStack) -> Iterator[dict[str, str]]:
         env["DATABASE_URL"] = url
     if url := os.environ.get("TEST_REDIS_URL"):
         env.update(CELERY_BROKER_URL=url, CELERY_RESULT_BACKEND=url, REDIS_URL=url)
+    if url := os.environ.get("TEST_BROKER_URL"):
+        # RabbitMQ (or another Redis) as the broker; results and cache stay in Redis.
+        env["CELERY_BROKER_URL"] = url
     if url := os.environ.get("TEST_S3_ENDPOINT_URL"):
         env.update(
             S3_ENDPOINT_URL=url,

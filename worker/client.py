@@ -17,9 +17,16 @@ from uuid import UUID
 
 from celery import Celery
 from celery.result import AsyncResult
+from kombu import Exchange, Queue
 from pydantic import BaseModel
 
-from schemas.contract import QUEUE_OF
+from schemas.contract import (
+    MAINTENANCE_QUEUE,
+    QUEUE_OF,
+    QUORUM_QUEUE_ARGUMENTS,
+    REQUESTS_QUEUE,
+    is_amqp,
+)
 from schemas.responses import (
     PurgeResult,
     RefreshStatsResult,
@@ -32,6 +39,19 @@ from schemas.responses import (
 )
 
 Model = TypeVar("Model", bound=BaseModel)
+
+
+def contract_queues(broker_url: str) -> list[Queue]:
+    """The worker's two queues, declared exactly as the worker declares them.
+
+    On RabbitMQ they are quorum queues, and a declaration with other arguments (a bare
+    ``Queue("videos")``, which ``send_task(queue="videos")`` would make) is refused.
+    """
+    arguments = QUORUM_QUEUE_ARGUMENTS if is_amqp(broker_url) else None
+    return [
+        Queue(name, Exchange(name, type="direct"), routing_key=name, queue_arguments=arguments)
+        for name in (REQUESTS_QUEUE, MAINTENANCE_QUEUE)
+    ]
 
 
 class VideoWorkerError(Exception):
@@ -122,7 +142,12 @@ class VideoClient:
                 accept_content=["json"],
                 result_accept_content=["json"],
                 broker_connection_retry_on_startup=True,
+                task_queues=contract_queues(broker_url or ""),
+                task_create_missing_queues=False,
             )
+            if is_amqp(broker_url or ""):
+                # Quorum queues confirm each publish once a majority holds it.
+                app.conf.broker_transport_options = {"confirm_publish": True}
             # Celery prefers CELERY_BROKER_URL / CELERY_RESULT_BACKEND from the environment
             # over the URLs given here; a calling service often sets those for its own
             # Celery app, so pin ours: producers use broker_write_url, and backend_cls

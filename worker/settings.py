@@ -57,9 +57,11 @@ class Settings(BaseSettings):
     stats_cache_ttl_seconds: PositiveInt = 3600
     stats_debounce_seconds: float = Field(default=DEFAULT_POLICY.stats_debounce_seconds, ge=0)
     sweep_time_budget_seconds: float = Field(default=DEFAULT_POLICY.sweep_time_budget_seconds, gt=0)
-    # Redis redelivers an unacknowledged message after this long; it must exceed the
-    # longest task's hard time limit. Fault tests shorten it to recover from a lost worker.
-    broker_visibility_timeout_seconds: PositiveInt = 3600
+    # Redis redelivers an unacknowledged message after this long; unset, the longest
+    # task's hard time limit plus a margin. Fault tests shorten it to recover quickly.
+    broker_visibility_timeout_seconds: PositiveInt | None = None
+    # A message whose worker was lost more than this many times is set aside.
+    broker_delivery_limit: PositiveInt = 3
     # Beat schedule.
     retention_sweep_hour_utc: int = Field(default=3, ge=0, le=23)
     purge_interval_seconds: float = Field(default=300.0, gt=0)
@@ -91,9 +93,9 @@ class Settings(BaseSettings):
     @classmethod
     def _redis_urls(cls, value: str) -> str:
         if value and not value.startswith(
-            ("redis://", "rediss://", "unix://", "amqp://", "pyamqp://")
+            ("redis://", "rediss://", "unix://", "amqp://", "amqps://", "pyamqp://")
         ):
-            raise ValueError("must be a redis://, rediss://, unix:// or amqp:// URL")
+            raise ValueError("must be a redis://, rediss://, unix://, amqp:// or amqps:// URL")
         return value
 
     @field_validator("s3_endpoint_url", "s3_public_endpoint_url")

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from celery import Celery
+from kombu import Exchange, Queue
 
 from tests.support import poll
 from worker.client import VideoClient
@@ -49,16 +50,28 @@ def start_worker(env: dict[str, str], log_path: Path, *extra: str) -> subprocess
 
 
 def outside_app(env: dict[str, str]) -> Celery:
-    """A caller that imports nothing of this project: plain Celery, JSON only."""
-    app = Celery(
-        "outside-caller", broker=env["CELERY_BROKER_URL"], backend=env["CELERY_RESULT_BACKEND"]
-    )
+    """A caller that imports nothing of this project: plain Celery, JSON only, set up
+    as the README's recipe says (the queues declared as the worker declares them)."""
+    broker = env["CELERY_BROKER_URL"]
+    rabbitmq = broker.startswith(("amqp://", "amqps://"))
+    app = Celery("outside-caller", broker=broker, backend=env["CELERY_RESULT_BACKEND"])
     app.conf.update(
         task_serializer="json",
         result_serializer="json",
         accept_content=["json"],
         result_accept_content=["json"],
+        task_queues=[
+            Queue(
+                name,
+                Exchange(name, type="direct"),
+                routing_key=name,
+                queue_arguments={"x-queue-type": "quorum"} if rabbitmq else None,
+            )
+            for name in ("videos", "videos.maintenance")
+        ],
     )
+    if rabbitmq:
+        app.conf.broker_transport_options = {"confirm_publish": True}
     return app
 
 

@@ -42,8 +42,9 @@ def test_schemas_in_docs_are_current(services):
 
 @pytest.fixture
 def worker_without_database(services, tmp_path, monkeypatch):
-    # An isolated broker database, so only this worker sees these messages.
-    base = services["CELERY_BROKER_URL"].rsplit("/", 1)[0]
+    # An isolated Redis database as its broker (whichever broker the session uses: this
+    # is about PostgreSQL), so only this worker sees these messages.
+    base = services["CELERY_RESULT_BACKEND"].rsplit("/", 1)[0]
     env = {
         **services,
         "DATABASE_URL": f"postgresql+psycopg://postgres@127.0.0.1:{free_port()}/none",

@@ -1,10 +1,10 @@
 """A message whose task kills its worker every time is dead-lettered, not looped.
 
-``GuardedConsumer`` counts the deliveries kombu flags ``redelivered`` per task id and
-``retries``; the first ``MAX_REDELIVERIES`` redeliveries run, the next one is set aside
-in ``videoworker:dead-letters``, answered ``internal`` and acknowledged. So the task
-runs at most ``1 + MAX_REDELIVERIES`` times when its worker really dies each time, and
-``MAX_REDELIVERIES`` times when every copy arrives already flagged.
+``GuardedConsumer`` counts the deliveries the broker flags ``redelivered`` per task id
+and ``retries``; the first ``BROKER_DELIVERY_LIMIT`` redeliveries run, the next one is
+set aside in the queue ``videos.dead-letters``, answered ``internal`` and acknowledged.
+So the task runs at most ``1 + limit`` times when its worker really dies each time, and
+``limit`` times when every copy arrives already flagged.
 """
 
 from __future__ import annotations
@@ -18,7 +18,10 @@ from sqlalchemy import text
 from tests.conftest import Catalog
 from tests.faults.conftest import MAINTENANCE_QUEUE
 from tests.support import poll
-from worker.runtime.consumer import DEAD_LETTERS_KEY, MAX_REDELIVERIES
+from worker.runtime.dead_letters import DeadLetters
+from worker.settings import Settings
+
+MAX_REDELIVERIES = Settings().broker_delivery_limit
 
 DEAD_LETTER_DETAIL = (
     f"videos.delete redelivered more than {MAX_REDELIVERIES} times: its worker was lost "
@@ -27,7 +30,7 @@ DEAD_LETTER_DETAIL = (
 
 
 def dead_letters(faults) -> list[dict]:
-    return [json.loads(raw) for raw in faults.cache.lrange(DEAD_LETTERS_KEY, 0, -1)]
+    return [letter.as_json() for letter in DeadLetters(faults.env["CELERY_BROKER_URL"]).list()]
 
 
 def assert_dead_lettered(faults, task_id: str, video_id: uuid.UUID) -> None:
@@ -36,10 +39,12 @@ def assert_dead_lettered(faults, task_id: str, video_id: uuid.UUID) -> None:
     assert entry["task"] == "videos.delete"
     assert entry["kwargs"] == {"video_id": str(video_id)}
     assert entry["retries"] == 0
+    assert entry["queue"] == MAINTENANCE_QUEUE
     listed = faults.run_cli("dead-letters", "list")
     assert listed.returncode == 0, listed.stderr
     assert [item["id"] for item in json.loads(listed.stdout)] == [task_id]
-    # Acknowledged: nothing comes back.
+    # Listing changes nothing, and the original was acknowledged: nothing comes back.
+    assert [item["id"] for item in dead_letters(faults)] == [task_id]
     poll(faults.broker_is_idle, timeout=15, message="the dead letter acknowledged")
 
 

@@ -288,32 +288,36 @@ def _health(args: argparse.Namespace) -> int:
 
 
 def _dead_letters(args: argparse.Namespace) -> int:
-    from worker.adapters.redis import make_redis
-    from worker.runtime.consumer import DEAD_LETTERS_KEY
+    from worker.runtime.dead_letters import DeadLetters
 
-    client = make_redis(get_settings().redis_cache_url)
-    raws = client.lrange(DEAD_LETTERS_KEY, 0, -1)
-    entries = [json.loads(raw) for raw in raws]
+    settings = get_settings()
+    letters = DeadLetters(settings.celery_broker_url)
     if args.action == "list":
-        print(json.dumps(entries, indent=2))
+        print(json.dumps([letter.as_json() for letter in letters.list()], indent=2))
         return 0
-    chosen = [(raw, e) for raw, e in zip(raws, entries, strict=True) if e["id"] == args.task_id]
-    if not chosen:
+    letter = (
+        letters.requeue(args.task_id) if args.action == "requeue" else letters.drop(args.task_id)
+    )
+    if letter is None:
         print(f"videoworker dead-letters: no dead letter {args.task_id}", file=sys.stderr)
         return 1
-    raw, entry = chosen[0]
     if args.action == "requeue":
-        from worker.client import VideoClient
-
-        settings = get_settings()
-        client_app = VideoClient(settings.celery_broker_url, settings.result_backend_url)
-        sent = client_app.send(entry["task"], **entry["kwargs"])
-        client_app.close()
-        print(f"requeued {entry['task']} as {sent.id}")
-    client.lrem(DEAD_LETTERS_KEY, 1, raw)
-    if args.action == "drop":
-        print(f"dropped {entry['id']}")
+        _forget_redeliveries(settings, letter.id, letter.retries)
+        print(f"requeued {letter.task} {letter.id} on {letter.queue}")
+    else:
+        print(f"dropped {letter.id}")
     return 0
+
+
+def _forget_redeliveries(settings, task_id: str, retries: int) -> None:  # noqa: ANN001
+    """A requeued message starts its count of lost workers again from zero."""
+    from worker.adapters.redis import make_redis
+    from worker.runtime.consumer import REDELIVERIES_PREFIX, STARTED_PREFIX
+
+    client = make_redis(settings.redis_cache_url)
+    client.delete(
+        f"{REDELIVERIES_PREFIX}{task_id}:{retries}", f"{STARTED_PREFIX}{task_id}:{retries}"
+    )
 
 
 def _redact(url: str) -> str:

@@ -42,15 +42,16 @@ worker (out of memory, a segfault in a library) would come back forever. The bro
 marks such messages ``redelivered`` -- but also messages a worker handed back unstarted
 (prefetched at a warm shutdown). So each task marks itself started when it begins
 (``mark_started``, in the pool process), and a redelivery counts against the message
-only when its previous delivery had started. Past ``MAX_REDELIVERIES`` such losses the
-message is set aside in the dead-letter list (``videoworker dead-letters``) and
-answered with ``internal``, not run again.
+only when its previous delivery had started. Past ``BROKER_DELIVERY_LIMIT`` such losses
+the message is set aside, whole, in the dead-letter queue ``videos.dead-letters`` (on
+either broker; ``videoworker dead-letters``) and answered with ``internal``, not run
+again. The count is kept in Redis rather than taken from RabbitMQ's ``x-delivery-count``,
+which also counts the prefetched messages a warm shutdown gives back.
 """
 
 from __future__ import annotations
 
 import bz2
-import json
 import logging
 import lzma
 import math
@@ -69,14 +70,13 @@ from kombu.exceptions import ContentDisallowed
 from kombu.utils.json import dumps
 from vine import promise
 
-from schemas.contract import INTERNAL_TASKS, TASK_NAMES
+from schemas.contract import INTERNAL_TASKS, QUEUE_OF, REQUESTS_QUEUE, TASK_NAMES
 from schemas.envelope import failure
+from worker.runtime.dead_letters import publish_dead_letter
 
 log = logging.getLogger("videoworker.consumer")
 
 CONTENT_TYPES = {"json": "application/json", "auth": "application/data"}
-MAX_REDELIVERIES = 3
-DEAD_LETTERS_KEY = "videoworker:dead-letters"
 REDELIVERIES_PREFIX = "videoworker:redeliveries:"
 STARTED_PREFIX = "videoworker:started:"
 # Longer than any message can wait for redelivery.
@@ -460,6 +460,16 @@ def raw_item(message: Any) -> bytes | None:
 
 
 class GuardedConsumer(Consumer):
+    class Blueprint(Consumer.Blueprint):
+        # Celery starts native delayed delivery (28 quorum queues and topic exchanges)
+        # whenever it sees a quorum queue. This worker retries in place and sends no
+        # delayed message but the debounced stats flush (seconds), so it is left out.
+        default_steps = [
+            step
+            for step in Consumer.Blueprint.default_steps
+            if not step.endswith(":DelayedDelivery")
+        ]
+
     def create_task_handler(self, promise: Any = promise) -> Any:
         from worker.settings import get_settings
 
@@ -548,24 +558,18 @@ class GuardedConsumer(Consumer):
             "message.redelivered",
             extra={"task": headers["task"], "task_id": headers["id"], "redeliveries": count},
         )
-        return count > MAX_REDELIVERIES
+        return count > delivery_limit()
 
     def set_aside(self, message: Any) -> None:
         headers = message.headers
-        body = message.decode()
-        entry = {
-            "id": headers["id"],
-            "task": headers["task"],
-            "kwargs": body[1],
-            "retries": headers.get("retries", 0),
-            "reason": (
-                f"redelivered more than {MAX_REDELIVERIES} times: its worker was lost each time"
-            ),
-            "at": datetime.now(UTC).isoformat(),
-        }
-        detail = f"{headers['task']} {entry['reason']}; set aside as a dead letter"
+        reason = f"redelivered more than {delivery_limit()} times: its worker was lost each time"
+        detail = f"{headers['task']} {reason}; set aside as a dead letter"
+        from_queue = (message.delivery_info or {}).get("routing_key") or QUEUE_OF.get(
+            headers["task"], REQUESTS_QUEUE
+        )
         try:
-            cache_redis().lpush(DEAD_LETTERS_KEY, json.dumps(entry))
+            with self.app.producer_or_acquire() as producer:
+                publish_dead_letter(producer, self.app.conf.broker_url, message, from_queue, reason)
             self.app.backend.store_result(
                 headers["id"], failure("internal", detail), states.SUCCESS
             )
@@ -577,6 +581,12 @@ class GuardedConsumer(Consumer):
             "message.dead_lettered", extra={"task": headers["task"], "task_id": headers["id"]}
         )
         message.ack_log_error(log, self.connection_errors)
+
+
+def delivery_limit() -> int:
+    from worker.settings import get_settings
+
+    return get_settings().broker_delivery_limit
 
 
 def _redelivered(message: Any) -> bool:

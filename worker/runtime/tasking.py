@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import random
+import time
 from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
@@ -78,12 +79,14 @@ class ContractTask(Task):
             fields = field_errors(exc)
             return invalid_request(describe_invalid(fields), fields)
 
+        deps = replace(get_deps(), request_id=self.request.id)
         try:
-            result = handler(command, replace(get_deps(), request_id=self.request.id))
+            result = self._handle_with_retries(handler, command, deps)
         except InvalidRequest as exc:
             return invalid_request(exc.detail, exc.fields)
         except Unavailable as exc:
-            return self._retry_or_unavailable(exc)
+            log.error("task.unavailable", extra={"task": self.name, "error": exc.detail})
+            return failure("unavailable", exc.detail)
         except VideoError as exc:
             return failure(exc.code, exc.detail)  # type: ignore[arg-type]
         except SoftTimeLimitExceeded:
@@ -94,20 +97,34 @@ class ContractTask(Task):
             return failure("internal", f"{self.name} failed: {type(exc).__name__}")
         return success(result)
 
-    def _retry_or_unavailable(self, exc: Unavailable) -> dict[str, Any]:
-        attempt = self.request.retries
-        if attempt < self.max_retries:
-            step = min(self.retry_cap_seconds, self.retry_base_seconds * 2**attempt)
-            countdown = random.uniform(step / 2, step)
-            log.warning(
-                "task.retrying",
-                extra={"task": self.name, "attempt": attempt + 1, "error": exc.detail},
-            )
-            # Raises celery.exceptions.Retry: the message is re-sent with the same id,
-            # so a caller waiting on the result keeps waiting on the retry.
-            raise self.retry(countdown=countdown, exc=exc, max_retries=self.max_retries)
-        log.error("task.unavailable", extra={"task": self.name, "error": exc.detail})
-        return failure("unavailable", exc.detail)
+    def _handle_with_retries(self, handler: Handler, command: BaseModel, deps: Deps) -> BaseModel:
+        """Run the handler, trying again with backoff while PostgreSQL is unreachable.
+
+        Retries happen here, in the process holding the message, not by re-publishing it
+        with a countdown: a delayed message on a RabbitMQ quorum queue needs topic
+        exchanges and Celery's native delayed delivery (with its own open reports), and
+        a countdown message held by a worker takes a prefetch slot it cannot give back
+        under per-consumer QoS. Waiting in place keeps one path on both brokers; the
+        message stays unacknowledged, so a worker lost meanwhile gives it back. The waits
+        together stay within half the soft time limit, so the answer comes in time.
+        """
+        budget = (self.soft_time_limit or 60) / 2
+        started = time.monotonic()
+        attempt = 0
+        while True:
+            try:
+                return handler(command, deps)
+            except Unavailable as exc:
+                step = min(self.retry_cap_seconds, self.retry_base_seconds * 2**attempt)
+                delay = random.uniform(step / 2, step)
+                if attempt == self.max_retries or time.monotonic() - started + delay > budget:
+                    raise
+                attempt += 1
+                log.warning(
+                    "task.retrying",
+                    extra={"task": self.name, "attempt": attempt, "error": exc.detail},
+                )
+                time.sleep(delay)
 
 
 class MaintenanceTask(ContractTask):

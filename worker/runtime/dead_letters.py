@@ -1,0 +1,163 @@
+"""The dead-letter queue ``videos.dead-letters``, the same on Redis and on RabbitMQ.
+
+A message set aside after repeated worker loss is published there whole (its body,
+content type and headers, plus why and when it was set aside and the queue it came
+from), so ``videoworker dead-letters requeue`` can put back exactly what a caller sent,
+same task id included: the caller still waiting on that id gets the new run's answer.
+Nothing consumes the queue but an operator. On RabbitMQ it is a quorum queue like the
+others; on Redis it is the list of that name.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from kombu import Connection, Exchange, Producer, Queue
+
+from schemas.contract import DEAD_LETTERS_QUEUE, QUORUM_QUEUE_ARGUMENTS, is_amqp
+
+REASON_HEADER = "x-videoworker-reason"
+SET_ASIDE_AT_HEADER = "x-videoworker-set-aside-at"
+FROM_QUEUE_HEADER = "x-videoworker-queue"
+OUR_HEADERS = (REASON_HEADER, SET_ASIDE_AT_HEADER, FROM_QUEUE_HEADER)
+
+
+def dead_letters_queue(broker_url: str) -> Queue:
+    return Queue(
+        DEAD_LETTERS_QUEUE,
+        Exchange(DEAD_LETTERS_QUEUE, type="direct"),
+        routing_key=DEAD_LETTERS_QUEUE,
+        queue_arguments=QUORUM_QUEUE_ARGUMENTS if is_amqp(broker_url) else None,
+    )
+
+
+def publish_dead_letter(
+    producer: Producer, broker_url: str, message: Any, from_queue: str, reason: str
+) -> None:
+    """Publish ``message`` (a kombu message) to the dead-letter queue, unchanged."""
+    queue = dead_letters_queue(broker_url)
+    headers = {
+        **{k: v for k, v in (message.headers or {}).items() if k not in OUR_HEADERS},
+        REASON_HEADER: reason,
+        SET_ASIDE_AT_HEADER: datetime.now(UTC).isoformat(),
+        FROM_QUEUE_HEADER: from_queue,
+    }
+    producer.publish(
+        message.body,
+        exchange=queue.exchange,
+        routing_key=queue.routing_key,
+        declare=[queue],
+        headers=headers,
+        content_type=message.content_type,
+        content_encoding=message.content_encoding,
+        delivery_mode=2,
+        retry=True,
+    )
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    id: str
+    task: str
+    kwargs: Any
+    retries: int
+    reason: str
+    at: str
+    queue: str
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "task": self.task,
+            "kwargs": self.kwargs,
+            "retries": self.retries,
+            "reason": self.reason,
+            "at": self.at,
+            "queue": self.queue,
+        }
+
+
+def _describe(message: Any) -> DeadLetter:
+    headers = message.headers or {}
+    try:
+        body = json.loads(message.body)
+        kwargs = body[1] if isinstance(body, list) and len(body) == 3 else None
+    except (ValueError, TypeError):
+        kwargs = None
+    return DeadLetter(
+        id=str(headers.get("id")),
+        task=str(headers.get("task")),
+        kwargs=kwargs,
+        retries=headers.get("retries", 0),
+        reason=str(headers.get(REASON_HEADER, "")),
+        at=str(headers.get(SET_ASIDE_AT_HEADER, "")),
+        queue=str(headers.get(FROM_QUEUE_HEADER, "")),
+    )
+
+
+class DeadLetters:
+    """An operator's view of the queue: list, requeue or drop by task id.
+
+    Messages are taken with ``basic_get`` and each is given back (rejected with requeue)
+    unless it is the one being requeued or dropped, so listing changes nothing.
+    """
+
+    def __init__(self, broker_url: str) -> None:
+        self.broker_url = broker_url
+
+    @contextmanager
+    def _held(self) -> Iterator[tuple[Connection, list[Any]]]:
+        with Connection(self.broker_url, connect_timeout=5) as connection:
+            channel = connection.channel()
+            queue = dead_letters_queue(self.broker_url)(channel)
+            queue.declare()
+            held: list[Any] = []
+            try:
+                while (message := queue.get(no_ack=False)) is not None:
+                    held.append(message)
+                yield connection, held
+            finally:
+                for message in held:
+                    if not message.acknowledged:
+                        message.requeue()
+
+    def list(self) -> list[DeadLetter]:
+        with self._held() as (_, held):
+            return [_describe(message) for message in held]
+
+    def drop(self, task_id: str) -> DeadLetter | None:
+        with self._held() as (_, held):
+            for message in held:
+                if _describe(message).id == task_id:
+                    message.ack()
+                    return _describe(message)
+        return None
+
+    def requeue(self, task_id: str) -> DeadLetter | None:
+        """Publish the message back to the queue it came from, then drop its dead letter."""
+        with self._held() as (connection, held):
+            for message in held:
+                letter = _describe(message)
+                if letter.id != task_id:
+                    continue
+                headers = {k: v for k, v in message.headers.items() if k not in OUR_HEADERS}
+                # A fresh start: the redelivery count is per task id and retries.
+                headers.pop("redelivered", None)
+                Producer(connection.channel()).publish(
+                    message.body,
+                    exchange=letter.queue,
+                    routing_key=letter.queue,
+                    headers=headers,
+                    content_type=message.content_type,
+                    content_encoding=message.content_encoding,
+                    delivery_mode=2,
+                    retry=True,
+                )
+                message.ack()
+                return letter
+        return None
