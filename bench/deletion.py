@@ -47,6 +47,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from bench.common import Stack, Table, log, ratio, run_label
+from handlers.access import UNRESTRICTED
 
 MALLS = 20
 SEED = 20261124
@@ -197,7 +198,7 @@ def sweep_child(env: dict[str, str], strategy: str, batch_size: int, out: Any) -
         policy=dataclasses.replace(deps.policy, sweep_time_budget_seconds=86_400.0),
     )
     with deps.uow() as uow:  # warm: pooled connection, S3 client, Redis
-        uow.videos.stats(None, deps.clock())
+        uow.videos.stats(UNRESTRICTED, None, deps.clock())
     store.size("warm-up-probe")
     deps.cache.get(None)
 

@@ -76,6 +76,7 @@ from bench.dataset import (
     conninfo,
     load,
 )
+from handlers.access import UNRESTRICTED
 from schemas.requests import ListVideos
 from worker.adapters.postgres.tables import Video
 
@@ -320,7 +321,7 @@ def load_repository(spec: str) -> Callable[[Connection], Any]:
 def _call(conn: Connection, repo: Any, query: ListVideos) -> tuple[float, int, list[Any]]:
     conn.info["log"] = []
     started = time.perf_counter()
-    total = repo.list(query)[1]  # (items, total, ...)
+    total = repo.list(UNRESTRICTED, query)[1]  # (items, total, ...)
     elapsed = (time.perf_counter() - started) * 1000
     conn.rollback()
     return elapsed, total, list(conn.info["log"])

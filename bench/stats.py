@@ -49,6 +49,7 @@ import time
 from collections.abc import Callable, Sequence
 
 from bench.common import Stack, Table, log, ratio, run_label, summary
+from handlers.access import UNRESTRICTED
 
 CACHED_PER_ROUND = 200
 AGGREGATES_PER_ROUND = 2
@@ -101,7 +102,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         def aggregate(mall_id: object) -> Callable[[], object]:
             def run() -> object:
                 with deps.uow() as uow:
-                    return uow.videos.stats(mall_id, deps.clock())
+                    return uow.videos.stats(UNRESTRICTED, mall_id, deps.clock())
 
             return run
 

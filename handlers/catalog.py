@@ -10,7 +10,7 @@ from schemas.responses import VideoDetailResponse, VideoListResponse
 
 def list_videos(cmd: ListVideos, deps: Deps) -> VideoListResponse:
     with deps.uow() as uow:
-        items, total = uow.videos.list(cmd)
+        items, total = uow.videos.list(deps.scope, cmd)
     return VideoListResponse(
         videos=items,
         total=total,
@@ -22,7 +22,7 @@ def list_videos(cmd: ListVideos, deps: Deps) -> VideoListResponse:
 
 def get_video(cmd: GetVideo, deps: Deps) -> VideoDetailResponse:
     with deps.uow() as uow:
-        video = uow.videos.get(cmd.video_id)
+        video = uow.videos.get(deps.scope, cmd.video_id)
     if video is None:
         raise NotFound.video(cmd.video_id)
     return video

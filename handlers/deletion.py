@@ -50,13 +50,14 @@ def announce_deleted(
                 at=at,
             )
         )
+    deps.cache.forget_pins({video.pin_id for video in removed if video.pin_id is not None})
     request_stats_refresh(deps, {video.mall_id for video in removed})
 
 
 def delete_video(cmd: DeleteVideo, deps: Deps) -> VideoDeleteResponse:
     now = deps.clock()
     with deps.uow() as uow:
-        removed = uow.videos.delete(cmd.video_id)
+        removed = uow.videos.delete(deps.scope, cmd.video_id)
         if removed is None:
             past = uow.audit.find(cmd.video_id, deps.request_id) if deps.request_id else None
             if past is None:

@@ -6,6 +6,7 @@ import logging
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+from handlers.access import UNRESTRICTED, Scope
 from handlers.policy import DEFAULT_POLICY, Policy
 from handlers.ports import Clock, Enqueue, ObjectStore, Publish, StatsCache, UnitOfWorkFactory
 
@@ -26,3 +27,6 @@ class Deps:
     log: logging.Logger = field(default_factory=lambda: logging.getLogger("videoworker"))
     # The id of the message being handled (Celery's task id), when there is one.
     request_id: str | None = None
+    # What the caller sees, as verified at the task edge; every repository read and
+    # delete takes it. Unrestricted for the operator's own tools and AUTH_MODE=off.
+    scope: Scope = UNRESTRICTED

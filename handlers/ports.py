@@ -6,13 +6,14 @@ Redis adapters in, and unit tests wire in-memory fakes.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from types import TracebackType
 from typing import Protocol
 from uuid import UUID
 
+from handlers.access import Scope
 from schemas.events import Event
 from schemas.requests import ListVideos
 from schemas.responses import VideoDetailResponse, VideoListItem, VideoStats
@@ -27,6 +28,8 @@ class RemovedVideo:
     original_path: str
     proxy_path: str | None
     thumbnail_path: str | None
+    # Whose per-pin statistics the deletion makes stale.
+    pin_id: UUID | None = None
 
     @property
     def object_keys(self) -> list[str]:
@@ -73,15 +76,20 @@ class RetentionScope:
 
 
 class VideoRepository(Protocol):
-    def list(self, query: ListVideos) -> tuple[list[VideoListItem], int]: ...
+    """Every read and every delete of videos takes the caller's ``Scope`` and sees only
+    what it allows: a video outside it is answered as if it did not exist."""
 
-    def get(self, video_id: UUID) -> VideoDetailResponse | None: ...
+    def list(self, scope: Scope, query: ListVideos) -> tuple[list[VideoListItem], int]: ...
 
-    def delete(self, video_id: UUID) -> RemovedVideo | None: ...
+    def get(self, scope: Scope, video_id: UUID) -> VideoDetailResponse | None: ...
 
-    def delete_expired(self, scope: RetentionScope, limit: int) -> list[RemovedVideo]: ...
+    def delete(self, scope: Scope, video_id: UUID) -> RemovedVideo | None: ...
 
-    def summarise_expired(self, scope: RetentionScope) -> ExpiredSummary: ...
+    def delete_expired(
+        self, scope: Scope, retention: RetentionScope, limit: int
+    ) -> list[RemovedVideo]: ...
+
+    def summarise_expired(self, scope: Scope, retention: RetentionScope) -> ExpiredSummary: ...
 
     def mall_retention_days(self, mall_id: UUID | None) -> list[tuple[UUID, int | None]]:
         """Every mall (or just this one) with its own retention days, None if it has none."""
@@ -108,9 +116,20 @@ class VideoRepository(Protocol):
         """Hold or release a video; False if there is no such video."""
         ...
 
-    def stats(self, mall_id: UUID | None, at: datetime) -> VideoStats: ...
+    def stats(self, scope: Scope, mall_id: UUID | None, at: datetime) -> VideoStats:
+        """The figures of what the scope sees, within ``mall_id`` when one is given."""
+        ...
 
-    def stats_per_mall(self, at: datetime) -> list[VideoStats]: ...
+    def stats_per_mall(self, at: datetime) -> list[VideoStats]:
+        """Every mall's whole figure, for the shared cache (an admin's refresh)."""
+        ...
+
+    def stats_per_pin(
+        self, scope: Scope, pin_ids: Sequence[UUID], at: datetime
+    ) -> dict[UUID, VideoStats]:
+        """Each of these pins' figures over what the scope sees (zeros for a pin with
+        none), from the pin index: never a scan of every video."""
+        ...
 
 
 class DeletionQueue(Protocol):
@@ -160,7 +179,10 @@ class DeletionAuditLog(Protocol):
         reason: str,
         outcome: str,
         request_id: str | None = None,
-    ) -> None: ...
+        actor: str | None = None,
+    ) -> None:
+        """One row per video; ``actor`` is the caller's ``sub`` (None with auth off)."""
+        ...
 
     def find(self, video_id: UUID, request_id: str) -> PastDeletion | None:
         """The deletion of this video by this request, if it happened."""
@@ -211,6 +233,20 @@ class StatsCache(Protocol):
     def get(self, mall_id: UUID | None) -> VideoStats | None: ...
 
     def put(self, stats: Sequence[VideoStats]) -> None: ...
+
+    def get_many(self, mall_ids: Sequence[UUID]) -> dict[UUID, VideoStats]:
+        """The cached figures among these malls' (one round trip); misses are left out."""
+        ...
+
+    def get_pins(self, pin_ids: Sequence[UUID]) -> dict[UUID, VideoStats]:
+        """The cached per-pin figures among these pins'; misses are left out."""
+        ...
+
+    def put_pins(self, figures: Mapping[UUID, VideoStats]) -> None: ...
+
+    def forget_pins(self, pin_ids: Iterable[UUID]) -> None:
+        """Drop these pins' figures (their videos changed); the next read recomputes."""
+        ...
 
     def mark_dirty(self, mall_ids: Iterable[UUID]) -> bool:
         """Note the global figure and these malls as stale; True if a flush must be queued."""

@@ -88,6 +88,7 @@ def queue_removal(
         reason,
         "files_queued" if delete_files else "files_kept",
         request_id=deps.request_id,
+        actor=deps.scope.subject,
     )
     if not delete_files:
         return []

@@ -62,7 +62,7 @@ def sweep_retention(cmd: SweepRetention, deps: Deps) -> RetentionSweepResult:
                 uow.videos.mall_retention_days(cmd.mall_id), cmd.older_than_days, deps.policy
             )
         ]
-        summaries = [uow.videos.summarise_expired(scope) for scope in scopes]
+        summaries = [uow.videos.summarise_expired(deps.scope, scope) for scope in scopes]
     matched = sum(s.count for s in summaries)
     matched_bytes = sum(s.bytes for s in summaries)
     cutoff = reported_cutoff(scopes, now, cmd.older_than_days, deps.policy)
@@ -81,7 +81,7 @@ def sweep_retention(cmd: SweepRetention, deps: Deps) -> RetentionSweepResult:
                 and time.monotonic() - started > deps.policy.sweep_time_budget_seconds
             ):
                 with deps.uow() as uow:
-                    batch = uow.videos.delete_expired(scope, cmd.batch_size)
+                    batch = uow.videos.delete_expired(deps.scope, scope, cmd.batch_size)
                     if not batch:
                         break
                     queued = queue_removal(deps, uow, batch, "retention", cmd.delete_files, now)

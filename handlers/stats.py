@@ -6,22 +6,84 @@ from collections.abc import Iterable
 from datetime import datetime
 from uuid import UUID
 
+from handlers.access import UNRESTRICTED
 from handlers.deps import Deps
 from schemas.events import StatsRefreshed
 from schemas.requests import FlushStaleStats, GetStats, RefreshStats
-from schemas.responses import RefreshStatsResult, VideoStats
+from schemas.responses import RefreshStatsResult, StatusCounts, VideoStats
 
 FLUSH_TASK = "videos.flush_stale_stats"
 
 
 def get_stats(cmd: GetStats, deps: Deps) -> VideoStats:
-    cached = deps.cache.get(cmd.mall_id)
+    """What the caller sees, from cached figures wherever they add up to the answer.
+
+    An admin's figure is the mall's or the global one. An operator's is the sum of its
+    malls' figures (a mall filter outside them sums nothing: zeros). A tenant's is the
+    sum of its pins' figures, each cached per pin and computed from the pin index on a
+    miss; with a mall filter it is computed over the tenant's pins in that mall.
+    """
+    scope = deps.scope
+    if scope.sees_everything:
+        return _mall_or_global(deps, cmd.mall_id)
+    now = deps.clock()
+    malls = scope.malls_within(cmd.mall_id)
+    if malls is not None:
+        return _sum(cmd.mall_id, _mall_figures(deps, malls, now), now)
+    if cmd.mall_id is not None:
+        with deps.uow() as uow:
+            return uow.videos.stats(scope, cmd.mall_id, now)
+    return _sum(None, _pin_figures(deps, sorted(scope.pins), now), now)
+
+
+def _mall_or_global(deps: Deps, mall_id: UUID | None) -> VideoStats:
+    cached = deps.cache.get(mall_id)
     if cached is not None:
         return cached
     with deps.uow() as uow:
-        stats = uow.videos.stats(cmd.mall_id, deps.clock())
+        stats = uow.videos.stats(deps.scope, mall_id, deps.clock())
     deps.cache.put([stats])
     return stats
+
+
+def _mall_figures(deps: Deps, malls: list[UUID], now: datetime) -> list[VideoStats]:
+    """Each mall's whole figure (the caller sees all of each), cached or computed."""
+    figures = deps.cache.get_many(malls) if malls else {}
+    missing = [mall_id for mall_id in malls if mall_id not in figures]
+    if missing:
+        with deps.uow() as uow:
+            fresh = [uow.videos.stats(deps.scope, mall_id, now) for mall_id in missing]
+        deps.cache.put(fresh)
+        figures.update((stats.mall_id, stats) for stats in fresh if stats.mall_id is not None)
+    return [figures[mall_id] for mall_id in malls]
+
+
+def _pin_figures(deps: Deps, pins: list[UUID], now: datetime) -> list[VideoStats]:
+    figures = deps.cache.get_pins(pins) if pins else {}
+    missing = [pin_id for pin_id in pins if pin_id not in figures]
+    if missing:
+        with deps.uow() as uow:
+            fresh = uow.videos.stats_per_pin(deps.scope, missing, now)
+        deps.cache.put_pins(fresh)
+        figures.update(fresh)
+    return [figures[pin_id] for pin_id in pins]
+
+
+def _sum(mall_id: UUID | None, parts: list[VideoStats], now: datetime) -> VideoStats:
+    """Figures of disjoint sets of videos, added up; as fresh as the oldest of them."""
+    return VideoStats(
+        mall_id=mall_id,
+        total_videos=sum(p.total_videos for p in parts),
+        by_status=StatusCounts(
+            pending=sum(p.by_status.pending for p in parts),
+            processing=sum(p.by_status.processing for p in parts),
+            completed=sum(p.by_status.completed for p in parts),
+            failed=sum(p.by_status.failed for p in parts),
+        ),
+        total_storage_bytes=sum(p.total_storage_bytes for p in parts),
+        total_duration_seconds=sum(p.total_duration_seconds for p in parts),
+        refreshed_at=min((p.refreshed_at for p in parts), default=now),
+    )
 
 
 def _save(deps: Deps, fresh: list[VideoStats], now: datetime) -> None:
@@ -34,10 +96,14 @@ def _save(deps: Deps, fresh: list[VideoStats], now: datetime) -> None:
 def _refresh(
     deps: Deps, include_global: bool, mall_ids: Iterable[UUID], now: datetime
 ) -> list[VideoStats]:
-    """One aggregate query per scope."""
+    """One aggregate query per scope.
+
+    Whole figures, whoever queued the refresh: they go into the cache every caller's
+    answer is summed from (a flush is queued by an operator's delete, too).
+    """
     with deps.uow() as uow:
-        fresh = [uow.videos.stats(None, now)] if include_global else []
-        fresh += [uow.videos.stats(mall_id, now) for mall_id in mall_ids]
+        fresh = [uow.videos.stats(UNRESTRICTED, None, now)] if include_global else []
+        fresh += [uow.videos.stats(UNRESTRICTED, mall_id, now) for mall_id in mall_ids]
     _save(deps, fresh, now)
     return fresh
 
@@ -49,7 +115,7 @@ def refresh_stats(cmd: RefreshStats, deps: Deps) -> RefreshStatsResult:
         fresh = _refresh(deps, False, [cmd.mall_id], now)
     else:
         with deps.uow() as uow:
-            fresh = [uow.videos.stats(None, now), *uow.videos.stats_per_mall(now)]
+            fresh = [uow.videos.stats(UNRESTRICTED, None, now), *uow.videos.stats_per_mall(now)]
         _save(deps, fresh, now)
     return RefreshStatsResult(mall_id=cmd.mall_id, scopes_refreshed=len(fresh), refreshed_at=now)
 

@@ -68,7 +68,7 @@ def presign_file(
 
 def sign_url(cmd: SignUrl, deps: Deps) -> VideoStreamUrlResponse:
     with deps.uow() as uow:
-        video = uow.videos.get(cmd.video_id)
+        video = uow.videos.get(deps.scope, cmd.video_id)
     if video is None:
         raise NotFound.video(cmd.video_id)
 

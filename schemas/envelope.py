@@ -6,10 +6,21 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
-ErrorCode = Literal["invalid_request", "not_available", "not_found", "unavailable", "internal"]
+ErrorCode = Literal[
+    "invalid_request",
+    "unauthorized",
+    "forbidden",
+    "not_available",
+    "not_found",
+    "unavailable",
+    "internal",
+]
 
 STATUS_OF: dict[str, int] = {
     "invalid_request": 400,
+    # AUTH_MODE=jwt: no valid token (401), or a role that may not run the task (403).
+    "unauthorized": 401,
+    "forbidden": 403,
     "not_available": 400,
     "not_found": 404,
     "unavailable": 503,

@@ -65,8 +65,23 @@ Status = Annotated[
 Target = Annotated[Literal["proxy", "original", "thumbnail"], _one_of("target", TARGETS)]
 
 
+AUTH_KWARG_SCHEMA = {
+    "type": "string",
+    "description": (
+        "A compact JWT (AUTH_MODE=jwt: required on every task; off: accepted and ignored). "
+        "The worker takes it out before these kwargs are validated and never stores it."
+    ),
+}
+
+
+def _documents_auth(schema: dict[str, Any]) -> None:
+    # The task edge pops ``auth`` before validation, so the model never holds the token;
+    # the schema still lists it, as callers must send it.
+    schema.setdefault("properties", {})["auth"] = AUTH_KWARG_SCHEMA
+
+
 class Command(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, json_schema_extra=_documents_auth)
 
 
 class ListVideos(Command):

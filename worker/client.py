@@ -7,6 +7,10 @@ subclass carrying the envelope's code, status, detail and field errors::
     client = VideoClient("redis://redis:6379/0", "redis://redis:6379/1")
     video = client.get("7a0c…", timeout=5)
     url = client.sign_url(video.id, target="thumbnail").url
+
+Against a worker with ``AUTH_MODE=jwt``, give the caller's token once
+(``VideoClient(..., token=jwt)``) or per call (``client.get(video_id, token=jwt)``);
+it travels as the ``auth`` kwarg of each task.
 """
 
 from __future__ import annotations
@@ -87,8 +91,18 @@ class InternalError(VideoWorkerError):
     pass
 
 
+class UnauthorizedError(VideoWorkerError):
+    """No valid token: missing, expired, badly signed, for another audience…"""
+
+
+class ForbiddenError(VideoWorkerError):
+    """The token's role may not run this task."""
+
+
 ERRORS: dict[str, type[VideoWorkerError]] = {
     "invalid_request": InvalidRequestError,
+    "unauthorized": UnauthorizedError,
+    "forbidden": ForbiddenError,
     "not_available": NotAvailableError,
     "not_found": NotFoundError,
     "unavailable": UnavailableError,
@@ -131,9 +145,12 @@ class VideoClient:
         app: Celery | None = None,
         timeout: float = 10.0,
         signing: dict[str, str] | None = None,
+        token: str | None = None,
     ) -> None:
         """``signing`` = {"key": path, "cert": path, "store": glob} when the worker only
-        accepts signed messages (Celery's ``auth`` serializer)."""
+        accepts signed messages (Celery's ``auth`` serializer). ``token``: the JWT sent
+        as ``auth`` with every task unless a call gives its own."""
+        self.token = token
         if app is None:
             app = Celery("videoworker-client", broker=broker_url, backend=backend_url)
             app.conf.update(
@@ -169,14 +186,24 @@ class VideoClient:
         self.app = app
         self.timeout = timeout
 
-    def send(self, task: str, **kwargs: Any) -> AsyncResult:
+    def send(self, task: str, *, token: str | None = None, **kwargs: Any) -> AsyncResult:
         """Send without waiting (fire-and-forget deletes from a pipeline, for instance)."""
+        auth = token or self.token
+        if auth is not None and "auth" not in kwargs:
+            kwargs["auth"] = auth
         queue = QUEUE_OF.get(task, "videos")
         return self.app.send_task(task, kwargs=_jsonable(kwargs), queue=queue, routing_key=queue)
 
-    def call(self, task: str, *, timeout: float | None = None, **kwargs: Any) -> dict[str, Any]:
+    def call(
+        self,
+        task: str,
+        *,
+        timeout: float | None = None,
+        token: str | None = None,
+        **kwargs: Any,
+    ) -> dict[str, Any]:
         """Send, wait and return the raw envelope."""
-        result = self.send(task, **kwargs)
+        result = self.send(task, token=token, **kwargs)
         try:
             return result.get(timeout=timeout or self.timeout, propagate=True)
         finally:
@@ -185,11 +212,17 @@ class VideoClient:
     def _data(self, model: type[Model], task: str, timeout: float | None, **kwargs: Any) -> Model:
         return model.model_validate(raise_for_envelope(self.call(task, timeout=timeout, **kwargs)))
 
+    # Each method takes ``token=`` (that call's JWT) besides its own arguments; ``list``,
+    # ``retention_sweep`` and ``purge_storage`` pass it on with their other keywords.
     def list(self, *, timeout: float | None = None, **filters: Any) -> VideoListResponse:
         return self._data(VideoListResponse, "videos.list", timeout, **filters)
 
-    def get(self, video_id: UUID | str, *, timeout: float | None = None) -> VideoDetailResponse:
-        return self._data(VideoDetailResponse, "videos.get", timeout, video_id=video_id)
+    def get(
+        self, video_id: UUID | str, *, timeout: float | None = None, token: str | None = None
+    ) -> VideoDetailResponse:
+        return self._data(
+            VideoDetailResponse, "videos.get", timeout, token=token, video_id=video_id
+        )
 
     def sign_url(
         self,
@@ -198,36 +231,54 @@ class VideoClient:
         expires_minutes: int = 60,
         *,
         timeout: float | None = None,
+        token: str | None = None,
     ) -> VideoStreamUrlResponse:
         return self._data(
             VideoStreamUrlResponse,
             "videos.sign_url",
             timeout,
+            token=token,
             video_id=video_id,
             target=target,
             expires_minutes=expires_minutes,
         )
 
     def delete(
-        self, video_id: UUID | str, delete_files: bool = True, *, timeout: float | None = None
+        self,
+        video_id: UUID | str,
+        delete_files: bool = True,
+        *,
+        timeout: float | None = None,
+        token: str | None = None,
     ) -> VideoDeleteResponse:
         return self._data(
             VideoDeleteResponse,
             "videos.delete",
             timeout,
+            token=token,
             video_id=video_id,
             delete_files=delete_files,
         )
 
     def stats(
-        self, mall_id: UUID | str | None = None, *, timeout: float | None = None
+        self,
+        mall_id: UUID | str | None = None,
+        *,
+        timeout: float | None = None,
+        token: str | None = None,
     ) -> VideoStats:
-        return self._data(VideoStats, "videos.stats", timeout, mall_id=mall_id)
+        return self._data(VideoStats, "videos.stats", timeout, token=token, mall_id=mall_id)
 
     def refresh_stats(
-        self, mall_id: UUID | str | None = None, *, timeout: float | None = None
+        self,
+        mall_id: UUID | str | None = None,
+        *,
+        timeout: float | None = None,
+        token: str | None = None,
     ) -> RefreshStatsResult:
-        return self._data(RefreshStatsResult, "videos.refresh_stats", timeout, mall_id=mall_id)
+        return self._data(
+            RefreshStatsResult, "videos.refresh_stats", timeout, token=token, mall_id=mall_id
+        )
 
     def retention_sweep(
         self, *, timeout: float | None = None, **options: Any

@@ -49,6 +49,9 @@ OMITTED_TASK_FIELDS = frozenset({"return_value", "args", "kwargs"})
 # SigV4 query signatures and credentials of presigned URLs. Nothing follows the value
 # in the pattern, so a failed attempt costs only the literal prefix.
 SIGNATURE = re.compile(r"(X-Amz-(?:Signature|Credential|Security-Token)=)[^&\s'\"]++", re.I)
+# A compact JWT (a caller's ``auth`` token): ``eyJ…`` header, payload, signature. The
+# look-behind lets a match start only at the head of a run, so each run is read once.
+JWT = re.compile(r"(?<![A-Za-z0-9_-])eyJ[A-Za-z0-9_-]*+\.[A-Za-z0-9_-]*+(?:\.[A-Za-z0-9_-]*+)?")
 
 # The old URL-password pattern, ``([a-z][a-z0-9+.-]*://[^:/@\s'"]*:)[^@\s'"]+@``, tried a
 # scheme at every letter of a long word and re-read the word each time: quadratic, 49 s on
@@ -178,6 +181,7 @@ class Redactor(logging.Filter):
 
     def _scrub(self, text: str, cut: bool) -> str:
         text = SIGNATURE.sub(r"\1" + REDACTED, text)
+        text = JWT.sub(REDACTED, text)
         text = _redact_url_passwords(text, cut)
         for secret in self.secrets:
             text = text.replace(secret, REDACTED)

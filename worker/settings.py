@@ -10,7 +10,7 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from handlers.policy import DEFAULT_POLICY
@@ -78,6 +78,28 @@ class Settings(BaseSettings):
     # The largest message the worker reads: the raw broker item, and its body once
     # decompressed (a small zlib body can inflate a thousandfold).
     message_max_bytes: PositiveInt = 4 * 1024 * 1024
+    # Access scope (worker.runtime.auth): off trusts every caller, as in v1; jwt verifies the
+    # ``auth`` token of every task against the public key or the HS256 secret.
+    auth_mode: Literal["off", "jwt"] = "off"
+    auth_jwt_public_key: str | None = None
+    auth_jwt_secret: SecretStr | None = None
+    # Comma-separated; empty means every algorithm the configured keys verify.
+    auth_jwt_algorithms: str = ""
+    auth_jwt_audience: str = "videoworker"
+    auth_jwt_issuer: str | None = None
+    # The token beat's scheduled tasks present when no AUTH_JWT_SECRET can mint one.
+    auth_service_token: SecretStr | None = None
+
+    @model_validator(mode="after")
+    def _auth_has_a_key(self) -> Settings:
+        # At start-up, not at the first task: a worker that could verify nothing must not
+        # run. The keys themselves are checked by worker.runtime.tokens.auth_config.
+        if self.auth_mode == "jwt" and not (self.auth_jwt_public_key or self.auth_jwt_secret):
+            raise ValueError(
+                "AUTH_MODE=jwt needs AUTH_JWT_PUBLIC_KEY (PEM: RS256, ES256, EdDSA) "
+                "or AUTH_JWT_SECRET (HS256)"
+            )
+        return self
 
     @field_validator("database_url")
     @classmethod

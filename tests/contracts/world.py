@@ -53,6 +53,7 @@ class AuditRow:
     object_keys: list[str]
     outcome: str
     request_id: str | None
+    actor: str | None = None
 
 
 def video_columns(mall_id: UUID, pin_id: UUID, **overrides: Any) -> dict[str, Any]:
@@ -230,7 +231,15 @@ class FakeWorld(World):
 
     def audit(self) -> list[AuditRow]:
         return [
-            AuditRow(e.video_id, e.mall_id, e.reason, list(e.object_keys), e.outcome, e.request_id)
+            AuditRow(
+                e.video_id,
+                e.mall_id,
+                e.reason,
+                list(e.object_keys),
+                e.outcome,
+                e.request_id,
+                e.actor,
+            )
             for e in self.fakes.uow.audit.entries
         ]
 

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from types import TracebackType
 from typing import Any
 from uuid import UUID
 
+from handlers.access import UNRESTRICTED, Scope
 from handlers.deps import Deps
 from handlers.errors import StorageUnavailable
 from handlers.policy import Policy
@@ -77,7 +78,12 @@ def _removed(video: VideoDetailResponse) -> RemovedVideo:
         original_path=video.original_path,
         proxy_path=video.proxy_path,
         thumbnail_path=video.thumbnail_path,
+        pin_id=video.pin_id,
     )
+
+
+def _visible(scope: Scope, video: VideoDetailResponse) -> bool:
+    return scope.sees(video.mall_id, video.pin_id)
 
 
 def _matches(video: VideoDetailResponse, query: ListVideos) -> bool:
@@ -109,8 +115,10 @@ class FakeVideoRepository:
     def _newest_first(self, videos: Iterable[VideoDetailResponse]) -> list[VideoDetailResponse]:
         return sorted(videos, key=lambda v: (v.uploaded_at, v.id), reverse=True)
 
-    def list(self, query: ListVideos) -> tuple[list[VideoListItem], int]:
-        matching = self._newest_first(v for v in self.rows.values() if _matches(v, query))
+    def list(self, scope: Scope, query: ListVideos) -> tuple[list[VideoListItem], int]:
+        matching = self._newest_first(
+            v for v in self.rows.values() if _visible(scope, v) and _matches(v, query)
+        )
         start = (query.page - 1) * query.page_size
         page = matching[start : start + query.page_size]
         items = [
@@ -123,29 +131,38 @@ class FakeVideoRepository:
         ]
         return items, len(matching)
 
-    def get(self, video_id: UUID) -> VideoDetailResponse | None:
-        return self.rows.get(video_id)
+    def get(self, scope: Scope, video_id: UUID) -> VideoDetailResponse | None:
+        video = self.rows.get(video_id)
+        return video if video is not None and _visible(scope, video) else None
 
-    def delete(self, video_id: UUID) -> RemovedVideo | None:
-        video = self.rows.pop(video_id, None)
-        return None if video is None else _removed(video)
+    def delete(self, scope: Scope, video_id: UUID) -> RemovedVideo | None:
+        video = self.get(scope, video_id)
+        if video is None:
+            return None
+        del self.rows[video_id]
+        return _removed(video)
 
-    def _expired(self, scope: RetentionScope) -> list[VideoDetailResponse]:
+    def _expired(self, scope: Scope, retention: RetentionScope) -> list[VideoDetailResponse]:
         expired = [
             v
             for v in self.rows.values()
-            if v.mall_id == scope.mall_id and v.uploaded_at < scope.cutoff and v.id not in self.held
+            if v.mall_id == retention.mall_id
+            and v.uploaded_at < retention.cutoff
+            and v.id not in self.held
+            and _visible(scope, v)
         ]
         return sorted(expired, key=lambda v: (v.uploaded_at, v.id))
 
-    def delete_expired(self, scope: RetentionScope, limit: int) -> list[RemovedVideo]:
-        batch = self._expired(scope)[:limit]
+    def delete_expired(
+        self, scope: Scope, retention: RetentionScope, limit: int
+    ) -> list[RemovedVideo]:
+        batch = self._expired(scope, retention)[:limit]
         for video in batch:
             del self.rows[video.id]
         return [_removed(v) for v in batch]
 
-    def summarise_expired(self, scope: RetentionScope) -> ExpiredSummary:
-        expired = self._expired(scope)
+    def summarise_expired(self, scope: Scope, retention: RetentionScope) -> ExpiredSummary:
+        expired = self._expired(scope, retention)
         size = sum(v.file_size_bytes + (v.proxy_size_bytes or 0) for v in expired)
         return ExpiredSummary(count=len(expired), bytes=size)
 
@@ -184,22 +201,42 @@ class FakeVideoRepository:
             self.held.discard(video_id)
         return True
 
-    def stats(self, mall_id: UUID | None, at: datetime) -> VideoStats:
-        scope = [v for v in self.rows.values() if mall_id is None or v.mall_id == mall_id]
-        counts = {s: 0 for s in ("pending", "processing", "completed", "failed")}
-        for video in scope:
-            counts[video.processing_status] += 1
-        return VideoStats(
-            mall_id=mall_id,
-            total_videos=len(scope),
-            by_status=StatusCounts(**counts),
-            total_storage_bytes=sum(v.file_size_bytes + (v.proxy_size_bytes or 0) for v in scope),
-            total_duration_seconds=sum(v.duration_seconds or 0.0 for v in scope),
-            refreshed_at=at,
-        )
+    def stats(self, scope: Scope, mall_id: UUID | None, at: datetime) -> VideoStats:
+        seen = [
+            v
+            for v in self.rows.values()
+            if _visible(scope, v) and (mall_id is None or v.mall_id == mall_id)
+        ]
+        return _figures(mall_id, seen, at)
 
     def stats_per_mall(self, at: datetime) -> list[VideoStats]:
-        return [self.stats(mall_id, at) for mall_id in sorted(self.malls)]
+        return [self.stats(UNRESTRICTED, mall_id, at) for mall_id in sorted(self.malls)]
+
+    def stats_per_pin(
+        self, scope: Scope, pin_ids: Sequence[UUID], at: datetime
+    ) -> dict[UUID, VideoStats]:
+        return {
+            pin_id: _figures(
+                None,
+                [v for v in self.rows.values() if v.pin_id == pin_id and _visible(scope, v)],
+                at,
+            )
+            for pin_id in sorted(set(pin_ids))
+        }
+
+
+def _figures(mall_id: UUID | None, videos: list[VideoDetailResponse], at: datetime) -> VideoStats:
+    counts = {s: 0 for s in ("pending", "processing", "completed", "failed")}
+    for video in videos:
+        counts[video.processing_status] += 1
+    return VideoStats(
+        mall_id=mall_id,
+        total_videos=len(videos),
+        by_status=StatusCounts(**counts),
+        total_storage_bytes=sum(v.file_size_bytes + (v.proxy_size_bytes or 0) for v in videos),
+        total_duration_seconds=sum(v.duration_seconds or 0.0 for v in videos),
+        refreshed_at=at,
+    )
 
 
 @dataclass(frozen=True)
@@ -307,6 +344,7 @@ class AuditEntry:
     object_keys: list[str]
     outcome: str
     request_id: str | None = None
+    actor: str | None = None
 
 
 class FakeDeletionAudit:
@@ -320,9 +358,11 @@ class FakeDeletionAudit:
         reason: str,
         outcome: str,
         request_id: str | None = None,
+        actor: str | None = None,
     ) -> None:
         self.entries.extend(
-            AuditEntry(v.id, v.mall_id, reason, v.object_keys, outcome, request_id) for v in removed
+            AuditEntry(v.id, v.mall_id, reason, v.object_keys, outcome, request_id, actor)
+            for v in removed
         )
 
     def find(self, video_id: UUID, request_id: str) -> PastDeletion | None:
@@ -466,6 +506,7 @@ class FakeCache:
         # Stale scopes (None is the global figure) and whether a flush is already queued.
         self.dirty: set[UUID | None] = set()
         self.flush_queued = False
+        self.pins: dict[UUID, VideoStats] = {}
 
     def get(self, mall_id: UUID | None) -> VideoStats | None:
         self.gets.append(mall_id)
@@ -474,6 +515,20 @@ class FakeCache:
     def put(self, stats: Sequence[VideoStats]) -> None:
         for item in stats:
             self.entries[item.mall_id] = item
+
+    def get_many(self, mall_ids: Sequence[UUID]) -> dict[UUID, VideoStats]:
+        self.gets.extend(mall_ids)
+        return {m: self.entries[m] for m in mall_ids if m in self.entries}
+
+    def get_pins(self, pin_ids: Sequence[UUID]) -> dict[UUID, VideoStats]:
+        return {p: self.pins[p] for p in pin_ids if p in self.pins}
+
+    def put_pins(self, figures: Mapping[UUID, VideoStats]) -> None:
+        self.pins.update(figures)
+
+    def forget_pins(self, pin_ids: Iterable[UUID]) -> None:
+        for pin_id in pin_ids:
+            self.pins.pop(pin_id, None)
 
     def mark_dirty(self, mall_ids: Iterable[UUID]) -> bool:
         self.dirty.update({None, *mall_ids})

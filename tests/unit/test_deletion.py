@@ -56,7 +56,7 @@ def test_delete_removes_the_row_all_three_objects_and_leaves_nothing_queued():
     assert result.files_deleted == keys
     assert result.files_pending == []
     assert result.message == "Video deleted successfully. 3 file(s) removed from storage."
-    assert fakes.uow.videos.get(video.id) is None
+    assert fakes.uow.videos.rows.get(video.id) is None
     assert not any(key in fakes.store.objects for key in keys)
     assert fakes.uow.deletions.pending() == 0
 
@@ -68,7 +68,7 @@ def test_objects_are_removed_only_after_the_row_delete_and_the_enqueue_have_comm
     class WatchingStore(FakeObjectStore):
         def delete_many(self, keys):
             seen_at_delete_time.append(
-                (fakes.uow.videos.get(video.id), sorted(fakes.uow.deletions.keys()))
+                (fakes.uow.videos.rows.get(video.id), sorted(fakes.uow.deletions.keys()))
             )
             return super().delete_many(keys)
 
@@ -130,7 +130,7 @@ def test_delete_with_failing_keys_reports_them_pending_and_keeps_them_queued_wit
     assert result.message == (
         "Video deleted successfully. 2 file(s) removed from storage. 1 file(s) queued for retry."
     )
-    assert fakes.uow.videos.get(video.id) is None
+    assert fakes.uow.videos.rows.get(video.id) is None
     assert thumbnail in fakes.store.objects
     [entry] = fakes.uow.deletions.entries.values()
     assert (entry.object_key, entry.attempts, entry.last_error) == (
@@ -155,7 +155,7 @@ def test_delete_while_storage_is_unavailable_still_deletes_the_row_and_queues_ev
     assert result.message == (
         "Video deleted successfully. 0 file(s) removed from storage. 3 file(s) queued for retry."
     )
-    assert fakes.uow.videos.get(video.id) is None
+    assert fakes.uow.videos.rows.get(video.id) is None
     assert sorted(fakes.uow.deletions.keys()) == sorted(object_keys(video))
     assert all(e.attempts == 1 for e in fakes.uow.deletions.entries.values())
     assert all(
@@ -170,7 +170,7 @@ def test_delete_with_delete_files_false_keeps_objects_and_queues_nothing():
 
     assert (result.deleted, result.files_deleted, result.files_pending) == (True, [], [])
     assert result.message == "Video deleted successfully. 0 file(s) removed from storage."
-    assert fakes.uow.videos.get(video.id) is None
+    assert fakes.uow.videos.rows.get(video.id) is None
     assert fakes.store.delete_calls == []
     assert fakes.uow.deletions.pending() == 0
     assert all(key in fakes.store.objects for key in object_keys(video))
@@ -194,7 +194,7 @@ def test_delete_of_an_unknown_video_is_not_found_and_changes_nothing():
 
     assert raised.value.detail == f"Video {missing} not found"
     assert fakes.uow.committed is False
-    assert fakes.uow.videos.get(video.id) == video
+    assert fakes.uow.videos.rows.get(video.id) == video
     assert fakes.store.delete_calls == []
     assert fakes.publisher.events == []
 

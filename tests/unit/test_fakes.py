@@ -7,6 +7,7 @@ starts no service).
 
 from __future__ import annotations
 
+from handlers.access import UNRESTRICTED
 from handlers.ports import QueuedKey
 from tests.unit.fakes import T0, FakeObjectStore, FakeUnitOfWork, make_video
 
@@ -21,7 +22,7 @@ def test_unit_of_work_counts_blocks_and_tells_whether_the_last_one_committed():
     assert (uow.transactions, uow.committed) == (1, False)
 
     with uow:
-        uow.videos.delete(video.id)
+        uow.videos.delete(UNRESTRICTED, video.id)
         uow.commit()
     assert (uow.transactions, uow.committed) == (2, True)
 

@@ -8,7 +8,7 @@ already committed.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from uuid import UUID
 
 import redis
@@ -23,6 +23,10 @@ KEY_PREFIX = "videoworker:stats:"
 DIRTY_KEY = "videoworker:stats-dirty"
 FLUSH_MARKER_KEY = "videoworker:stats-flush-queued"
 GLOBAL_SCOPE = "global"
+PIN_KEY_PREFIX = KEY_PREFIX + "pin:"
+# Per-pin figures are not refreshed by beat (the malls' are): they live this long at
+# most, so a tenant's figure is as fresh as an operator's within a few minutes.
+PIN_TTL_SECONDS = 300
 
 # Deletes the entry only while it still holds the bad value read: a fresh figure another
 # worker wrote in between is kept.
@@ -38,6 +42,10 @@ def stats_key(mall_id: UUID | None) -> str:
     return KEY_PREFIX + (str(mall_id) if mall_id is not None else GLOBAL_SCOPE)
 
 
+def pin_stats_key(pin_id: UUID) -> str:
+    return PIN_KEY_PREFIX + str(pin_id)
+
+
 def make_redis(url: str) -> redis.Redis:
     return redis.Redis.from_url(
         url,
@@ -50,10 +58,15 @@ def make_redis(url: str) -> redis.Redis:
 
 class RedisStatsCache:
     def __init__(
-        self, client: redis.Redis, ttl_seconds: int, flush_marker_seconds: int = 60
+        self,
+        client: redis.Redis,
+        ttl_seconds: int,
+        flush_marker_seconds: int = 60,
+        pin_ttl_seconds: int = PIN_TTL_SECONDS,
     ) -> None:
         self.client = client
         self.ttl_seconds = ttl_seconds
+        self.pin_ttl_seconds = min(ttl_seconds, pin_ttl_seconds)
         # Bounds how long a lost flush message can suppress new ones.
         self.flush_marker_seconds = flush_marker_seconds
         self._delete_if_unchanged = client.register_script(DELETE_IF_UNCHANGED)
@@ -93,6 +106,59 @@ class RedisStatsCache:
                 for item in stats:
                     pipe.set(stats_key(item.mall_id), item.model_dump_json(), ex=self.ttl_seconds)
                 pipe.execute()
+        except redis.RedisError as exc:
+            log.warning("stats.cache.unavailable", extra={"error": type(exc).__name__})
+
+    def get_many(self, mall_ids: Sequence[UUID]) -> dict[UUID, VideoStats]:
+        found = self._read_many([stats_key(mall_id) for mall_id in mall_ids])
+        return {
+            mall_id: stats
+            for mall_id, stats in zip(mall_ids, found, strict=True)
+            if stats is not None and stats.mall_id == mall_id
+        }
+
+    def get_pins(self, pin_ids: Sequence[UUID]) -> dict[UUID, VideoStats]:
+        found = self._read_many([pin_stats_key(pin_id) for pin_id in pin_ids])
+        return {
+            pin_id: stats for pin_id, stats in zip(pin_ids, found, strict=True) if stats is not None
+        }
+
+    def _read_many(self, keys: list[str]) -> list[VideoStats | None]:
+        """One MGET; an unreadable value is a miss (recomputed and overwritten)."""
+        if not keys:
+            return []
+        try:
+            raws = self.client.mget(keys)
+        except redis.RedisError as exc:
+            log.warning("stats.cache.unavailable", extra={"error": type(exc).__name__})
+            return [None] * len(keys)
+        found: list[VideoStats | None] = []
+        for raw in raws:
+            try:
+                found.append(None if raw is None else VideoStats.model_validate_json(raw))
+            except ValidationError:
+                found.append(None)
+        return found
+
+    def put_pins(self, figures: Mapping[UUID, VideoStats]) -> None:
+        if not figures:
+            return
+        try:
+            with self.client.pipeline(transaction=False) as pipe:
+                for pin_id, stats in figures.items():
+                    pipe.set(
+                        pin_stats_key(pin_id), stats.model_dump_json(), ex=self.pin_ttl_seconds
+                    )
+                pipe.execute()
+        except redis.RedisError as exc:
+            log.warning("stats.cache.unavailable", extra={"error": type(exc).__name__})
+
+    def forget_pins(self, pin_ids: Iterable[UUID]) -> None:
+        keys = [pin_stats_key(pin_id) for pin_id in pin_ids]
+        if not keys:
+            return
+        try:
+            self.client.delete(*keys)
         except redis.RedisError as exc:
             log.warning("stats.cache.unavailable", extra={"error": type(exc).__name__})
 

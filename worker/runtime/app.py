@@ -6,6 +6,7 @@ import threading
 
 from celery import Celery
 from celery.signals import (
+    before_task_publish,
     celeryd_after_setup,
     setup_logging,
     task_postrun,
@@ -17,7 +18,7 @@ from handlers.deps import Deps
 from schemas.contract import QUEUE_OF
 from worker import logs
 from worker.bootstrap import build_deps
-from worker.runtime import consumer
+from worker.runtime import auth, consumer
 from worker.settings import get_settings
 
 app = Celery("videoworker")
@@ -25,6 +26,7 @@ app.config_from_object("celeryconfig")
 app.conf.include = ["tasks.videos", "tasks.lifecycle"]
 if get_settings().signing:
     app.setup_security(allowed_serializers=["json"], serializer="json")
+auth.check_configuration()
 
 
 _deps_lock = threading.Lock()
@@ -82,7 +84,7 @@ def _structured_logs(loglevel: object = None, **_: object) -> None:
     logs.configure(
         level=level,
         fmt=settings.log_format,
-        secrets=[settings.aws_secret_access_key.get_secret_value()],
+        secrets=[settings.aws_secret_access_key.get_secret_value(), *auth.log_secrets()],
     )
 
 
@@ -94,6 +96,13 @@ def _bind_task_context(task_id: str | None = None, task: object = None, **_: obj
         consumer.mark_started(task_id, getattr(request, "retries", 0) or 0)
 
 
+@before_task_publish.connect
+def _authorize_own_messages(**fields: object) -> None:
+    # A sweep's continuation, a stats flush, beat's schedule: see worker.runtime.auth.
+    auth.attach_credentials(**fields)
+
+
 @task_postrun.connect
 def _clear_task_context(**_: object) -> None:
     logs.task_context.set(None)
+    auth.forget_caller()

@@ -23,6 +23,7 @@ from handlers.deps import Deps
 from handlers.errors import InvalidRequest, Unavailable, VideoError
 from schemas.envelope import failure, success
 from worker.runtime.app import get_deps
+from worker.runtime.auth import Forbidden, Unauthorized, authorize
 
 log = logging.getLogger("videoworker.task")
 
@@ -73,13 +74,18 @@ class ContractTask(Task):
             return invalid_request(
                 f"{self.name} takes keyword arguments only; got {len(args)} positional", fields
             )
+        # The caller first: someone without a valid token learns nothing of the kwargs.
+        try:
+            scope = authorize(self.name, kwargs)
+        except (Unauthorized, Forbidden) as exc:
+            return failure(exc.code, exc.detail)  # type: ignore[arg-type]
         try:
             command = model.model_validate(kwargs)
         except ValidationError as exc:
             fields = field_errors(exc)
             return invalid_request(describe_invalid(fields), fields)
 
-        deps = replace(get_deps(), request_id=self.request.id)
+        deps = replace(get_deps(), request_id=self.request.id, scope=scope)
         try:
             result = self._handle_with_retries(handler, command, deps)
         except InvalidRequest as exc:

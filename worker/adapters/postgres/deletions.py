@@ -142,6 +142,7 @@ class PostgresDeletionAudit:
         reason: str,
         outcome: str,
         request_id: str | None = None,
+        actor: str | None = None,
     ) -> None:
         if removed:
             self.connection.execute(
@@ -154,6 +155,7 @@ class PostgresDeletionAudit:
                         "object_keys": video.object_keys,
                         "outcome": outcome,
                         "request_id": request_id,
+                        "actor": actor,
                     }
                     for video in removed
                 ],

@@ -20,6 +20,7 @@ from sqlalchemy import (
     Text,
     case,
     delete,
+    false,
     func,
     literal_column,
     select,
@@ -28,6 +29,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
+from handlers.access import Scope
 from handlers.ports import (
     ExpiredSummary,
     RemovedVideo,
@@ -119,12 +121,32 @@ REMOVED_COLUMNS = (
     videos.c.original_path,
     videos.c.proxy_path,
     videos.c.thumbnail_path,
+    videos.c.pin_id,
 )
 WITH_PIN = videos.outerjoin(pins, pins.c.id == videos.c.pin_id)
 
 
-def _list_filters(query: ListVideos) -> list[Any]:
-    conditions: list[Any] = []
+def visible(scope: Scope) -> list[ColumnElement[bool]]:
+    """The conditions that keep a statement to what the scope sees: the one place the
+    access scope becomes SQL, added to every read and every delete of ``videos``.
+
+    An operator's malls and a tenant's pins are equality-indexed columns, so the filter
+    narrows the same indexes the other filters use (``mall_id = ANY``, ``pin_id = ANY``).
+    """
+    if scope.role == "admin":
+        return []
+    column, ids = (
+        (videos.c.mall_id, scope.malls)
+        if scope.role == "operator"
+        else (videos.c.pin_id, scope.pins)
+    )
+    if not ids:
+        return [false()]
+    return [column.in_(sorted(ids))]
+
+
+def _list_filters(scope: Scope, query: ListVideos) -> list[Any]:
+    conditions: list[Any] = visible(scope)
     if query.mall_id is not None:
         conditions.append(videos.c.mall_id == query.mall_id)
     if query.pin_id is not None:
@@ -186,12 +208,23 @@ def _stats_from_row(row: Any, mall_id: UUID | None, at: datetime) -> VideoStats:
     )
 
 
+def _zero_stats(mall_id: UUID | None, at: datetime) -> VideoStats:
+    return VideoStats(
+        mall_id=mall_id,
+        total_videos=0,
+        by_status=StatusCounts(),
+        total_storage_bytes=0,
+        total_duration_seconds=0.0,
+        refreshed_at=at,
+    )
+
+
 class PostgresVideoRepository:
     def __init__(self, connection: Connection) -> None:
         self.connection = connection
 
-    def list(self, query: ListVideos) -> tuple[list[VideoListItem], int]:
-        conditions = _list_filters(query)
+    def list(self, scope: Scope, query: ListVideos) -> tuple[list[VideoListItem], int]:
+        conditions = _list_filters(scope, query)
         total = self.connection.execute(
             select(func.count()).select_from(videos).where(*conditions)
         ).scalar_one()
@@ -220,27 +253,34 @@ class PostgresVideoRepository:
         )
         return [_list_item(row) for row in rows], total
 
-    def get(self, video_id: UUID) -> VideoDetailResponse | None:
+    def get(self, scope: Scope, video_id: UUID) -> VideoDetailResponse | None:
         row = self.connection.execute(
-            select(*DETAIL_COLUMNS).select_from(WITH_PIN).where(videos.c.id == video_id)
+            select(*DETAIL_COLUMNS)
+            .select_from(WITH_PIN)
+            .where(videos.c.id == video_id, *visible(scope))
         ).first()
         return None if row is None else VideoDetailResponse.model_validate(row._mapping)
 
-    def delete(self, video_id: UUID) -> RemovedVideo | None:
+    def delete(self, scope: Scope, video_id: UUID) -> RemovedVideo | None:
         row = self.connection.execute(
-            delete(videos).where(videos.c.id == video_id).returning(*REMOVED_COLUMNS)
+            delete(videos)
+            .where(videos.c.id == video_id, *visible(scope))
+            .returning(*REMOVED_COLUMNS)
         ).first()
         return None if row is None else RemovedVideo(*row)
 
-    def delete_expired(self, scope: RetentionScope, limit: int) -> list[RemovedVideo]:
+    def delete_expired(
+        self, scope: Scope, retention: RetentionScope, limit: int
+    ) -> list[RemovedVideo]:
         # The mall's (mall_id, uploaded_at) index, oldest first; rows another sweep has
         # locked are skipped rather than waited for.
         claim = (
             select(videos.c.id)
             .where(
-                videos.c.mall_id == scope.mall_id,
-                videos.c.uploaded_at < scope.cutoff,
+                videos.c.mall_id == retention.mall_id,
+                videos.c.uploaded_at < retention.cutoff,
                 videos.c.legal_hold.is_(False),
+                *visible(scope),
             )
             .order_by(videos.c.uploaded_at, videos.c.id)
             .limit(limit)
@@ -253,16 +293,17 @@ class PostgresVideoRepository:
         )
         return [RemovedVideo(*row) for row in rows]
 
-    def summarise_expired(self, scope: RetentionScope) -> ExpiredSummary:
+    def summarise_expired(self, scope: Scope, retention: RetentionScope) -> ExpiredSummary:
         count, total_bytes = self.connection.execute(
             select(
                 func.count(),
                 func.coalesce(func.sum(videos.c.file_size_bytes), 0)
                 + func.coalesce(func.sum(videos.c.proxy_size_bytes), 0),
             ).where(
-                videos.c.mall_id == scope.mall_id,
-                videos.c.uploaded_at < scope.cutoff,
+                videos.c.mall_id == retention.mall_id,
+                videos.c.uploaded_at < retention.cutoff,
                 videos.c.legal_hold.is_(False),
+                *visible(scope),
             )
         ).one()
         return ExpiredSummary(count=count, bytes=int(total_bytes))
@@ -291,11 +332,28 @@ class PostgresVideoRepository:
             )
         return found
 
-    def stats(self, mall_id: UUID | None, at: datetime) -> VideoStats:
-        stmt = select(*_stats_columns()).select_from(videos)
+    def stats(self, scope: Scope, mall_id: UUID | None, at: datetime) -> VideoStats:
+        stmt = select(*_stats_columns()).select_from(videos).where(*visible(scope))
         if mall_id is not None:
             stmt = stmt.where(videos.c.mall_id == mall_id)
         return _stats_from_row(self.connection.execute(stmt).one(), mall_id, at)
+
+    def stats_per_pin(
+        self, scope: Scope, pin_ids: Sequence[UUID], at: datetime
+    ) -> dict[UUID, VideoStats]:
+        wanted = sorted(set(pin_ids))
+        if not wanted:
+            return {}
+        # The pin index finds these pins' rows; nothing else is read.
+        stmt = (
+            select(videos.c.pin_id, *_stats_columns())
+            .where(videos.c.pin_id.in_(wanted), *visible(scope))
+            .group_by(videos.c.pin_id)
+        )
+        found = {
+            row.pin_id: _stats_from_row(row, None, at) for row in self.connection.execute(stmt)
+        }
+        return {pin_id: found.get(pin_id) or _zero_stats(None, at) for pin_id in wanted}
 
     def stats_per_mall(self, at: datetime) -> list[VideoStats]:
         # One GROUP BY over videos alone, which PostgreSQL runs in parallel (a join from
@@ -306,17 +364,9 @@ class PostgresVideoRepository:
             row.mall_id: _stats_from_row(row, row.mall_id, at)
             for row in self.connection.execute(stmt)
         }
-        empty = StatusCounts()
         for mall_id in self.connection.execute(select(malls.c.id)).scalars():
             if mall_id not in found:
-                found[mall_id] = VideoStats(
-                    mall_id=mall_id,
-                    total_videos=0,
-                    by_status=empty,
-                    total_storage_bytes=0,
-                    total_duration_seconds=0.0,
-                    refreshed_at=at,
-                )
+                found[mall_id] = _zero_stats(mall_id, at)
         return list(found.values())
 
     def referenced_keys_in_order(self, prefix: str = "") -> Iterator[str]:

@@ -232,6 +232,8 @@ class DeletionAudit(Base):
     at: Mapped[datetime] = mapped_column(Timestamp, server_default=func.now())
     # The task that deleted it: a redelivery of that same message is answered again.
     request_id: Mapped[str | None] = mapped_column(Text)
+    # Who asked: the caller's token ``sub`` (AUTH_MODE=jwt); null when auth is off.
+    actor: Mapped[str | None] = mapped_column(Text)
 
     __table_args__ = (
         CheckConstraint("reason IN ('request', 'retention')", name="reason"),

@@ -1,0 +1,264 @@
+"""Access-scope bench: the cost of a token per call, in process.
+
+What it measures:
+
+* ``verify``: microseconds per ``TokenVerifier.verify`` for HS256, EdDSA, ES256 and
+  RS256, on first sight of a token (PyJWT's full verification: decoding, signature,
+  claims) and for a token seen before (the verdict remembered until its ``exp``, what a
+  caller reusing its token pays from its second call on);
+* ``sign_url``: microseconds per ``videos.sign_url`` through the real task entry point
+  (``tasks.videos.sign_url.apply``: Celery's tracer, ``ContractTask.respond``, the
+  handler, the real S3 presigner) with ``AUTH_MODE=off`` and ``jwt`` (HS256), the
+  repository an in-memory one so that the edge's share is not hidden behind PostgreSQL.
+
+All variants are timed call by call in interleaved blocks, so load from other jobs on
+the shared machine hits them alike. No service is started.
+
+How to read the tables: p50/p95/p99 in microseconds. Targets: verify <= 50 us for HS256
+and EdDSA; sign_url with auth on within 5 % of auth off (``vs off`` is the ratio of p50s).
+Run: ``python -m bench.auth [--calls 5000]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from bench.common import Table, log, ratio, run_label, summary
+
+BLOCK = 250
+VERIFY_TARGET_US = 50.0
+SIGN_URL_TARGET_RATIO = 1.05
+SECRET = "bench-secret-for-hs256-of-32-bytes!!"
+
+
+def timed(call: Callable[[], object], count: int) -> list[float]:
+    out = []
+    clock = time.perf_counter_ns
+    for _ in range(count):
+        started = clock()
+        call()
+        out.append((clock() - started) / 1000)
+    return out
+
+
+def interleaved(
+    methods: dict[str, Callable[[], object]], calls: int, block: int = BLOCK
+) -> dict[str, list[float]]:
+    for call in methods.values():  # warm-up: imports, caches, the first PEM parse
+        timed(call, 20)
+    samples: dict[str, list[float]] = {name: [] for name in methods}
+    while any(len(values) < calls for values in samples.values()):
+        for name, call in methods.items():
+            samples[name].extend(timed(call, min(block, calls - len(samples[name]))))
+    return samples
+
+
+def verifiers() -> dict[str, tuple[Any, Callable[[], str]]]:
+    """Per algorithm: a verifier config and a maker of fresh tokens signed for it."""
+    import jwt
+    from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+
+    from worker.runtime.tokens import AuthConfig
+
+    mall = str(uuid.uuid4())
+    keys = {
+        "HS256": (SECRET.encode(), SECRET.encode()),
+        "EdDSA": (ed25519.Ed25519PrivateKey.generate(),) * 2,
+        "ES256": (ec.generate_private_key(ec.SECP256R1()),) * 2,
+        "RS256": (rsa.generate_private_key(public_exponent=65537, key_size=2048),) * 2,
+    }
+    made = {}
+    for algorithm, (signing, verifying) in keys.items():
+        public = verifying if algorithm == "HS256" else verifying.public_key()
+
+        def fresh(signing: Any = signing, algorithm: str = algorithm) -> str:
+            now = int(time.time())
+            claims = {
+                "sub": "bench",
+                "role": "operator",
+                "malls": [mall],
+                "aud": "videoworker",
+                "iat": now,
+                "exp": now + 3600,
+                "jti": str(uuid.uuid4()),
+            }
+            return jwt.encode(claims, signing, algorithm=algorithm)
+
+        made[algorithm] = (AuthConfig(keys={algorithm: public}, audience="videoworker"), fresh)
+    return made
+
+
+def bench_verify(calls: int) -> Table:
+    from worker.runtime.tokens import TokenVerifier
+
+    methods: dict[str, Callable[[], object]] = {}
+    for algorithm, (config, fresh) in verifiers().items():
+        first_sight = TokenVerifier(config, cache_size=0)
+        remembered = TokenVerifier(config)
+        # Distinct tokens signed beforehand: signing is the caller's cost, not the worker's.
+        tokens = iter([fresh() for _ in range(calls + 40)])
+        again = fresh()
+        methods[f"{algorithm} first sight"] = lambda v=first_sight, t=tokens: v.verify(next(t))
+        methods[f"{algorithm} seen before"] = lambda v=remembered, t=again: v.verify(t)
+    log(f"verify: {calls} tokens per variant")
+    stats = {name: summary(values) for name, values in interleaved(methods, calls).items()}
+    table = Table(
+        f"token verification, microseconds per call ({run_label('in process')})",
+        ["variant", "calls", "p50", "p95", "p99", "mean"],
+    )
+    for name, s in stats.items():
+        table.add(name, s.n, s.p50, s.p95, s.p99, s.mean)
+    for algorithm in ("HS256", "EdDSA"):
+        for kind in ("first sight", "seen before"):
+            p50 = stats[f"{algorithm} {kind}"].p50
+            verdict = "yes" if p50 <= VERIFY_TARGET_US else "NO"
+            table.notes.append(
+                f"{algorithm} {kind} p50 <= {VERIFY_TARGET_US:g} us: {verdict} ({p50:.1f})"
+            )
+    return table
+
+
+class OneVideo:
+    """A unit of work whose repository knows one video: the handler's read costs nothing."""
+
+    def __init__(self, video: Any) -> None:
+        self.video = video
+        self.videos = self
+
+    def __call__(self) -> OneVideo:
+        return self
+
+    def __enter__(self) -> OneVideo:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        return None
+
+    def get(self, scope: Any, video_id: Any) -> Any:
+        return self.video if scope.sees(self.video.mall_id, self.video.pin_id) else None
+
+
+def bench_sign_url(calls: int) -> Table:
+    import tasks.videos as video_tasks
+    from bench.signing import make_store
+    from handlers.deps import Deps
+    from schemas.responses import VideoDetailResponse
+    from worker.runtime import auth, tasking
+    from worker.runtime.tokens import mint_token
+    from worker.settings import load_settings
+
+    mall, pin, video_id = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    video = VideoDetailResponse(
+        id=video_id,
+        mall_id=mall,
+        pin_id=pin,
+        pin_name="Entrance A",
+        original_filename="clip.mp4",
+        original_path=f"videos/{mall}/original/{video_id}.mp4",
+        file_size_bytes=1_000,
+        checksum_sha256=None,
+        proxy_path=f"videos/{mall}/proxy/{video_id}.mp4",
+        proxy_size_bytes=100,
+        thumbnail_path=None,
+        width=None,
+        height=None,
+        fps=None,
+        duration_seconds=60.0,
+        codec=None,
+        processing_status="completed",
+        processing_job_id=None,
+        processing_error=None,
+        processing_started_at=None,
+        processing_completed_at=None,
+        uploaded_at=datetime.now(UTC),
+        recorded_at=None,
+        created_at=None,
+        updated_at=None,
+        operator_notes=None,
+    )
+    deps = Deps(
+        uow=OneVideo(video),
+        store=make_store(),
+        cache=None,  # type: ignore[arg-type]
+        publish=lambda _event: None,
+        enqueue=lambda *_: None,
+    )
+    tasking.get_deps = lambda: deps  # type: ignore[assignment]
+    modes = {
+        "off": load_settings(auth_mode="off"),
+        "jwt": load_settings(auth_mode="jwt", auth_jwt_secret=SECRET),
+    }
+    current = {"settings": modes["off"]}
+    auth.get_settings = lambda: current["settings"]  # type: ignore[assignment]
+    operator = mint_token(
+        SECRET, role="operator", subject="bench", ttl=timedelta(hours=1), malls=[mall]
+    )
+    kwargs = {"video_id": str(video_id), "target": "proxy"}
+
+    def call(mode: str, token: str | None) -> Callable[[], object]:
+        def run() -> object:
+            current["settings"] = modes[mode]
+            sent = dict(kwargs, auth=token) if token else kwargs
+            envelope = video_tasks.sign_url.apply(kwargs=sent).get()
+            if not envelope["ok"]:
+                raise SystemExit(f"sign_url failed in the bench: {envelope['error']}")
+            return envelope
+
+        return run
+
+    # Minted beforehand: minting is the caller's cost, not the worker's.
+    new_tokens = iter(
+        [
+            mint_token(
+                SECRET, role="operator", subject="bench", ttl=timedelta(hours=1), malls=[mall]
+            )
+            for _ in range(calls + 40)
+        ]
+    )
+
+    def new_token_each_call() -> object:
+        return call("jwt", next(new_tokens))()
+
+    methods = {
+        "auth off": call("off", None),
+        "auth on, token reused": call("jwt", operator),
+        "auth on, new token each call": new_token_each_call,
+    }
+    log(f"sign_url: {calls} calls per variant")
+    auth.reset()
+    # Small blocks: the machine's load drifts within a second, and a whole task is long.
+    samples = interleaved(methods, calls, block=25)
+    stats = {name: summary(values) for name, values in samples.items()}
+    base = stats["auth off"].p50
+    table = Table(
+        f"videos.sign_url through the task entry point, microseconds per call "
+        f"({run_label('in process', 'in-memory repository')})",
+        ["variant", "calls", "p50", "p95", "p99", "mean", "vs off"],
+    )
+    for name, s in stats.items():
+        table.add(name, s.n, s.p50, s.p95, s.p99, s.mean, ratio(s.p50, base))
+    reused = stats["auth on, token reused"].p50 / base
+    table.notes.append(
+        f"auth on (token reused) within {SIGN_URL_TARGET_RATIO:.2f}x of off: "
+        f"{'yes' if reused <= SIGN_URL_TARGET_RATIO else 'NO'} ({reused:.3f}x)"
+    )
+    return table
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.auth", description=__doc__)
+    parser.add_argument("--calls", type=int, default=5000, help="calls per variant")
+    args = parser.parse_args(argv)
+    bench_verify(args.calls).print()
+    bench_sign_url(args.calls).print()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
