@@ -21,6 +21,10 @@ _settings = get_settings()
 
 broker_url = _settings.celery_broker_url
 _rabbitmq = is_amqp(broker_url)
+if _rabbitmq:
+    # kombu's AMQP transport, except that a compressed body is measured before anything
+    # inflates it (see worker.runtime.amqp_transport).
+    broker_transport = "worker.runtime.amqp_transport:Transport"
 if broker_url.startswith("redis://"):
     # kombu's Redis transport, except that junk pushed onto a queue's list is kept and
     # logged instead of ending the worker (see worker.runtime.transport).

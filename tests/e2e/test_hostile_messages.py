@@ -1,12 +1,15 @@
 """Hostile messages against the real worker process: none kills it, stalls it or is lost.
 
-Each bad item is pushed onto the queue's Redis list (as kombu lays items out, or broken
-on purpose) in one ``LPUSH`` between two well-formed requests, so the one before is
-still in the queue, or in flight, when the bad one arrives. Each test then shows that
-the bad item was answered ``invalid_request`` under its task id, or, with no id to
-answer, kept in ``videoworker:unparseable`` and logged once; that both neighbours were
-answered; that the worker process is still the same live one; and that no body
-reached the log.
+Each bad item is put between two well-formed requests, so the one before is still in
+the queue, or in flight, when the bad one arrives: on Redis in one ``LPUSH`` onto the
+queue's list (as kombu lays items out, or broken on purpose), on RabbitMQ published raw
+with a bare AMQP client (the same headers, body and properties). Each test then shows
+that the bad item was answered ``invalid_request`` under its task id, or, with no id to
+answer, kept aside (Redis: ``videoworker:unparseable``; RabbitMQ: the dead-letter queue
+``videos.dead-letters``, with the reason in a header) and logged once; that both
+neighbours were answered; that the worker process is still the same live one; and that
+no body reached the log. Shapes that only exist on the Redis list (raw bytes, kombu's
+envelope fields) are skipped on RabbitMQ.
 """
 
 from __future__ import annotations
@@ -15,28 +18,59 @@ import base64
 import json
 import uuid
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import psutil
 import pytest
-import redis
 from sqlalchemy import text
 
-from tests.support import poll
+from tests.e2e.raw_messages import (
+    KEPT_BODY_BYTES_HEADER,
+    PROBE_HEADER,
+    REASON_HEADER,
+    Kept,
+    RabbitQueues,
+    RedisQueues,
+    kept_with_probe,
+    queues_for,
+)
+from tests.support import poll, run_cli
 
 UNPARSEABLE_KEY = "videoworker:unparseable"
 KEPT_PREFIX_BYTES = 64 * 1024
 MiB = 1024 * 1024
+GiB = 1024 * MiB
 MESSAGE_MAX_BYTES = 4 * MiB
 # Put into every bad message's kwargs: it must never reach the worker's log.
 BODY_MARKER = "body-must-not-be-logged"
 
 
+REDIS_LIST_ONLY = (
+    "a shape of the Redis list's kombu envelope (or raw bytes on the list); an AMQP "
+    "message carries its properties, delivery tag and content type in the protocol"
+)
+NO_ID_DETAIL = "Message headers must carry the task name and id (Celery message protocol 2)"
+
+
 @pytest.fixture(scope="module")
-def broker(services) -> redis.Redis:
-    return redis.Redis.from_url(services["CELERY_BROKER_URL"])
+def broker(services) -> Iterator[RedisQueues | RabbitQueues]:
+    """The session's broker, reached without Celery."""
+    queues = queues_for(services["CELERY_BROKER_URL"])
+    yield queues
+    queues.close()
+
+
+def redis_only(broker) -> None:
+    if broker.rabbitmq:
+        pytest.skip(REDIS_LIST_ONLY)
+
+
+def rabbitmq_only(broker, reason: str) -> None:
+    if not broker.rabbitmq:
+        pytest.skip(reason)
 
 
 def envelope(
@@ -87,13 +121,13 @@ def events(log: Path, event: str) -> int:
 
 def survives(
     caller,
-    broker: redis.Redis,
+    broker: RedisQueues | RabbitQueues,
     worker_process,
     bad: dict | bytes,
     *,
     queue: str = "videos",
 ) -> Callable[[], None]:
-    """Push a ``videos.stats``, the bad item and a ``videos.get`` at once, in that order.
+    """Put a ``videos.stats``, the bad item and a ``videos.get`` at once, in that order.
 
     Returns the check to make once the bad item has been dealt with: both neighbours are
     answered and the worker is the same live process.
@@ -102,11 +136,11 @@ def survives(
     before = envelope(caller, "videos.stats", {})
     after = envelope(caller, kwargs={"video_id": str(uuid.uuid4())})
     if queue == "videos":
-        broker.lpush("videos", encoded(before), encoded(bad), encoded(after))
+        broker.push("videos", before, bad, after)
     else:
-        broker.lpush("videos", encoded(before))
-        broker.lpush(queue, encoded(bad))
-        broker.lpush("videos", encoded(after))
+        broker.push("videos", before)
+        broker.push(queue, bad)
+        broker.push("videos", after)
 
     def neighbours_answered() -> None:
         first = caller.AsyncResult(before["headers"]["id"]).get(timeout=30)
@@ -138,12 +172,34 @@ def is_kept_form_of(kept: bytes, item: bytes) -> bool:
     )
 
 
-def assert_kept(broker: redis.Redis, item: bytes) -> None:
+def assert_kept(broker: RedisQueues, item: bytes) -> None:
     poll(
-        lambda: any(is_kept_form_of(kept, item) for kept in broker.lrange(UNPARSEABLE_KEY, 0, 20)),
+        lambda: any(
+            is_kept_form_of(kept, item) for kept in broker.client.lrange(UNPARSEABLE_KEY, 0, 20)
+        ),
         timeout=30,
         message="the item kept in videoworker:unparseable",
     )
+
+
+def assert_dead_lettered(broker: RabbitQueues, probe: str, reason: str) -> Kept:
+    """The one message carrying ``probe`` kept in ``videos.dead-letters``, with ``reason``."""
+    [kept] = kept_with_probe(broker, probe)
+    assert kept.headers[REASON_HEADER] == reason
+    assert kept.headers["x-videoworker-queue"] == "videos"
+    return kept
+
+
+def no_id_message(body: bytes, headers: dict | None, probe: str) -> dict:
+    """A message without a readable task id, as an AMQP publish of ``body``."""
+    item = {
+        "body": base64.b64encode(body).decode(),
+        "content-type": "application/json",
+        "content-encoding": "utf-8",
+        "headers": None if headers is None else {**headers, PROBE_HEADER: probe},
+        "properties": {"body_encoding": "base64", "delivery_mode": 2},
+    }
+    return item
 
 
 def assert_body_never_logged(worker_log: Path) -> None:
@@ -237,6 +293,7 @@ ENVELOPE_CASES: dict[str, tuple[Callable[[dict], None], str]] = {
 def test_a_broken_envelope_with_a_task_id_is_answered(
     case, caller, broker, worker_process, worker_log
 ):
+    redis_only(broker)
     breaks, detail_start = ENVELOPE_CASES[case]
     bad = envelope(caller)
     breaks(bad)
@@ -280,6 +337,7 @@ def _apply(item: dict, change: Callable[[dict], None]) -> dict:
 def test_an_item_without_a_readable_task_id_is_kept_aside_and_logged_once(
     case, caller, broker, worker_process, worker_log
 ):
+    redis_only(broker)
     junk = JUNK_CASES[case](caller)
     logged = events(worker_log, "message.unparseable") + events(worker_log, "message.rejected")
 
@@ -301,6 +359,7 @@ def test_an_item_without_a_readable_task_id_is_kept_aside_and_logged_once(
 def test_a_readable_message_without_a_task_id_is_kept_as_kombu_read_it(
     caller, broker, worker_process, worker_log
 ):
+    redis_only(broker)
     bad = _without_id(envelope(caller))
     tag = bad["properties"]["delivery_tag"]
     logged = events(worker_log, "message.rejected")
@@ -309,7 +368,7 @@ def test_a_readable_message_without_a_task_id_is_kept_as_kombu_read_it(
     check()
 
     def kept() -> dict | None:
-        for item in broker.lrange(UNPARSEABLE_KEY, 0, 20):
+        for item in broker.client.lrange(UNPARSEABLE_KEY, 0, 20):
             try:
                 entry = json.loads(item)
             except ValueError:
@@ -325,6 +384,72 @@ def test_a_readable_message_without_a_task_id_is_kept_as_kombu_read_it(
     assert_body_never_logged(worker_log)
 
 
+NO_ID_CASES: dict[str, tuple[dict | None, bytes]] = {
+    "no headers at all": (None, b'[[], {"note": "%(probe)s"}, {}]'),
+    "a task but no id": ({"task": "videos.get"}, b"[[], {}, {}]"),
+    "an id that is a number": ({"task": "videos.get", "id": 12345}, b"[[], {}, {}]"),
+    "an id too long": ({"task": "videos.get", "id": "i" * 300}, b"[[], {}, {}]"),
+    "no id and a body not JSON": ({"task": "videos.get"}, b"{this is not json"),
+    "no id and a body not UTF-8": ({"task": "videos.get"}, b"\xff\xfe\x00 binary"),
+    "no id and deep brackets": ({"task": "videos.get"}, b"[" * 100_000),
+}
+
+
+@pytest.mark.parametrize("case", list(NO_ID_CASES))
+def test_a_message_without_a_readable_task_id_is_dead_lettered_with_its_reason(
+    case, caller, broker, worker_process, worker_log
+):
+    rabbitmq_only(
+        broker,
+        "on Redis the transport keeps such items in videoworker:unparseable (tests above)",
+    )
+    headers, body = NO_ID_CASES[case]
+    probe = str(uuid.uuid4())
+    if headers is None:
+        body = body.replace(b"%(probe)s", probe.encode())
+    logged = events(worker_log, "message.rejected")
+
+    check = survives(caller, broker, worker_process, no_id_message(body, headers, probe))
+    check()
+
+    kept = assert_dead_lettered(broker, probe, NO_ID_DETAIL)
+    # Whole, or (when larger) its first 64 KiB and how large it was.
+    assert kept.body == body[:KEPT_PREFIX_BYTES]
+    assert kept.headers.get(KEPT_BODY_BYTES_HEADER) == (
+        len(body) if len(body) > KEPT_PREFIX_BYTES else None
+    )
+    assert kept.content_type == "application/json"
+    if headers is not None:
+        assert {k: v for k, v in kept.headers.items() if k in headers} == headers
+    poll(
+        lambda: events(worker_log, "message.rejected") == logged + 1,
+        timeout=10,
+        message="exactly one log line for the message",
+    )
+    poll(lambda: broker.idle("videos"), timeout=30, message="the queue empty, nothing unacked")
+    assert_body_never_logged(worker_log)
+
+
+def test_the_operator_lists_what_was_kept_whatever_its_body(
+    services, caller, broker, worker_process
+):
+    rabbitmq_only(broker, "on Redis such items are kept in videoworker:unparseable, not listed")
+
+    def kept_for_no_id() -> int:
+        listed = run_cli("dead-letters", "list", env=services, check=0)
+        return sum(entry["reason"] == NO_ID_DETAIL for entry in json.loads(listed.stdout))
+
+    before = kept_for_no_id()
+    probe = str(uuid.uuid4())
+    bad = no_id_message(b"[" * 100_000, {"task": "videos.get"}, probe)
+
+    survives(caller, broker, worker_process, bad)()
+
+    # Listed (its body, too deep to decode, shown as no kwargs), and left in place.
+    poll(lambda: kept_for_no_id() == before + 1, timeout=30, message="the kept message listed")
+    assert len(kept_with_probe(broker, probe)) == 1
+
+
 # --- sizes ------------------------------------------------------------------------------
 
 
@@ -337,33 +462,68 @@ def zlib_bomb() -> bytes:
     return b"".join(parts) + compressor.flush()
 
 
-def rss(pid: int) -> int:
-    return psutil.Process(pid).memory_info().rss
+@dataclass(frozen=True)
+class Memory:
+    """A process's resident set now, and the most it has ever held (``VmHWM``)."""
+
+    rss: int
+    peak: int
+
+
+def memory(pid: int) -> Memory:
+    status = Path(f"/proc/{pid}/status").read_text()
+    peak_kib = next(
+        int(line.split()[1]) for line in status.splitlines() if line.startswith("VmHWM:")
+    )
+    return Memory(psutil.Process(pid).memory_info().rss, peak_kib * 1024)
 
 
 def test_a_compression_bomb_is_refused_without_inflating_it(
     caller, broker, worker_process, worker_log, zlib_bomb
 ):
     bad = envelope(caller, headers={"compression": "application/x-gzip"}, body=zlib_bomb)
-    before = rss(worker_process.pid)
+    before = memory(worker_process.pid)
 
     check = survives(caller, broker, worker_process, bad)
-    error = assert_answered(
-        caller,
-        bad["headers"]["id"],
-        f"Message body inflates to more than MESSAGE_MAX_BYTES ({MESSAGE_MAX_BYTES} bytes)",
-    )
+    # Both transports measure the body as it inflates, and stop at the cap.
+    detail = f"Message body inflates to more than MESSAGE_MAX_BYTES ({MESSAGE_MAX_BYTES} bytes)"
+    loc = ["headers", "compression"]
+    error = assert_answered(caller, bad["headers"]["id"], detail)
     check()
-    after = rss(worker_process.pid)
+    after = memory(worker_process.pid)
 
-    print(f"worker RSS around a {len(zlib_bomb)} byte zlib bomb: {before} -> {after}")
-    assert error["fields"][0]["loc"] == ["headers", "compression"]
-    assert after - before < 64 * MiB, (before, after)
+    print(
+        f"worker main process around a {len(zlib_bomb)} byte zlib bomb: "
+        f"RSS {before.rss} -> {after.rss}, peak {before.peak} -> {after.peak}"
+    )
+    assert error["fields"][0]["loc"] == loc
+    grew = after.peak - before.peak
+    assert grew < 64 * MiB, (before, after)
+    assert after.rss - before.rss < 64 * MiB, (before, after)
 
 
 def test_a_compression_bomb_without_an_id_is_kept_as_a_capped_prefix(
     caller, broker, worker_process, zlib_bomb
 ):
+    if broker.rabbitmq:
+        probe = str(uuid.uuid4())
+        bad = no_id_message(zlib_bomb, {"task": "videos.get", "compression": "zlib"}, probe)
+
+        check = survives(caller, broker, worker_process, bad)
+        check()
+
+        kept = assert_dead_lettered(
+            broker,
+            probe,
+            f"Message body inflates to more than MESSAGE_MAX_BYTES ({MESSAGE_MAX_BYTES} bytes)",
+        )
+        # Never inflated: the copy is the start of the compressed bytes, and says how
+        # many there were and what compressed them.
+        assert kept.body == zlib_bomb[:KEPT_PREFIX_BYTES]
+        assert kept.headers[KEPT_BODY_BYTES_HEADER] == len(zlib_bomb)
+        assert "compression" not in kept.headers
+        assert kept.headers["x-videoworker-compression"] == "zlib"
+        return
     bad = encoded(_without_id(envelope(caller, headers={"compression": "zlib"}, body=zlib_bomb)))
     assert len(bad) > KEPT_PREFIX_BYTES
 
@@ -375,21 +535,33 @@ def test_a_compression_bomb_without_an_id_is_kept_as_a_capped_prefix(
 
 def test_an_oversize_item_is_answered_when_its_id_can_be_read(caller, broker, worker_process):
     padding = "x" * (MESSAGE_MAX_BYTES + MiB)
-    bad = envelope(caller, kwargs={"video_id": str(uuid.uuid4()), "padding": padding})
+    kwargs = {"video_id": str(uuid.uuid4()), "padding": padding}
+    bad = envelope(caller, kwargs=kwargs)
     raw = encoded(bad)
 
-    check = survives(caller, broker, worker_process, raw)
-    assert_answered(
-        caller,
-        bad["headers"]["id"],
-        f"Message of {len(raw)} bytes is larger than MESSAGE_MAX_BYTES ({MESSAGE_MAX_BYTES})",
-    )
+    check = survives(caller, broker, worker_process, bad if broker.rabbitmq else raw)
+    if broker.rabbitmq:
+        # RabbitMQ carries the body alone; on Redis the whole item is measured.
+        size = len(base64.b64decode(bad["body"]))
+        detail = f"Message body of {size} bytes is larger than MESSAGE_MAX_BYTES"
+    else:
+        detail = f"Message of {len(raw)} bytes is larger than MESSAGE_MAX_BYTES"
+    assert_answered(caller, bad["headers"]["id"], f"{detail} ({MESSAGE_MAX_BYTES})")
     check()
 
 
 def test_oversize_junk_is_kept_as_a_capped_prefix(caller, broker, worker_process):
     junk = b"[" + b"1," * (3 * MiB)
 
+    if broker.rabbitmq:
+        probe = str(uuid.uuid4())
+        check = survives(caller, broker, worker_process, no_id_message(junk, {}, probe))
+        check()
+
+        kept = assert_dead_lettered(broker, probe, NO_ID_DETAIL)
+        assert kept.body == junk[:KEPT_PREFIX_BYTES]
+        assert kept.headers[KEPT_BODY_BYTES_HEADER] == len(junk)
+        return
     check = survives(caller, broker, worker_process, junk)
     check()
 

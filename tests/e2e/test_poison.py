@@ -1,18 +1,36 @@
 """Malformed messages, published raw with kombu, against a real worker process.
 
 Each must be answered (when it carries a task id) or acknowledged, kept aside and
-logged once, never redelivered, and the worker must keep answering afterwards.
+logged once, never redelivered, and the worker must keep answering afterwards. The
+same messages go through either broker; kept aside means ``videoworker:unparseable`` on
+Redis and the dead-letter queue ``videos.dead-letters`` on RabbitMQ.
 """
 
 from __future__ import annotations
 
 import json
-import time
 import uuid
+from collections.abc import Iterator
 
 import pytest
-import redis
 from kombu import Connection, Exchange, Producer
+
+from tests.e2e.raw_messages import (
+    PROBE_HEADER,
+    REASON_HEADER,
+    RabbitQueues,
+    RedisQueues,
+    kept_with_probe,
+    queues_for,
+)
+from tests.support import poll
+
+
+@pytest.fixture(scope="module")
+def broker(services) -> Iterator[RedisQueues | RabbitQueues]:
+    queues = queues_for(services["CELERY_BROKER_URL"])
+    yield queues
+    queues.close()
 
 
 def publish_raw(
@@ -23,6 +41,7 @@ def publish_raw(
     encoding: str = "utf-8",
     task: str | None = "videos.get",
     with_id: bool = True,
+    probe: str | None = None,
 ) -> str:
     task_id = str(uuid.uuid4())
     headers = {}
@@ -30,6 +49,8 @@ def publish_raw(
         headers["task"] = task
     if with_id:
         headers["id"] = task_id
+    if probe is not None:
+        headers[PROBE_HEADER] = probe
     with Connection(broker_url) as conn:
         producer = Producer(
             conn.channel(),
@@ -115,30 +136,33 @@ def test_unknown_task_is_answered_invalid_request(caller):
 
 
 def test_message_without_task_headers_is_acked_kept_aside_and_logged_once(
-    services, caller, worker_log, worker_process
+    services, broker, caller, worker_log, worker_process
 ):
-    marker_body = b"[[], {}, {}]"
-    before = worker_log.read_text().count("message.rejected: Message headers must carry")
-    kept_before = redis.Redis.from_url(services["CELERY_BROKER_URL"]).llen(
-        "videoworker:unparseable"
-    )
+    probe = str(uuid.uuid4())
+    marker_body = json.dumps([[], {"note": probe}, {}]).encode()
+    rejected = "message.rejected: Message headers must carry"
+    before = worker_log.read_text().count(rejected)
+    kept_before = 0 if broker.rabbitmq else broker.client.llen("videoworker:unparseable")
 
-    publish_raw(services["CELERY_BROKER_URL"], marker_body, task=None, with_id=False)
+    publish_raw(services["CELERY_BROKER_URL"], marker_body, task=None, with_id=False, probe=probe)
     # The worker answers requests sent after the bad one, so it has consumed it.
     assert caller.send_task("videos.stats", kwargs={}, queue="videos").get(timeout=30)["ok"]
 
-    broker = redis.Redis.from_url(services["CELERY_BROKER_URL"])
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and broker.hlen("unacked"):
-        time.sleep(0.05)
-    assert broker.llen("videos") == 0
-    assert broker.hlen("unacked") == 0
-    logged = worker_log.read_text().count("message.rejected: Message headers must carry")
-    assert logged == before + 1
+    poll(lambda: broker.idle("videos"), timeout=30, message="the queue empty, nothing unacked")
+    poll(
+        lambda: worker_log.read_text().count(rejected) == before + 1,
+        timeout=10,
+        message="exactly one log line for the message",
+    )
     # Nobody can be answered, so it is kept where an operator can read it.
-    [kept] = broker.lrange("videoworker:unparseable", 0, 0)
-    assert json.loads(kept)["headers"] == {}
-    assert broker.llen("videoworker:unparseable") in (kept_before + 1, 1000)
+    if broker.rabbitmq:
+        [kept] = kept_with_probe(broker, probe)
+        assert kept.body == marker_body
+        assert kept.headers[REASON_HEADER].startswith("Message headers must carry")
+        return
+    [kept] = broker.client.lrange("videoworker:unparseable", 0, 0)
+    assert json.loads(kept)["headers"] == {PROBE_HEADER: probe}
+    assert broker.client.llen("videoworker:unparseable") in (kept_before + 1, 1000)
 
 
 def test_worker_survives_a_burst_of_poison_and_keeps_answering(services, caller, worker_process):
@@ -161,21 +185,22 @@ def test_worker_survives_a_burst_of_poison_and_keeps_answering(services, caller,
     "junk", [b"this is not a kombu envelope", b'{"body": "no properties"}', b"[1, 2, 3]"]
 )
 def test_junk_pushed_onto_the_queue_list_is_kept_and_the_worker_goes_on(
-    junk, services, caller, worker_process
+    junk, broker, caller, worker_process
 ):
-    broker = redis.Redis.from_url(services["CELERY_BROKER_URL"])
-    broker.delete("videoworker:unparseable")
+    if broker.rabbitmq:
+        pytest.skip("raw bytes on the queue's list exist on Redis only")
+    broker.client.delete("videoworker:unparseable")
 
-    broker.lpush("videos", junk)
+    broker.push("videos", junk)
     after = caller.send_task("videos.stats", kwargs={}, queue="videos").get(timeout=30)
 
     assert after["ok"] is True
     assert worker_process.poll() is None
-    assert broker.lrange("videoworker:unparseable", 0, -1) == [junk]
+    assert broker.client.lrange("videoworker:unparseable", 0, -1) == [junk]
 
 
 def test_the_same_delete_message_delivered_twice_answers_deleted_both_times(
-    services, caller, catalog, engine
+    services, broker, caller, catalog, engine
 ):
     from sqlalchemy import text
 
@@ -200,20 +225,21 @@ def test_the_same_delete_message_delivered_twice_answers_deleted_both_times(
                 headers=headers,
                 serializer=None,
             )
-    deadline = time.monotonic() + 30
-    runs = 0
-    while time.monotonic() < deadline:
+
+    def audit_rows() -> int:
         with engine.connect() as db:
-            runs = db.execute(
+            return db.execute(
                 text("SELECT count(*) FROM deletion_audit WHERE video_id = :v"), {"v": row["id"]}
             ).scalar_one()
-        envelope = caller.AsyncResult(task_id).get(timeout=30)
-        if (
-            runs == 1
-            and redis.Redis.from_url(services["CELERY_BROKER_URL"]).llen("videos.maintenance") == 0
-        ):
-            break
-        time.sleep(0.05)
+
+    # Both copies taken and acknowledged: the second run is over too.
+    poll(
+        lambda: broker.idle("videos.maintenance"),
+        timeout=30,
+        message="both copies of the delete acknowledged",
+    )
+    envelope = caller.AsyncResult(task_id).get(timeout=30)
+    runs = audit_rows()
 
     # One effect (one audit row), and whichever run answered first, the caller sees the
     # delete with every key accounted for: removed, or (if the second copy answered while
@@ -222,7 +248,8 @@ def test_the_same_delete_message_delivered_twice_answers_deleted_both_times(
     assert envelope["ok"] is True and envelope["data"]["deleted"] is True
     data = envelope["data"]
     assert sorted(data["files_deleted"] + data["files_pending"]) == sorted(catalog.keys(row))
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and any(catalog.object_exists(k) for k in catalog.keys(row)):
-        time.sleep(0.05)
-    assert not any(catalog.object_exists(key) for key in catalog.keys(row))
+    poll(
+        lambda: not any(catalog.object_exists(k) for k in catalog.keys(row)),
+        timeout=30,
+        message="every object of the deleted video removed",
+    )

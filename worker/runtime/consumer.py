@@ -35,7 +35,9 @@ A refused message is acknowledged (never redelivered) and logged once, with size
 the header's name, never its body; every string echoed in a detail or a log field is
 cut to ``SHOWN_MAX_CHARS``. When its headers carry a task id, it is answered in the
 result backend with the ``invalid_request`` envelope the caller is waiting for;
-otherwise it is kept aside in ``videoworker:unparseable`` (on the Redis broker).
+otherwise it is kept aside: in ``videoworker:unparseable`` on the Redis broker, in the
+dead-letter queue ``videos.dead-letters`` (reason in a header, body cut to 64 KiB) on
+RabbitMQ.
 
 With ``acks_late`` and ``task_reject_on_worker_lost``, a message whose task kills its
 worker (out of memory, a segfault in a library) would come back forever. The broker
@@ -92,6 +94,9 @@ DEFAULT_MESSAGE_MAX_BYTES = 4 * 1024 * 1024
 # Set by the Redis transport on a message it refused before kombu could read it.
 REFUSAL_PROPERTY = "x-videoworker-refusal"
 EMBED_KEYS = ("callbacks", "errbacks", "chain", "chord")
+# What the dead-letter queue keeps of the body of a message nobody can be answered for.
+KEPT_BODY_BYTES = 64 * 1024
+KEPT_BODY_BYTES_HEADER = "x-videoworker-body-bytes"
 
 
 @dataclass(frozen=True)
@@ -459,6 +464,49 @@ def raw_item(message: Any) -> bytes | None:
         return repr(payload).encode("utf-8", "replace")
 
 
+@dataclass(frozen=True)
+class KeptCopy:
+    """What the dead-letter queue keeps of a message nobody can be answered for."""
+
+    body: bytes
+    headers: dict[str, Any]
+    content_type: str | None
+    content_encoding: str | None
+
+
+def kept_copy(message: Any) -> KeptCopy:
+    """The message as kombu handed it over, its body cut to ``KEPT_BODY_BYTES``.
+
+    kombu has already inflated a body whose ``compression`` header it could read, so
+    that header is dropped; a body it could not inflate is kept as it came, header and all.
+    """
+    headers = dict(message.headers) if isinstance(message.headers, dict) else {}
+    if headers.get("compression") and not getattr(message, "errors", None):
+        headers.pop("compression")
+    body = message.body if isinstance(message.body, bytes) else str(message.body).encode()
+    if len(body) > KEPT_BODY_BYTES:
+        headers[KEPT_BODY_BYTES_HEADER] = len(body)
+        body = body[:KEPT_BODY_BYTES]
+    content_type = message.content_type if isinstance(message.content_type, str) else None
+    encoding = message.content_encoding if isinstance(message.content_encoding, str) else None
+    return KeptCopy(body, headers, content_type, encoding)
+
+
+def decode_refusal(message: Any, exc: Exception) -> Refusal:
+    """Why kombu could not build the message. On AMQP it inflates a compressed body
+    before the consumer sees it: a failure there is answered as the Redis transport
+    answers it."""
+    headers = message.headers if isinstance(message.headers, dict) else {}
+    compression = headers.get("compression")
+    if compression:
+        loc = ("headers", "compression")
+        problem = HEADER_CHECKS["compression"](compression)
+        if problem is not None:
+            return Refusal(f"Header 'compression' {problem}", loc)
+        return Refusal(f"Message body does not decompress with {shown(compression)}", loc)
+    return Refusal(f"Message body could not be decoded: {type(exc).__name__}")
+
+
 class GuardedConsumer(Consumer):
     class Blueprint(Consumer.Blueprint):
         # Celery starts native delayed delivery (28 quorum queues and topic exchanges)
@@ -493,8 +541,11 @@ class GuardedConsumer(Consumer):
         return on_task_received
 
     def on_decode_error(self, message: Any, exc: Exception) -> None:
-        # Celery's own logs the whole body and answers nothing.
-        self.refuse(message, Refusal(f"Message body could not be decoded: {type(exc).__name__}"))
+        # Celery's own logs the whole body and answers nothing. When the transport could
+        # not even build its message, kombu hands over the raw one: wrap it, bodiless.
+        if not hasattr(message, "ack_log_error"):
+            message = _bodiless(message)
+        self.refuse(message, decode_refusal(message, exc))
 
     @property
     def accepted_content_types(self) -> str:
@@ -524,17 +575,30 @@ class GuardedConsumer(Consumer):
             except Exception:  # noqa: BLE001 - the ack below must still happen
                 log.exception("message.reply_failed", extra={"task_id": task_id})
         else:
-            self.keep_aside(message)
+            self.keep_aside(message, refusal.detail)
         message.ack_log_error(log, self.connection_errors)
 
-    def keep_aside(self, message: Any) -> None:
-        """Nobody can be answered: keep the message where an operator can read it."""
+    def keep_aside(self, message: Any, reason: str = "Message carries no task id") -> None:
+        """Nobody can be answered: keep the message where an operator can read it.
+
+        The Redis transport keeps the item as it arrived in ``videoworker:unparseable``. A
+        broker without such a list (RabbitMQ) gets it in the dead-letter queue instead,
+        with ``reason`` in a header, rather than losing it with the ack.
+        """
         keep = getattr(message.channel, "keep_aside", None)
         item = raw_item(message) if keep is not None else None
-        if item is None:
-            return
         try:
-            keep(item)
+            if item is not None:
+                keep(item)
+            else:
+                with self.app.producer_or_acquire() as producer:
+                    publish_dead_letter(
+                        producer,
+                        self.app.conf.broker_url,
+                        kept_copy(message),
+                        (message.delivery_info or {}).get("routing_key") or REQUESTS_QUEUE,
+                        reason,
+                    )
         except Exception:  # noqa: BLE001 - logged; the ack must still happen
             log.exception("message.unparseable_keep_failed")
 
@@ -581,6 +645,27 @@ class GuardedConsumer(Consumer):
             "message.dead_lettered", extra={"task": headers["task"], "task_id": headers["id"]}
         )
         message.ack_log_error(log, self.connection_errors)
+
+
+def _bodiless(raw: Any) -> Any:
+    """A kombu message for a raw one kombu could not convert: its ids, not its body."""
+    from kombu.message import Message
+
+    properties = dict(getattr(raw, "properties", None) or {})
+    headers = properties.get("application_headers")
+    delivery_info = getattr(raw, "delivery_info", None) or {}
+    return Message(
+        body=b"",
+        delivery_tag=delivery_info.get("delivery_tag"),
+        channel=getattr(raw, "channel", None),
+        content_type=properties.get("content_type"),
+        content_encoding=properties.get("content_encoding"),
+        delivery_info=delivery_info,
+        properties=properties,
+        headers={k: v for k, v in headers.items() if k != "compression"}
+        if isinstance(headers, dict)
+        else {},
+    )
 
 
 def delivery_limit() -> int:

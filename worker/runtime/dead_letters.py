@@ -20,7 +20,12 @@ from typing import Any
 from kombu import Connection, Exchange, Producer, Queue
 
 from schemas.contract import DEAD_LETTERS_QUEUE, QUORUM_QUEUE_ARGUMENTS, is_amqp
+from worker.logs import JWT
 
+# Headers that may repeat the kwargs (Celery writes their repr), and the kwarg that is
+# a caller's token: neither is ever stored in the queue.
+REPR_HEADERS = ("argsrepr", "kwargsrepr")
+TOKEN_KWARG = "auth"
 REASON_HEADER = "x-videoworker-reason"
 SET_ASIDE_AT_HEADER = "x-videoworker-set-aside-at"
 FROM_QUEUE_HEADER = "x-videoworker-queue"
@@ -42,13 +47,17 @@ def publish_dead_letter(
     """Publish ``message`` (a kombu message) to the dead-letter queue, unchanged."""
     queue = dead_letters_queue(broker_url)
     headers = {
-        **{k: v for k, v in (message.headers or {}).items() if k not in OUR_HEADERS},
+        **{
+            k: v
+            for k, v in (message.headers or {}).items()
+            if k not in OUR_HEADERS and k not in REPR_HEADERS
+        },
         REASON_HEADER: reason,
         SET_ASIDE_AT_HEADER: datetime.now(UTC).isoformat(),
         FROM_QUEUE_HEADER: from_queue,
     }
     producer.publish(
-        message.body,
+        without_token(message.body),
         exchange=queue.exchange,
         routing_key=queue.routing_key,
         declare=[queue],
@@ -58,6 +67,38 @@ def publish_dead_letter(
         delivery_mode=2,
         retry=True,
     )
+
+
+def without_token(body: bytes | str) -> bytes | str:
+    """The body with the caller's ``auth`` kwarg removed: a token is never stored.
+
+    A body that is not ``[args, kwargs, embed]`` JSON (refused, or cut to a prefix) has
+    whatever looks like a compact JWT in it blanked instead.
+    """
+    try:
+        decoded = json.loads(body)
+    except (ValueError, TypeError, RecursionError):
+        return _blank_tokens(body)
+    if not (isinstance(decoded, list) and len(decoded) == 3 and isinstance(decoded[1], dict)):
+        return _blank_tokens(body)
+    if TOKEN_KWARG not in decoded[1]:
+        return body
+    decoded[1] = {k: v for k, v in decoded[1].items() if k != TOKEN_KWARG}
+    return json.dumps(decoded).encode()
+
+
+def _blank_tokens(body: bytes | str) -> bytes | str:
+    text = body.decode("utf-8", "surrogateescape") if isinstance(body, bytes) else body
+    blanked = JWT.sub("[redacted]", text)
+    if blanked == text:
+        return body
+    return blanked.encode("utf-8", "surrogateescape") if isinstance(body, bytes) else blanked
+
+
+def with_token(body: bytes | str, token: str) -> bytes:
+    decoded = json.loads(body)
+    decoded[1] = {**decoded[1], TOKEN_KWARG: token}
+    return json.dumps(decoded).encode()
 
 
 @dataclass(frozen=True)
@@ -87,7 +128,8 @@ def _describe(message: Any) -> DeadLetter:
     try:
         body = json.loads(message.body)
         kwargs = body[1] if isinstance(body, list) and len(body) == 3 else None
-    except (ValueError, TypeError):
+    except (ValueError, TypeError, RecursionError):
+        # A message kept because nobody could be answered may hold any bytes at all.
         kwargs = None
     return DeadLetter(
         id=str(headers.get("id")),
@@ -138,8 +180,12 @@ class DeadLetters:
                     return _describe(message)
         return None
 
-    def requeue(self, task_id: str) -> DeadLetter | None:
-        """Publish the message back to the queue it came from, then drop its dead letter."""
+    def requeue(self, task_id: str, token: str | None = None) -> DeadLetter | None:
+        """Publish the message back to the queue it came from, then drop its dead letter.
+
+        Its token was not kept: under ``AUTH_MODE=jwt`` give a fresh one (``token``),
+        or the run is answered ``unauthorized``.
+        """
         with self._held() as (connection, held):
             for message in held:
                 letter = _describe(message)
@@ -149,7 +195,7 @@ class DeadLetters:
                 # A fresh start: the redelivery count is per task id and retries.
                 headers.pop("redelivered", None)
                 Producer(connection.channel()).publish(
-                    message.body,
+                    with_token(message.body, token) if token else message.body,
                     exchange=letter.queue,
                     routing_key=letter.queue,
                     headers=headers,

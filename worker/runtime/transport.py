@@ -141,13 +141,13 @@ def examine(raw: bytes, max_bytes: int = DEFAULT_MESSAGE_MAX_BYTES) -> Examined:
         )
     compression = (headers or {}).get("compression")
     if compression:
-        refusal = _compression_refusal(data, compression, max_bytes)
+        refusal = compression_refusal(data, compression, max_bytes)
         if refusal is not None:
             return Examined(None, refusal, headers)
     return Examined(payload, None, headers)
 
 
-def _compression_refusal(data: bytes | str, compression: object, max_bytes: int) -> Refusal | None:
+def compression_refusal(data: bytes | str, compression: object, max_bytes: int) -> Refusal | None:
     loc = ("headers", "compression")
     problem = HEADER_CHECKS["compression"](compression)
     if problem is not None or not isinstance(compression, str):

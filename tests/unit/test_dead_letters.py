@@ -1,0 +1,74 @@
+"""A dead letter keeps the message a caller sent, but never its token."""
+
+from __future__ import annotations
+
+import json
+from types import SimpleNamespace
+
+from worker.runtime.dead_letters import (
+    FROM_QUEUE_HEADER,
+    REASON_HEADER,
+    publish_dead_letter,
+    with_token,
+    without_token,
+)
+
+TOKEN = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJhbGljZSJ9.c2lnbmF0dXJl"
+
+
+class RecordingProducer:
+    def __init__(self) -> None:
+        self.published: list[tuple[object, dict]] = []
+
+    def publish(self, body, **options) -> None:  # noqa: ANN001
+        self.published.append((body, options))
+
+
+def test_the_token_kwarg_leaves_the_body_and_the_rest_stays():
+    body = json.dumps([[], {"video_id": "v1", "auth": TOKEN}, {"callbacks": None}]).encode()
+
+    kept = json.loads(without_token(body))
+
+    assert kept == [[], {"video_id": "v1"}, {"callbacks": None}]
+    assert json.loads(with_token(without_token(body), "fresh"))[1] == {
+        "video_id": "v1",
+        "auth": "fresh",
+    }
+    # Bodies without a token, or not of the protocol's shape, are left byte for byte.
+    plain = json.dumps([[], {"video_id": "v1"}, None]).encode()
+    assert without_token(plain) is plain
+    assert without_token(b"not json") == b"not json"
+
+
+def test_a_dead_letter_stores_neither_the_token_nor_the_kwargs_repr():
+    message = SimpleNamespace(
+        body=json.dumps([[], {"video_id": "v1", "auth": TOKEN}, None]).encode(),
+        headers={
+            "id": "t1",
+            "task": "videos.delete",
+            "kwargsrepr": repr({"video_id": "v1", "auth": TOKEN}),
+            "argsrepr": "()",
+        },
+        content_type="application/json",
+        content_encoding="utf-8",
+    )
+    producer = RecordingProducer()
+
+    publish_dead_letter(producer, "redis://", message, "videos.maintenance", "lost 4 times")
+
+    [(body, options)] = producer.published
+    stored = json.dumps(options["headers"]) + (body.decode() if isinstance(body, bytes) else body)
+    assert TOKEN not in stored
+    assert options["headers"][REASON_HEADER] == "lost 4 times"
+    assert options["headers"][FROM_QUEUE_HEADER] == "videos.maintenance"
+    assert options["headers"]["id"] == "t1"
+    assert json.loads(body)[1] == {"video_id": "v1"}
+
+
+def test_a_body_cut_to_a_prefix_keeps_no_token_either():
+    prefix = ('[[], {"video_id": "v1", "auth": "' + TOKEN + '", "x": "' + "y" * 100).encode()
+
+    kept = without_token(prefix)
+
+    assert TOKEN.encode() not in kept
+    assert kept.startswith(b'[[], {"video_id": "v1", "auth": "[redacted]"')
