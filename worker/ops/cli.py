@@ -49,18 +49,53 @@ def _call(args: argparse.Namespace) -> int:
             return 2
         kwargs[key] = _parse_value(value)
     settings = get_settings()
-    client = VideoClient(settings.celery_broker_url, settings.result_backend_url)
+    token = args.token or os.environ.get("VIDEOWORKER_TOKEN") or None
+    client = VideoClient(settings.celery_broker_url, settings.result_backend_url, token=token)
     try:
         result = client.send(args.task, **kwargs)
         envelope = result.get(timeout=args.timeout)
         result.forget()
     except CeleryTimeout:
-        print(f"videoworker call: no answer within {args.timeout:g}s", file=sys.stderr)
+        result.forget()  # unsubscribe now, while Redis is there, not at interpreter exit
+        print(
+            f"videoworker call: no answer within {args.timeout:g}s; is a worker running? "
+            "(`make run` in another terminal; `videoworker health --worker` checks)",
+            file=sys.stderr,
+        )
         return 3
     finally:
         client.close()
     print(json.dumps(envelope, indent=2, sort_keys=False))
     return 0 if isinstance(envelope, dict) and envelope.get("ok") else 1
+
+
+def _token(args: argparse.Namespace) -> int:
+    """Mint a development token from AUTH_JWT_SECRET, printed alone for ``$(…)``."""
+    from worker.runtime.tokens import mint_token
+
+    settings = get_settings()
+    if settings.auth_jwt_secret is None:
+        print("videoworker token: AUTH_JWT_SECRET is not set", file=sys.stderr)
+        return 2
+    if args.role == "operator" and not args.mall:
+        print("videoworker token: an operator needs --mall (one or more)", file=sys.stderr)
+        return 2
+    if args.role == "tenant" and not args.pin:
+        print("videoworker token: a tenant needs --pin (one or more)", file=sys.stderr)
+        return 2
+    print(
+        mint_token(
+            settings.auth_jwt_secret.get_secret_value(),
+            role=args.role,
+            subject=args.sub,
+            ttl=args.ttl,
+            malls=args.mall,
+            pins=args.pin,
+            audience=settings.auth_jwt_audience,
+            issuer=settings.auth_jwt_issuer,
+        )
+    )
+    return 0
 
 
 def _schemas(args: argparse.Namespace) -> int:
@@ -110,6 +145,10 @@ def _run(args: argparse.Namespace) -> int:
     env_file = EMBEDDED_HOME / "stack.env"
     if embedded:
         print(f"videoworker: starting embedded {', '.join(embedded)} under {EMBEDDED_HOME}/")
+        from worker.ops.preflight import moved_ports
+
+        for line in moved_ports(stack):
+            print(line)
         os.environ.update(stack.start())
         stack.write_env_file(env_file)
     get_settings.cache_clear()
@@ -141,6 +180,12 @@ def _run(args: argparse.Namespace) -> int:
         if not args.no_beat:
             beat_cmd = [*celery, "beat", "--loglevel", args.loglevel]
             children.append(subprocess.Popen(beat_cmd, start_new_session=True))
+        if args.flower:
+            from worker.ops import flower
+
+            flower_cmd, flower_port = flower.command(celery, args.loglevel)
+            children.append(subprocess.Popen(flower_cmd, start_new_session=True))
+            print(f"videoworker: Flower at {flower.url(flower_port)}", flush=True)
         settings = get_settings()
         print(
             "videoworker: ready (worker"
@@ -217,13 +262,15 @@ class CommandFailed(Exception):
 
 def _reconcile(args: argparse.Namespace) -> int:
     from handlers.reconcile import ReconcileStorage, reconcile_storage
+    from worker.ops.progress import counting_store
 
-    report = reconcile_storage(
-        ReconcileStorage(
-            prefix=args.prefix, min_age=args.min_age, max_share=args.max_share, fix=args.fix
-        ),
-        _deps(),
-    )
+    with counting_store(_deps()) as deps:
+        report = reconcile_storage(
+            ReconcileStorage(
+                prefix=args.prefix, min_age=args.min_age, max_share=args.max_share, fix=args.fix
+            ),
+            deps,
+        )
     print(f"objects in bucket:        {report.objects}")
     print(f"referenced by a row:      {report.referenced}")
     print(f"orphans (older than min): {report.orphans}")
@@ -295,9 +342,12 @@ def _dead_letters(args: argparse.Namespace) -> int:
     if args.action == "list":
         print(json.dumps([letter.as_json() for letter in letters.list()], indent=2))
         return 0
-    letter = (
-        letters.requeue(args.task_id) if args.action == "requeue" else letters.drop(args.task_id)
-    )
+    if args.action == "requeue":
+        letter = letters.requeue(
+            args.task_id, token=args.token or os.environ.get("VIDEOWORKER_TOKEN")
+        )
+    else:
+        letter = letters.drop(args.task_id)
     if letter is None:
         print(f"videoworker dead-letters: no dead letter {args.task_id}", file=sys.stderr)
         return 1
@@ -329,6 +379,24 @@ def _redact(url: str) -> str:
         return url.split("://", 1)[0] + "://…"
 
 
+def _demo_videos(text: str) -> int:
+    if not text.isdigit() or not 4 <= int(text) <= 100_000:
+        raise argparse.ArgumentTypeError(f"{text!r}: a whole number from 4 to 100000")
+    return int(text)
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from worker.ops.demo import command
+
+    return command(args)
+
+
+def _events(args: argparse.Namespace) -> int:
+    from worker.ops.events import command
+
+    return command(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="videoworker", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -337,6 +405,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--concurrency", type=int, default=0, help="worker processes (default: cores)")
     run.add_argument("--no-beat", action="store_true", help="do not start celery beat")
     run.add_argument("--loglevel", default="INFO")
+    run.add_argument(
+        "--flower",
+        action="store_true",
+        help="also start Flower on 127.0.0.1:5555 (production extra)",
+    )
     run.set_defaults(func=_run)
 
     migrate = sub.add_parser("migrate", help="apply database migrations")
@@ -346,6 +419,9 @@ def build_parser() -> argparse.ArgumentParser:
     call.add_argument("task", help="e.g. videos.get")
     call.add_argument("kwargs", nargs="*", help="key=value (values parsed as JSON when they are)")
     call.add_argument("--timeout", type=float, default=30.0)
+    call.add_argument(
+        "--token", help="JWT sent as auth (AUTH_MODE=jwt); default $VIDEOWORKER_TOKEN"
+    )
     call.set_defaults(func=_call)
 
     reconcile = sub.add_parser(
@@ -400,7 +476,28 @@ def build_parser() -> argparse.ArgumentParser:
     for action in ("requeue", "drop"):
         chosen = dead_sub.add_parser(action, help=f"{action} one, by task id")
         chosen.add_argument("task_id")
+    dead_sub.choices["requeue"].add_argument(
+        "--token",
+        help="JWT to send with it (AUTH_MODE=jwt: tokens are not kept); default $VIDEOWORKER_TOKEN",
+    )
     dead.set_defaults(func=_dead_letters)
+
+    token = sub.add_parser("token", help="mint a development JWT from AUTH_JWT_SECRET")
+    token.add_argument("--role", required=True, choices=("admin", "operator", "tenant"))
+    token.add_argument("--sub", required=True, help="who the token names (the audit's actor)")
+    token.add_argument("--mall", type=uuid.UUID, action="append", default=[], help="operator")
+    token.add_argument("--pin", type=uuid.UUID, action="append", default=[], help="tenant")
+    token.add_argument("--ttl", type=_duration, default="1h", help="lifetime (default 1h)")
+    token.set_defaults(func=_token)
+
+    demo = sub.add_parser("demo", help="load a demo world: malls, pins, videos and real files")
+    demo.add_argument("--videos", type=_demo_videos, default=300, metavar="N", help="4 to 100000")
+    demo.add_argument("--force", action="store_true", help="add it beside other data")
+    demo.set_defaults(func=_demo)
+
+    events = sub.add_parser("events", help="print videos.events as they come (Ctrl-C stops)")
+    events.add_argument("--count", type=int, default=None, help="stop after N events")
+    events.set_defaults(func=_events)
 
     schemas = sub.add_parser("schemas", help="write JSON Schemas of every message")
     schemas.add_argument("--out", default="docs/schemas")
@@ -410,11 +507,21 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from worker.dev.embedded import EmbeddedError
+    from worker.ops.preflight import Unready, describe_embedded_failure, preflight
+
     args = build_parser().parse_args(argv)
     try:
+        preflight(args, EMBEDDED_HOME)
         return args.func(args)
     except ConfigError as exc:
         print(f"videoworker: {exc}", file=sys.stderr)
+        return 2
+    except Unready as exc:
+        print(f"videoworker: {exc}", file=sys.stderr)
+        return 2
+    except EmbeddedError as exc:
+        print(f"videoworker: {describe_embedded_failure(str(exc), EMBEDDED_HOME)}", file=sys.stderr)
         return 2
     except CommandFailed as exc:
         print(f"videoworker {args.command}: {exc}", file=sys.stderr)
