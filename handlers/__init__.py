@@ -5,7 +5,7 @@ ports in ``handlers.ports`` and are wired by ``worker.bootstrap``.
 """
 
 from handlers.catalog import get_video, list_videos
-from handlers.deletion import delete_video
+from handlers.deletion import delete_video, purge_storage
 from handlers.deps import Deps
 from handlers.errors import (
     DatabaseUnavailable,
@@ -16,7 +16,6 @@ from handlers.errors import (
     Unavailable,
     VideoError,
 )
-from handlers.removal import purge_storage
 from handlers.retention import sweep_retention
 from handlers.stats import flush_stale_stats, get_stats, refresh_stats
 from handlers.urls import sign_url

@@ -1,22 +1,220 @@
-"""``videos.delete``: the row, its processing jobs (by cascade) and its objects.
+"""Deleting videos, and the one removal engine every object key leaves the bucket by.
 
-The row delete, the queueing of its object keys and its audit row commit together;
-only then does the removal engine (``handlers.removal``) take the keys out of the
-bucket. A key that cannot be removed now stays queued for ``videos.purge_storage``.
+``videos.delete`` removes the row (its processing jobs follow by cascade). Inside the
+deleting transaction, ``queue_removal`` records the audit row and queues *every* key
+the row held in ``storage_deletions`` (a transactional outbox: the row cannot go
+without its keys being written down). After the commit, ``remove_queued`` (a delete, a
+sweep, reconcile) or ``purge_storage`` (everything still queued) hands claimed queue
+rows to ``_remove_claimed``, which decides per key, at removal time, whether it may go:
+
+- each key is locked for the transaction (``lock_keys``: an advisory lock on its hash,
+  taken in hash order so two removers never deadlock), so two removers of one key
+  never decide at once;
+- under that lock the key's references are read again: a key another row still holds
+  (a shared thumbnail, an upload registered again) is dequeued and its object kept;
+- the rest go to S3 in one call per chunk; a key removed is dequeued, a key that
+  failed stays queued with backoff, and the audit rows of the videos touched are
+  settled from what is left in the queue.
+
+Two rows sharing a key and deleted at once therefore never both skip it: whichever
+remover runs last sees no row left and removes it. What remains is the moment between
+the reference check and the S3 call: a row another service registers on the key in
+that window loses its object (``videoworker reconcile`` reports it as missing).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import random
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from itertools import islice
 
 from handlers.deps import Deps
 from handlers.errors import NotFound
-from handlers.ports import PastDeletion, RemovedVideo
-from handlers.removal import RemovalReport, queue_removal, remove_queued
+from handlers.ports import PastDeletion, QueuedDeletion, QueuedKey, RemovedVideo, UnitOfWork
 from handlers.stats import request_stats_refresh
 from schemas.events import VideoDeleted
-from schemas.requests import DeleteVideo
-from schemas.responses import VideoDeleteResponse
+from schemas.requests import DeleteVideo, PurgeStorage
+from schemas.responses import PurgeResult, VideoDeleteResponse
+
+RETRY_BASE_SECONDS = 30
+RETRY_CAP_SECONDS = 6 * 3600
+# Keys decided in one transaction: bounds the advisory locks one remover holds (the
+# server's lock table is shared) and the size of one DeleteObjects call.
+REMOVAL_CHUNK = 500
+
+
+def retry_delay(attempts: int, rng: random.Random | None = None) -> timedelta:
+    """Exponential backoff with jitter: 30 s, 1 min, 2 min … capped at 6 h.
+
+    Jitter (between half and all of the step) spreads keys that failed together, so a
+    recovering S3 is not hit by the whole backlog in the same second.
+    """
+    step = min(RETRY_CAP_SECONDS, RETRY_BASE_SECONDS * 2 ** max(0, attempts - 1))
+    return timedelta(seconds=step * (rng or random).uniform(0.5, 1.0))
+
+
+@dataclass(slots=True)
+class RemovalReport:
+    """What became of the keys handed to the engine."""
+
+    # Removed from the bucket and dequeued.
+    deleted: list[str] = field(default_factory=list)
+    # Still queued: S3 refused them (with why), or another remover held them.
+    failed: dict[str, str] = field(default_factory=dict)
+    # Referenced by a live row at removal time: dequeued, the object kept.
+    kept: list[str] = field(default_factory=list)
+
+    def add(self, other: RemovalReport) -> None:
+        self.deleted.extend(other.deleted)
+        self.failed.update(other.failed)
+        self.kept.extend(other.kept)
+
+
+def queue_removal(
+    deps: Deps,
+    uow: UnitOfWork,
+    removed: Sequence[RemovedVideo],
+    reason: str,
+    delete_files: bool,
+    now: datetime,
+) -> list[int]:
+    """Inside the deleting transaction: the audit rows, and every key queued.
+
+    Nothing is decided about shared keys here: a row that shares a key may be going in
+    a concurrent transaction this one cannot see, so the decision waits for removal
+    time, under the key's lock. Returns the queue ids to hand to ``remove_queued``.
+    """
+    uow.audit.record(
+        removed,
+        reason,
+        "files_queued" if delete_files else "files_kept",
+        request_id=deps.request_id,
+        actor=deps.scope.subject,
+    )
+    if not delete_files:
+        return []
+    entries = [
+        QueuedKey(object_key=key, video_id=video.id, mall_id=video.mall_id, reason=reason)
+        for video in removed
+        for key in video.object_keys
+    ]
+    not_before = now + timedelta(seconds=deps.policy.purge_grace_seconds)
+    return uow.deletions.enqueue(entries, not_before=not_before) if entries else []
+
+
+def remove_queued(deps: Deps, queue_ids: Sequence[int]) -> RemovalReport:
+    """After the commit: remove these queued keys now, chunk by chunk.
+
+    Never raises: S3 trouble leaves keys queued with backoff, and a chunk whose
+    bookkeeping cannot be written (PostgreSQL gone mid-way) is rolled back whole, its
+    keys left queued for purge (removing an object twice is harmless). Rows a purge
+    holds at this moment are skipped, still queued. A caller reports as pending every
+    key that is neither deleted nor kept.
+    """
+    report = RemovalReport()
+    now = deps.clock()
+    ids = iter(queue_ids)
+    while chunk := list(islice(ids, REMOVAL_CHUNK)):
+        try:
+            _, done = _claim_and_remove(deps, lambda uow, c=chunk: uow.deletions.claim(c), now)
+        except Exception as exc:  # noqa: BLE001 - the rows are gone; purge finishes the job
+            deps.log.warning("storage.remove.deferred", extra={"error": type(exc).__name__})
+            continue
+        report.add(done)
+    return report
+
+
+def _claim_and_remove(
+    deps: Deps, claim: Callable[[UnitOfWork], list[QueuedDeletion]], now: datetime
+) -> tuple[list[QueuedDeletion], RemovalReport]:
+    """One transaction: claim queue rows, decide and remove their keys, account for them."""
+    with deps.uow() as uow:
+        claimed = claim(uow)
+        report = _remove_claimed(deps, uow, claimed, now)
+        uow.commit()
+    return claimed, report
+
+
+def _remove_claimed(
+    deps: Deps, uow: UnitOfWork, claimed: Sequence[QueuedDeletion], now: datetime
+) -> RemovalReport:
+    """Decide, remove and account for claimed queue rows, inside their transaction."""
+    if not claimed:
+        return RemovalReport()
+    keys = list(dict.fromkeys(entry.object_key for entry in claimed))
+    uow.deletions.lock_keys(keys)
+    referenced = uow.videos.referenced_keys(keys)
+    outcome = deps.store.delete_many([key for key in keys if key not in referenced])
+    settled = set(outcome.deleted) | referenced
+    uow.deletions.complete(entry.id for entry in claimed if entry.object_key in settled)
+    uow.deletions.retry_later(
+        {
+            entry.id: (outcome.failed[entry.object_key], now + retry_delay(entry.attempts + 1))
+            for entry in claimed
+            if entry.object_key in outcome.failed
+        }
+    )
+    uow.audit.settle({entry.video_id for entry in claimed if entry.video_id is not None})
+    if outcome.failed:
+        deps.log.warning(
+            "storage.delete.failed", extra={"keys": len(outcome.failed), "of": len(keys)}
+        )
+    if referenced:
+        # Counts only: object keys are not written to logs.
+        deps.log.info("storage.delete.kept_referenced", extra={"keys": len(referenced)})
+    return RemovalReport(
+        deleted=list(outcome.deleted), failed=dict(outcome.failed), kept=sorted(referenced)
+    )
+
+
+def purge_storage(cmd: PurgeStorage, deps: Deps) -> PurgeResult:
+    """Work through the deletion queue, oldest first, one locked chunk at a time.
+
+    Rows are claimed with ``FOR UPDATE SKIP LOCKED`` and held until their outcome is
+    written, so two purges (or a purge and a delete's own removal) never work on the
+    same row, and a purge killed mid-way just leaves its chunk for the next one. With
+    ``due_only=false`` every queued key is tried now, whatever its backoff: what an
+    operator wants when S3 is back after an outage.
+    """
+    now = deps.clock()
+    report = RemovalReport()
+    rows = 0
+    after_id = 0
+    while rows < cmd.limit:
+        size = min(REMOVAL_CHUNK, cmd.limit - rows)
+
+        def claim(uow: UnitOfWork, size: int = size, after_id: int = after_id):
+            return uow.deletions.claim_due(now, size, due_only=cmd.due_only, after_id=after_id)
+
+        claimed, chunk = _claim_and_remove(deps, claim, now)
+        if not claimed:
+            break
+        # A key that failed just now is due again at once when due_only is false; the
+        # cursor makes each run try each row once.
+        after_id = max(entry.id for entry in claimed)
+        rows += len(claimed)
+        report.add(chunk)
+        if len(claimed) < size:
+            break
+    with deps.uow() as uow:
+        remaining = uow.deletions.pending()
+        stuck = uow.deletions.stuck(deps.policy.stuck_after_attempts)
+    if stuck:
+        # Counts only: object keys are not written to logs.
+        deps.log.error(
+            "storage.purge.stuck",
+            extra={"stuck": stuck, "min_attempts": deps.policy.stuck_after_attempts},
+        )
+    return PurgeResult(
+        attempted=len(report.deleted) + len(report.failed),
+        deleted=len(report.deleted),
+        failed=len(report.failed),
+        kept=len(report.kept),
+        remaining=remaining,
+        stuck=stuck,
+    )
 
 
 def delete_message(removed: int, pending: int) -> str:

@@ -21,9 +21,9 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from itertools import islice
 
+from handlers.deletion import remove_queued
 from handlers.deps import Deps
 from handlers.ports import QueuedKey
-from handlers.removal import remove_queued
 
 MAX_LISTED = 50  # how many keys of each kind a report shows; counts are always complete
 BATCH = 1000

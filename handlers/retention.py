@@ -13,12 +13,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from uuid import UUID
 
-from handlers.deletion import announce_deleted, outcome_of
+from handlers.deletion import announce_deleted, outcome_of, queue_removal, remove_queued
 from handlers.deps import Deps
 from handlers.errors import NotFound
 from handlers.policy import Policy
 from handlers.ports import RetentionScope
-from handlers.removal import queue_removal, remove_queued
 from schemas.requests import ClearRetention, SetLegalHold, SetRetention, SweepRetention
 from schemas.responses import RetentionSweepResult
 

@@ -432,8 +432,8 @@ def test_concurrent_deletes_of_rows_sharing_keys_leave_no_orphan(deps, catalog, 
 
 
 def test_removers_of_overlapping_keys_take_their_locks_without_deadlock(deps, catalog, engine):
+    from handlers.deletion import remove_queued
     from handlers.ports import QueuedKey
-    from handlers.removal import remove_queued
 
     keys = [f"shared/{i:03d}.jpg" for i in range(200)]
     for key in keys:

@@ -10,9 +10,8 @@ from datetime import timedelta
 import pytest
 
 from handlers import NotFound, delete_video, purge_storage, sweep_retention
-from handlers.deletion import delete_message
+from handlers.deletion import RETRY_CAP_SECONDS, delete_message, retry_delay
 from handlers.policy import Policy
-from handlers.removal import RETRY_CAP_SECONDS, retry_delay
 from schemas import DeleteVideo, PurgeStorage, SweepRetention, VideoDeleted
 from tests.unit.fakes import T0, FakeObjectStore, Fakes, make_video, object_keys
 

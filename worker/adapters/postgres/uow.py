@@ -12,8 +12,11 @@ from sqlalchemy import Connection, Engine, create_engine
 from sqlalchemy import exc as sa_exc
 
 from handlers.errors import DatabaseUnavailable
-from worker.adapters.postgres.deletions import PostgresDeletionAudit, PostgresDeletionQueue
-from worker.adapters.postgres.repositories import PostgresVideoRepository
+from worker.adapters.postgres.repositories import (
+    PostgresDeletionAudit,
+    PostgresDeletionQueue,
+    PostgresVideoRepository,
+)
 from worker.settings import Settings
 
 # Connection-level failures: the server is down, restarting or unreachable.
