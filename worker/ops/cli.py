@@ -514,10 +514,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         preflight(args, EMBEDDED_HOME)
         return args.func(args)
-    except ConfigError as exc:
-        print(f"videoworker: {exc}", file=sys.stderr)
-        return 2
-    except Unready as exc:
+    except (ConfigError, Unready) as exc:
         print(f"videoworker: {exc}", file=sys.stderr)
         return 2
     except EmbeddedError as exc:
