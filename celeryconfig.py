@@ -89,6 +89,9 @@ else:
         # whose worker vanished comes back within LONGEST_HARD_LIMIT + the margin.
         "visibility_timeout": _settings.broker_visibility_timeout_seconds
         or LONGEST_HARD_LIMIT + VISIBILITY_MARGIN_SECONDS,
+        # A running worker looks for such messages every 10 s (unacked_restore_interval);
+        # kombu's default throttle would scan only every tenth time, 100 s apart.
+        "unacked_restore_throttle": 1,
         # The Redis transport refuses items, and compressed bodies once inflated, larger
         # than this (see worker.runtime.transport).
         "message_max_bytes": _settings.message_max_bytes,

@@ -97,6 +97,11 @@ def services(stack: EmbeddedStack) -> Iterator[dict[str, str]]:
     downgrade(env["DATABASE_URL"])
     upgrade(env["DATABASE_URL"])
     redis.Redis.from_url(env["REDIS_URL"]).flushdb()
+    if os.environ.get("TEST_BROKER_URL"):
+        from tests.brokers import broker_for
+
+        # What an interrupted session left queued would reach this session's worker.
+        broker_for(env["CELERY_BROKER_URL"]).purge()
     client = _s3_client(env)
     try:
         client.head_bucket(Bucket=env["S3_BUCKET"])

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import pytest
 import redis
 
+from schemas.contract import MAINTENANCE_QUEUE
+from tests.brokers import broker_for, isolated_environment, with_redis_db
 from tests.e2e.conftest import ROOT, stop_worker
 from tests.support import poll
 
@@ -29,30 +31,26 @@ def start_beat(env: dict[str, str], log_path: Path, schedule: Path) -> subproces
     )
 
 
-def queued_tasks(broker: redis.Redis) -> list[str]:
-    """Task names of the messages waiting in videos.maintenance (any priority list)."""
-    names = []
-    for key in broker.scan_iter("videos.maintenance*"):
-        if broker.type(key) == b"list":
-            names += [json.loads(raw)["headers"]["task"] for raw in broker.lrange(key, 0, -1)]
-    return names
+@pytest.fixture
+def beat_environment(services):
+    # A broker, and redbeat's Redis (REDIS_URL), of their own: no worker reads them.
+    results = with_redis_db(services["CELERY_RESULT_BACKEND"], 12)
+    with isolated_environment(
+        services, "beat", 11, 12, REDIS_URL=results, PURGE_INTERVAL_SECONDS="1"
+    ) as env:
+        yield env
 
 
 def test_a_second_beat_waits_for_the_lock_instead_of_doubling_the_schedule(
-    services, tmp_path, monkeypatch
+    beat_environment, tmp_path, monkeypatch
 ):
-    base = services["CELERY_BROKER_URL"].rsplit("/", 1)[0]
-    # Broker and redbeat's Redis (REDIS_URL) in databases of their own: no worker reads them.
-    env = {
-        **services,
-        "CELERY_BROKER_URL": f"{base}/11",
-        "CELERY_RESULT_BACKEND": f"{base}/12",
-        "REDIS_URL": f"{base}/12",
-        "PURGE_INTERVAL_SECONDS": "1",
-    }
-    broker, schedule_store = redis.Redis.from_url(f"{base}/11"), redis.Redis.from_url(f"{base}/12")
-    broker.flushdb()
-    schedule_store.flushdb()
+    env = beat_environment
+    broker = broker_for(env["CELERY_BROKER_URL"])
+    schedule_store = redis.Redis.from_url(env["REDIS_URL"])
+
+    def purges_queued() -> int:
+        return broker.queued_tasks(MAINTENANCE_QUEUE).count(PURGE)
+
     monkeypatch.setenv("CELERY_BROKER_URL", env["CELERY_BROKER_URL"])
     monkeypatch.setenv("CELERY_RESULT_BACKEND", env["CELERY_RESULT_BACKEND"])
     logs = [tmp_path / "beat-a.log", tmp_path / "beat-b.log"]
@@ -60,30 +58,27 @@ def test_a_second_beat_waits_for_the_lock_instead_of_doubling_the_schedule(
 
     def purge_queued() -> bool:
         assert all(beat.poll() is None for beat in beats), "a beat exited"
-        return PURGE in queued_tasks(broker)
+        return PURGE in broker.queued_tasks(MAINTENANCE_QUEUE)
 
     try:
         poll(purge_queued, timeout=60, interval=0.1, message="a purge message from either beat")
         first_seen = time.monotonic()
         # At least four sends and six seconds: long enough that a doubled schedule shows.
         poll(
-            lambda: time.monotonic() - first_seen >= 6 and queued_tasks(broker).count(PURGE) >= 4,
+            lambda: time.monotonic() - first_seen >= 6 and purges_queued() >= 4,
             timeout=30,
             interval=0.1,
             message=lambda: (
-                "four purges over six seconds (beat sends too slowly): "
-                f"{queued_tasks(broker).count(PURGE)} queued"
+                f"four purges over six seconds (beat sends too slowly): {purges_queued()} queued"
             ),
         )
-        purges = queued_tasks(broker).count(PURGE)
+        purges = purges_queued()
         elapsed = time.monotonic() - first_seen
         assert all(beat.poll() is None for beat in beats), "a beat exited"
         redbeat_keys = [k.decode() for k in schedule_store.scan_iter("videoworker:redbeat:*")]
     finally:
         for beat in beats:
             stop_worker(beat)
-        broker.flushdb()
-        schedule_store.flushdb()
 
     # One beat sends about once a second (plus the first); two would send twice as often.
     assert 4 <= purges <= 1.5 * elapsed + 1, (purges, elapsed)

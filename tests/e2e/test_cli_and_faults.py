@@ -7,6 +7,7 @@ import uuid
 
 import pytest
 
+from tests.brokers import isolated_environment
 from tests.e2e.conftest import outside_app, start_worker, stop_worker, wait_until_answering
 from tests.support import run_cli
 from worker.dev.embedded import free_port
@@ -42,26 +43,20 @@ def test_schemas_in_docs_are_current(services):
 
 @pytest.fixture
 def worker_without_database(services, tmp_path, monkeypatch):
-    # An isolated Redis database as its broker (whichever broker the session uses: this
-    # is about PostgreSQL), so only this worker sees these messages.
-    base = services["CELERY_RESULT_BACKEND"].rsplit("/", 1)[0]
-    env = {
-        **services,
-        "DATABASE_URL": f"postgresql+psycopg://postgres@127.0.0.1:{free_port()}/none",
-        "CELERY_BROKER_URL": f"{base}/7",
-        "CELERY_RESULT_BACKEND": f"{base}/8",
-    }
-    # Plain Celery reads these from the environment before its own arguments.
-    monkeypatch.setenv("CELERY_BROKER_URL", env["CELERY_BROKER_URL"])
-    monkeypatch.setenv("CELERY_RESULT_BACKEND", env["CELERY_RESULT_BACKEND"])
-    process = start_worker(env, tmp_path / "worker.log")
-    app = outside_app(env)
-    try:
-        wait_until_answering(app, process)
-        yield app, tmp_path / "worker.log"
-    finally:
-        stop_worker(process)
-        app.close()
+    # A broker of its own, so only this worker sees these messages.
+    unreachable = f"postgresql+psycopg://postgres@127.0.0.1:{free_port()}/none"
+    with isolated_environment(services, "no-database", 7, 8, DATABASE_URL=unreachable) as env:
+        # Plain Celery reads these from the environment before its own arguments.
+        monkeypatch.setenv("CELERY_BROKER_URL", env["CELERY_BROKER_URL"])
+        monkeypatch.setenv("CELERY_RESULT_BACKEND", env["CELERY_RESULT_BACKEND"])
+        process = start_worker(env, tmp_path / "worker.log")
+        app = outside_app(env)
+        try:
+            wait_until_answering(app, process)
+            yield app, tmp_path / "worker.log"
+        finally:
+            stop_worker(process)
+            app.close()
 
 
 def test_unreachable_database_is_retried_then_unavailable(worker_without_database):

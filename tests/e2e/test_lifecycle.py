@@ -1,5 +1,5 @@
-"""Lifecycle through real worker processes, each on its own broker database so that only
-the workers a test starts see its messages."""
+"""Lifecycle through real worker processes, each test on a broker of its own (a Redis
+database, or a RabbitMQ vhost) so that only the workers it starts see its messages."""
 
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-import redis
 from sqlalchemy import text
 
+from tests.brokers import isolated_environment
 from tests.e2e.conftest import outside_app, start_worker, stop_worker, wait_until_answering
 from tests.integration.test_lifecycle import (
     EventCollector,
@@ -31,29 +31,21 @@ from worker.dev.embedded import free_port
 
 @pytest.fixture
 def isolated(services, monkeypatch):
-    """An environment whose broker and result backend are Redis databases of their own."""
-    used: list[redis.Redis] = []
+    """An environment whose broker and result backend are of its own (``tests.brokers``)."""
+    with contextlib.ExitStack() as made:
 
-    def make(broker_db: int, backend_db: int, **overrides: str) -> dict[str, str]:
-        base = services["CELERY_BROKER_URL"].rsplit("/", 1)[0]
-        env = {
-            **services,
-            "CELERY_BROKER_URL": f"{base}/{broker_db}",
-            "CELERY_RESULT_BACKEND": f"{base}/{backend_db}",
-            **overrides,
-        }
-        for db in (broker_db, backend_db):
-            used.append(redis.Redis.from_url(f"{base}/{db}"))
-            used[-1].flushdb()
-        # Plain Celery reads these from the environment before its own arguments.
-        monkeypatch.setenv("CELERY_BROKER_URL", env["CELERY_BROKER_URL"])
-        monkeypatch.setenv("CELERY_RESULT_BACKEND", env["CELERY_RESULT_BACKEND"])
-        return env
+        def make(broker_db: int, backend_db: int, **overrides: str) -> dict[str, str]:
+            env = made.enter_context(
+                isolated_environment(
+                    services, f"lifecycle-{broker_db}", broker_db, backend_db, **overrides
+                )
+            )
+            # Plain Celery reads these from the environment before its own arguments.
+            monkeypatch.setenv("CELERY_BROKER_URL", env["CELERY_BROKER_URL"])
+            monkeypatch.setenv("CELERY_RESULT_BACKEND", env["CELERY_RESULT_BACKEND"])
+            return env
 
-    yield make
-    for client in used:
-        client.flushdb()  # messages the stopped workers handed back
-        client.close()
+        yield make
 
 
 @contextlib.contextmanager

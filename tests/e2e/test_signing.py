@@ -11,6 +11,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 
+from tests.brokers import isolated_environment
 from tests.e2e.conftest import outside_app, start_worker, stop_worker
 from worker.client import NotFoundError, VideoClient
 
@@ -44,29 +45,26 @@ def write_key_and_cert(directory, name: str) -> tuple[str, str]:
 @pytest.fixture
 def signing_worker(services, tmp_path, monkeypatch):
     key, cert = write_key_and_cert(tmp_path, "videoworker")
-    base = services["CELERY_BROKER_URL"].rsplit("/", 1)[0]
-    env = {
-        **services,
-        "CELERY_BROKER_URL": f"{base}/9",
-        "CELERY_RESULT_BACKEND": f"{base}/10",
+    signing = {
         "SECURITY_KEY": key,
         "SECURITY_CERTIFICATE": cert,
         "SECURITY_CERT_STORE": str(tmp_path / "*.pem"),
     }
-    monkeypatch.setenv("CELERY_BROKER_URL", env["CELERY_BROKER_URL"])
-    monkeypatch.setenv("CELERY_RESULT_BACKEND", env["CELERY_RESULT_BACKEND"])
-    process = start_worker(env, tmp_path / "worker.log")
-    client = VideoClient(
-        env["CELERY_BROKER_URL"],
-        env["CELERY_RESULT_BACKEND"],
-        signing={"key": key, "cert": cert, "store": str(tmp_path / "*.pem")},
-        timeout=60,
-    )
-    try:
-        yield env, client
-    finally:
-        client.close()
-        stop_worker(process)
+    with isolated_environment(services, "signing", 9, 10, **signing) as env:
+        monkeypatch.setenv("CELERY_BROKER_URL", env["CELERY_BROKER_URL"])
+        monkeypatch.setenv("CELERY_RESULT_BACKEND", env["CELERY_RESULT_BACKEND"])
+        process = start_worker(env, tmp_path / "worker.log")
+        client = VideoClient(
+            env["CELERY_BROKER_URL"],
+            env["CELERY_RESULT_BACKEND"],
+            signing={"key": key, "cert": cert, "store": str(tmp_path / "*.pem")},
+            timeout=60,
+        )
+        try:
+            yield env, client
+        finally:
+            client.close()
+            stop_worker(process)
 
 
 def test_signed_messages_are_answered_and_unsigned_ones_refused(signing_worker):

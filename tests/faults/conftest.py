@@ -6,12 +6,18 @@ queued messages survive a restart) and moto S3, on free loopback ports. The work
 reaches S3 through ``S3FaultProxy``; the tests arrange and check objects on moto
 directly. Workers are real ``celery -A worker worker`` processes (prefork, two
 children), started per test and stopped, with their children, when it ends.
+
+With ``TEST_BROKER_URL`` a RabbitMQ URL, the broker is a vhost of that server made for
+these tests (``<vhost>.faults``); Redis stays the result backend and cache. The tests
+see the broker through ``tests.brokers``, the same on both.
 """
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import json
+import os
 import signal
 import subprocess
 import time
@@ -31,6 +37,8 @@ import redis
 from celery import Celery
 from sqlalchemy import Engine, create_engine, insert, text
 
+from schemas.contract import is_amqp
+from tests.brokers import Broker, broker_for, isolated_broker, wait_until_idle
 from tests.conftest import Catalog
 from tests.e2e.conftest import outside_app, start_worker, wait_until_answering
 from tests.faults.s3proxy import S3FaultProxy
@@ -158,8 +166,16 @@ class FaultStack:
     bucket: str
 
     @property
-    def broker(self) -> redis.Redis:
-        return redis.Redis.from_url(self.env["CELERY_BROKER_URL"], socket_timeout=5)
+    def broker(self) -> Broker:
+        return broker_for(self.env["CELERY_BROKER_URL"])
+
+    @property
+    def on_rabbitmq(self) -> bool:
+        return is_amqp(self.env["CELERY_BROKER_URL"])
+
+    @property
+    def broker_name(self) -> str:
+        return "RabbitMQ" if self.on_rabbitmq else "Redis"
 
     @property
     def cache(self) -> redis.Redis:
@@ -204,11 +220,7 @@ class FaultStack:
         for start in range(0, len(keys), 1000):
             chunk = [{"Key": key} for key in keys[start : start + 1000]]
             self.s3.delete_objects(Bucket=self.bucket, Delete={"Objects": chunk, "Quiet": True})
-        broker = self.broker
-        # Queue bindings stay: a running worker declared them once and relies on them.
-        stale = [key for key in broker.scan_iter() if not key.startswith(b"_kombu.binding.")]
-        if stale:
-            broker.delete(*stale)
+        self.broker.purge()
         for database in ("CELERY_RESULT_BACKEND", "REDIS_URL"):
             redis.Redis.from_url(self.env[database], socket_timeout=5).flushdb()
 
@@ -304,23 +316,46 @@ class FaultStack:
         """How many flagged redeliveries ``GuardedConsumer`` has counted for this message."""
         return int(self.cache.get(f"{REDELIVERIES_PREFIX}{task_id}:{retries}") or 0)
 
-    def broker_is_idle(self) -> bool:
-        """Every queue empty and nothing delivered but unacknowledged."""
-        broker = self.broker
-        return not (
-            broker.llen(REQUESTS_QUEUE) or broker.llen(MAINTENANCE_QUEUE) or broker.hlen("unacked")
-        )
+    def wait_until_broker_idle(self, timeout: float = 30, message: str = "") -> None:
+        """Until every queue is empty and nothing is delivered but unacknowledged."""
+        wait_until_idle(self.broker, timeout=timeout, message=message)
 
     def wait_until_unacked_expired(self) -> None:
-        """Until Redis would hand every unacknowledged message to the next worker."""
+        """Until the broker would hand every message of a lost worker to the next one.
+
+        RabbitMQ does so as soon as the worker's connection is gone; Redis once the
+        visibility timeout has passed since the message was delivered.
+        """
+        if self.on_rabbitmq:
+            return
+        broker = redis.Redis.from_url(self.env["CELERY_BROKER_URL"], socket_timeout=5)
 
         def expired() -> bool:
-            scores = [
-                score for _, score in self.broker.zrange("unacked_index", 0, -1, withscores=True)
-            ]
+            scores = [score for _, score in broker.zrange("unacked_index", 0, -1, withscores=True)]
             return bool(scores) and time.time() - max(scores) > VISIBILITY_TIMEOUT_SECONDS + 0.5
 
         poll(expired, timeout=VISIBILITY_TIMEOUT_SECONDS + 10, message="visibility timeout")
+
+    def ports_of_blocked_deletes(self) -> list[int]:
+        """Client ports of the backends whose ``DELETE FROM videos`` waits on a row lock."""
+        with self.engine.connect() as conn:
+            return list(
+                conn.execute(
+                    text(
+                        "SELECT client_port FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                        "AND query LIKE 'DELETE FROM videos%'"
+                    )
+                ).scalars()
+            )
+
+    def blocked_delete_child(self, worker: WorkerProcess) -> psutil.Process | None:
+        """The live pool child of ``worker`` whose delete waits on a row lock."""
+        for port in self.ports_of_blocked_deletes():
+            try:
+                return worker.child_connected_from(port)
+            except AssertionError:
+                continue  # the backend of a child already killed, still waiting for the lock
+        return None
 
     def purge_everything(self, caller: Celery) -> dict[str, Any]:
         """Run ``videos.purge_storage`` on every queued key now; its envelope."""
@@ -360,10 +395,16 @@ def fault_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FaultStack
     services.start()
     proxy: S3FaultProxy | None = None
     engine: Engine | None = None
+    rabbitmq_vhost = contextlib.ExitStack()
     try:
         assert services.s3 is not None
         proxy = S3FaultProxy(services.s3.url).start()
         base = services.environment()
+        if is_amqp(rabbitmq := os.environ.get("TEST_BROKER_URL", "")):
+            # Redis stays the result backend and cache; only the broker moves.
+            base["CELERY_BROKER_URL"] = rabbitmq_vhost.enter_context(
+                isolated_broker(rabbitmq, "faults", 0)
+            )
         env = {
             **base,
             "S3_ENDPOINT_URL": proxy.url,
@@ -404,6 +445,7 @@ def fault_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FaultStack
         if proxy is not None:
             proxy.stop()
         services.stop()
+        rabbitmq_vhost.close()
 
 
 @pytest.fixture
@@ -413,6 +455,18 @@ def faults(fault_stack: FaultStack) -> Iterator[FaultStack]:
     fault_stack.reset()
     yield fault_stack
     fault_stack.proxy.heal()
+
+
+# (broker, test, seconds from a worker's loss to its caller's answer): printed when the
+# session ends, so a run's output shows how fast each broker redelivers.
+RECOVERY_TIMES: list[tuple[str, str, float]] = []
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if RECOVERY_TIMES:
+        terminalreporter.section("recovery after a lost worker (kill -> answer)")
+        for broker, test, seconds in RECOVERY_TIMES:
+            terminalreporter.write_line(f"{broker}: {seconds:.2f}s  {test}")
 
 
 # Every worker started and not yet stopped, whichever fixture started it.

@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import uuid
 
-import psutil
 from sqlalchemy import text
 
 from tests.conftest import Catalog
@@ -45,26 +44,7 @@ def assert_dead_lettered(faults, task_id: str, video_id: uuid.UUID) -> None:
     assert [item["id"] for item in json.loads(listed.stdout)] == [task_id]
     # Listing changes nothing, and the original was acknowledged: nothing comes back.
     assert [item["id"] for item in dead_letters(faults)] == [task_id]
-    poll(faults.broker_is_idle, timeout=15, message="the dead letter acknowledged")
-
-
-def blocked_delete_child(faults, worker) -> psutil.Process | None:
-    """The live pool child whose ``DELETE FROM videos`` waits on the test's row lock."""
-    with faults.engine.connect() as conn:
-        ports = list(
-            conn.execute(
-                text(
-                    "SELECT client_port FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
-                    "AND query LIKE 'DELETE FROM videos%'"
-                )
-            ).scalars()
-        )
-    for port in ports:
-        try:
-            return worker.child_connected_from(port)
-        except AssertionError:
-            continue  # the backend of a child already killed, still waiting for the lock
-    return None
+    faults.wait_until_broker_idle(timeout=20, message="the dead letter acknowledged")
 
 
 def test_delete_whose_pool_child_is_killed_every_time_is_dead_lettered(
@@ -83,7 +63,7 @@ def test_delete_whose_pool_child_is_killed_every_time_is_dead_lettered(
         )
         for _ in range(1 + MAX_REDELIVERIES):
             child = poll(
-                lambda: blocked_delete_child(faults, worker),
+                lambda: faults.blocked_delete_child(worker),
                 timeout=30,
                 message="a pool child running the delete",
             )
@@ -91,7 +71,7 @@ def test_delete_whose_pool_child_is_killed_every_time_is_dead_lettered(
             child.kill()
             child.wait(10)
         envelope = result.get(timeout=30)
-        runs_left = blocked_delete_child(faults, worker)
+        runs_left = faults.blocked_delete_child(worker)
         blocker.rollback()
 
     assert envelope == {

@@ -18,7 +18,6 @@ from celery.result import ResultSet
 
 from tests.e2e.conftest import outside_app
 from tests.faults.conftest import REQUESTS_QUEUE, close_caller
-from tests.support import poll
 
 pytestmark = pytest.mark.load
 
@@ -119,7 +118,7 @@ def test_ten_thousand_mixed_requests_are_all_answered_and_memory_stays_flat(
     assert len(pairs) == REQUESTS
     wrong = unexpected(pairs)
     assert wrong == [], f"{len(wrong)} unexpected answers, e.g. {wrong[:3]}"
-    poll(faults.broker_is_idle, timeout=30, message="every message acknowledged")
+    faults.wait_until_broker_idle(timeout=30, message="every message acknowledged")
     assert worker.process.poll() is None
     growth = rss_after_run - rss_after_warm_up
     assert growth < RSS_GROWTH_LIMIT_BYTES, (

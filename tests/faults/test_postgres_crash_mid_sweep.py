@@ -2,7 +2,9 @@
 
 The sweep commits each batch (rows deleted, keys queued, audit rows) in one
 transaction, then removes the batch's objects. A crash between batches must leave
-whole batches either done or untouched, and the sweep's retry must finish the job.
+whole batches either done or untouched, and the sweep's next run must finish the job.
+The task retries in place, holding its message; the worker is killed while it waits,
+so the message goes to the next worker, whose run finds the database back.
 """
 
 from __future__ import annotations
@@ -39,13 +41,13 @@ def test_sweep_cut_off_by_a_crash_leaves_rows_and_queue_consistent_and_its_retry
         poll(
             lambda: worker.events_named("task.retrying", sweeping.id),
             timeout=30,
-            message="the sweep to give up for now and schedule its retry",
+            message="the sweep to wait for the database before trying again",
         )
-        # Stopped before the retry can run (warm shutdown gives its message back).
-        worker.process.terminate()
-        assert worker.process.wait(60) == 0
+        # Lost while it waits: its message, never acknowledged, goes to the next worker.
+        worker.kill()
     finally:
         postgres.start()
+    assert faults.stored_answer(sweeping.id) is None, "the sweep answered before its worker died"
 
     # What the crash left: two batches gone whole, the third untouched.
     done = first_batch + second_batch
@@ -56,6 +58,7 @@ def test_sweep_cut_off_by_a_crash_leaves_rows_and_queue_consistent_and_its_retry
     assert faults.bucket_keys() == {key for row in third_batch + fresh for key in Catalog.keys(row)}
     faults.assert_storage_consistent()
 
+    faults.wait_until_unacked_expired()
     workers.start()
     envelope = sweeping.get(timeout=60)
 

@@ -82,6 +82,48 @@ def test_persistent_s3_failure_leaves_keys_queued_until_a_purge_after_healing(
     assert all(catalog.object_exists(key) for key in Catalog.keys(bystander))
 
 
+def purge(caller, **kwargs) -> dict:
+    return caller.send_task("videos.purge_storage", kwargs=kwargs, queue=MAINTENANCE_QUEUE).get(
+        timeout=60
+    )
+
+
+def test_s3_down_through_a_delete_leaves_its_keys_pending_until_a_purge_now(
+    faults, module_worker, caller, mall_and_pin
+):
+    mall, pin = mall_and_pin
+    catalog = faults.catalog()
+    video = catalog.video(mall, pin)
+    bystander = catalog.video(mall, pin)
+    keys = Catalog.keys(video)
+    # Refused for as long as the delete tries, botocore's attempts included.
+    faults.proxy.stop()
+
+    envelope = delete(caller, video["id"])
+
+    assert envelope["ok"], envelope
+    assert (envelope["data"]["files_deleted"], envelope["data"]["files_pending"]) == ([], keys)
+    assert [row["attempts"] for row in queue_rows(faults)] == [1, 1, 1]
+    assert all(catalog.object_exists(key) for key in keys)
+
+    faults.proxy.start()
+    # Back, but the keys wait out their backoff (15 s at the least): a due-only purge
+    # leaves them; an operator's purge now takes them all.
+    waiting = purge(caller)
+    now = purge(caller, due_only=False)
+
+    assert waiting["ok"] and (waiting["data"]["deleted"], waiting["data"]["remaining"]) == (0, 3)
+    assert now["ok"], now
+    assert (now["data"]["deleted"], now["data"]["failed"], now["data"]["remaining"]) == (3, 0, 0)
+    assert faults.queued_keys() == []
+    assert not any(catalog.object_exists(key) for key in keys)
+    assert all(catalog.object_exists(key) for key in Catalog.keys(bystander))
+    with faults.engine.connect() as conn:
+        outcome = conn.execute(text("SELECT outcome FROM deletion_audit")).scalar_one()
+    assert outcome == "files_deleted"
+    faults.assert_storage_consistent()
+
+
 def test_partial_delete_objects_failure_keeps_only_the_failed_key_queued(
     faults, module_worker, caller, mall_and_pin
 ):

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import time
 from datetime import timedelta
 
+from tests.brokers import QueueCounts
 from tests.conftest import Catalog
 from tests.faults.conftest import MAINTENANCE_QUEUE, REQUESTS_QUEUE
 from tests.support import poll
@@ -46,7 +48,7 @@ def test_sigterm_lets_the_running_sweep_finish_once_and_store_its_answer(
 
     # A new worker finds nothing of the sweep to run again.
     after = workers.start()
-    poll(faults.broker_is_idle, timeout=30, message="every message acknowledged")
+    faults.wait_until_broker_idle(timeout=30, message="every message acknowledged")
 
     assert after.completions(sweeping.id) == 0
     assert faults.redeliveries(sweeping.id) == 0
@@ -63,23 +65,28 @@ def test_a_message_given_back_unstarted_at_a_warm_shutdown_is_not_counted_as_a_l
     first = workers.start()
     # Held by the worker, unacknowledged, until its ETA: it cannot have started.
     waiting = caller.send_task("videos.stats", kwargs={}, queue=REQUESTS_QUEUE, countdown=60)
+    sent_at = time.monotonic()
 
-    def held_by_a_worker() -> bool:
-        # Off the queue's list, in kombu's hash of delivered-but-unacknowledged messages.
-        broker = faults.broker
-        unacked = [raw for raw in broker.hvals("unacked") if waiting.id.encode() in raw]
-        return broker.llen(REQUESTS_QUEUE) == 0 and len(unacked) == 1
+    def held_by_a_worker(since: float) -> bool:
+        # Off the queue, delivered but not acknowledged, as seen after ``since``.
+        counts = faults.broker.counts(since)
+        return counts is not None and counts[REQUESTS_QUEUE] == QueueCounts(ready=0, unacked=1)
 
-    poll(held_by_a_worker, timeout=30, message="the worker to hold the message")
+    poll(lambda: held_by_a_worker(sent_at), timeout=30, message="the worker to hold the message")
     first.process.terminate()
     assert first.process.wait(60) == 0
     poll(
-        lambda: faults.broker.llen(REQUESTS_QUEUE) == 1,
+        lambda: faults.broker.ready(REQUESTS_QUEUE) == 1,
         timeout=30,
         message="the warm shutdown to give the message back",
     )
 
     workers.start()
-    poll(held_by_a_worker, timeout=30, message="the message given back to reach the next worker")
+    restarted_at = time.monotonic()
+    poll(
+        lambda: held_by_a_worker(restarted_at),
+        timeout=30,
+        message="the message given back to reach the next worker",
+    )
 
     assert faults.redeliveries(waiting.id) == 0

@@ -4,20 +4,23 @@ The proxy holds the delete's DeleteObjects call and the sweep's third one, so th
 lands at a known point: both rows' transactions committed (rows gone, keys queued,
 audited), their objects not yet removed. With ``acks_late`` and
 ``reject_on_worker_lost`` both messages come back: at once when a pool child dies
-(its parent requeues them), after the visibility timeout when the whole worker dies.
-Each is then redone harmlessly: the delete finds its row gone by its own first run and
-answers what that run would have (the keys it queued, none removed yet), the sweep
-deletes only what is left, and a purge removes what the lost calls left queued.
+(its parent requeues them); when the whole worker dies, at once on RabbitMQ (the
+worker's connection is gone) and after the visibility timeout on Redis. Each is then
+redone harmlessly: the delete finds its row gone by its own first run and answers what
+that run would have (the keys it queued, none removed yet), the sweep deletes only what
+is left, and a purge removes what the lost calls left queued.
 """
 
 from __future__ import annotations
 
+import time
 from datetime import timedelta
 
 import pytest
+from sqlalchemy import text
 
 from tests.conftest import Catalog
-from tests.faults.conftest import MAINTENANCE_QUEUE
+from tests.faults.conftest import MAINTENANCE_QUEUE, RECOVERY_TIMES, VISIBILITY_TIMEOUT_SECONDS
 from tests.support import poll
 
 EXPIRED, FRESH, BATCH = 50, 5, 10
@@ -95,8 +98,60 @@ def test_worker_killed_mid_delete_and_mid_sweep_redoes_both_harmlessly(
     assert set(audited) == {doomed["id"], *(row["id"] for row in expired)}
     assert set(audited.values()) == {1}
     assert faults.video_ids() == {row["id"] for row in fresh}
-    poll(faults.broker_is_idle, timeout=30, message="every message acknowledged")
+    faults.wait_until_broker_idle(timeout=30, message="every message acknowledged")
     faults.assert_storage_consistent()
 
     faults.assert_purged_clean(caller)
     assert faults.bucket_keys() == {key for row in fresh for key in Catalog.keys(row)}
+
+
+def test_whole_worker_killed_mid_delete_its_message_is_answered_by_the_live_worker(
+    faults, workers, caller, mall_and_pin, request
+):
+    mall, pin = mall_and_pin
+    video = faults.catalog().video(mall, pin)
+    keys = Catalog.keys(video)
+    # Both up before the delete is sent: the time measured is the broker's, not a start's.
+    both = [workers.start(), workers.start()]
+
+    def worker_blocked_in_the_delete():
+        for worker in both:
+            if faults.blocked_delete_child(worker) is not None:
+                return worker
+        return None
+
+    # The test holds the row lock, so the delete blocks in PostgreSQL before its commit:
+    # a known moment to kill the worker running it, main process and pool alike.
+    with faults.engine.connect() as blocker:
+        blocker.execute(text("SELECT 1 FROM videos WHERE id = :id FOR UPDATE"), {"id": video["id"]})
+        deleting = caller.send_task(
+            "videos.delete", kwargs={"video_id": str(video["id"])}, queue=MAINTENANCE_QUEUE
+        )
+        victim = poll(worker_blocked_in_the_delete, timeout=30, message="a worker in the delete")
+        [survivor] = [worker for worker in both if worker is not victim]
+        killed_at = time.monotonic()
+        victim.kill()
+        # The dead run's transaction never commits: its backend ends when it finds its
+        # client gone, and frees the row for the run that replaces it.
+        blocker.rollback()
+    envelope = deleting.get(timeout=60)
+    recovery = time.monotonic() - killed_at
+    RECOVERY_TIMES.append((faults.broker_name, request.node.name, recovery))
+    print(f"{faults.broker_name}: worker killed mid-delete, answered {recovery:.2f}s later")
+
+    assert envelope["ok"], envelope
+    assert envelope["data"]["deleted"] is True
+    assert sorted(envelope["data"]["files_deleted"]) == sorted(keys)
+    assert envelope["data"]["files_pending"] == []
+    # The success line follows the stored answer by a moment.
+    poll(lambda: survivor.completions(deleting.id) >= 1, timeout=15, message="the success line")
+    assert survivor.completions(deleting.id) == 1
+    assert faults.redeliveries(deleting.id) == 1
+    assert faults.audited() == {video["id"]: 1}
+    assert video["id"] not in faults.video_ids()
+    faults.wait_until_broker_idle(timeout=30, message="every message acknowledged")
+    faults.assert_storage_consistent()
+    assert faults.bucket_keys() == set()
+    if faults.on_rabbitmq:
+        # At once: well inside the visibility timeout Redis would have waited.
+        assert recovery < VISIBILITY_TIMEOUT_SECONDS, recovery
