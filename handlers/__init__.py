@@ -4,6 +4,7 @@ Nothing here imports Celery, SQLAlchemy, boto3 or redis; those live behind the
 ports in ``handlers.ports`` and are wired by ``worker.bootstrap``.
 """
 
+from handlers.bulk import bulk_delete
 from handlers.catalog import get_video, list_videos
 from handlers.deletion import delete_video, purge_storage
 from handlers.deps import Deps
@@ -18,7 +19,8 @@ from handlers.errors import (
 )
 from handlers.retention import sweep_retention
 from handlers.stats import flush_stale_stats, get_stats, refresh_stats
-from handlers.urls import sign_url
+from handlers.trash import restore_video
+from handlers.urls import sign_url, sign_urls
 
 __all__ = [
     "DatabaseUnavailable",
@@ -29,6 +31,7 @@ __all__ = [
     "StorageUnavailable",
     "Unavailable",
     "VideoError",
+    "bulk_delete",
     "delete_video",
     "flush_stale_stats",
     "get_stats",
@@ -36,6 +39,8 @@ __all__ = [
     "list_videos",
     "purge_storage",
     "refresh_stats",
+    "restore_video",
     "sign_url",
+    "sign_urls",
     "sweep_retention",
 ]

@@ -25,14 +25,22 @@ that window loses its object (``videoworker reconcile`` reports it as missing).
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Sequence
+import time
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from itertools import islice
 
 from handlers.deps import Deps
 from handlers.errors import NotFound
-from handlers.ports import PastDeletion, QueuedDeletion, QueuedKey, RemovedVideo, UnitOfWork
+from handlers.ports import (
+    PastDeletion,
+    QueuedDeletion,
+    QueuedKey,
+    RemovedVideo,
+    TrashedVideo,
+    UnitOfWork,
+)
 from handlers.stats import request_stats_refresh
 from schemas.events import VideoDeleted
 from schemas.requests import DeleteVideo, PurgeStorage
@@ -252,7 +260,111 @@ def announce_deleted(
     request_stats_refresh(deps, {video.mall_id for video in removed})
 
 
+class Budget:
+    """How long a long-running delete (sweep, bulk) may go on before it hands over to a
+    continuation, ending well inside its time limit and the broker's patience."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.started = time.monotonic()
+        self.done = 0
+
+    def exhausted(self) -> bool:
+        # Every run takes at least one batch: a run that did nothing but hand over would
+        # queue itself forever.
+        return self.done > 0 and time.monotonic() - self.started > self.seconds
+
+
+@dataclass(slots=True)
+class Tally:
+    """Videos deleted in batches, and what became of their files (counts)."""
+
+    deleted: int = 0
+    files_deleted: int = 0
+    files_pending: int = 0
+    ids: list = field(default_factory=list)
+
+    def count(self, batch: Sequence[RemovedVideo], report: RemovalReport, files: bool) -> None:
+        self.deleted += len(batch)
+        self.ids.extend(video.id for video in batch)
+        if files:
+            for video in batch:
+                done, pending = outcome_of(video, report)
+                self.files_deleted += len(done)
+                self.files_pending += len(pending)
+
+
+def delete_in_batches(
+    deps: Deps,
+    take: Callable[[UnitOfWork], list[RemovedVideo]],
+    *,
+    reason: str,
+    delete_files: bool,
+    batch_size: int,
+    budget: Budget,
+    tally: Tally,
+    after_batch: Callable[[], None] | None = None,
+) -> bool:
+    """Delete what ``take`` claims, batch by batch, each with the guarantees of
+    ``videos.delete``; True when the budget ran out with work possibly left."""
+    now = deps.clock()
+    while not budget.exhausted():
+        with deps.uow() as uow:
+            batch = take(uow)
+            if not batch:
+                return False
+            queued = queue_removal(deps, uow, batch, reason, delete_files, now)
+            uow.commit()
+        report = remove_queued(deps, queued)
+        announce_deleted(deps, batch, report, delete_files)
+        tally.count(batch, report, delete_files)
+        budget.done += len(batch)
+        if after_batch is not None:
+            after_batch()
+        if len(batch) < batch_size:
+            return False
+    return True
+
+
+def trash_changed(deps: Deps, videos: Iterable[TrashedVideo]) -> None:
+    """Videos went into the trash or out of it: their figures are stale."""
+    changed = [video for video in videos if video.newly]
+    if changed:
+        deps.cache.forget_pins({video.pin_id for video in changed if video.pin_id is not None})
+        request_stats_refresh(deps, {video.mall_id for video in changed})
+
+
+def purge_after(deps: Deps, trashed_at: datetime) -> datetime:
+    """When a video trashed at ``trashed_at`` may be deleted for good by the sweep."""
+    return trashed_at + timedelta(days=deps.policy.trash_days)
+
+
+def trash_video(cmd: DeleteVideo, deps: Deps) -> VideoDeleteResponse:
+    """Into the trash: the row stays (hidden from every read), no object is touched."""
+    with deps.uow() as uow:
+        trashed = uow.videos.trash(deps.scope, cmd.video_id, deps.clock(), deps.scope.subject)
+        if trashed is None:
+            raise NotFound.video(cmd.video_id)
+        uow.commit()
+    if trashed.newly:
+        deps.log.info("video.trashed", extra={"video_id": str(trashed.id)})
+    trash_changed(deps, [trashed])
+    return VideoDeleteResponse(
+        video_id=trashed.id,
+        deleted=True,
+        files_deleted=[],
+        files_pending=[],
+        message=TRASHED_MESSAGE,
+        purge_after=purge_after(deps, trashed.trashed_at),
+    )
+
+
+TRASHED_MESSAGE = "Video moved to trash."
+
+
 def delete_video(cmd: DeleteVideo, deps: Deps) -> VideoDeleteResponse:
+    if cmd.trash:
+        return trash_video(cmd, deps)
     now = deps.clock()
     with deps.uow() as uow:
         removed = uow.videos.delete(deps.scope, cmd.video_id)

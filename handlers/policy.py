@@ -14,11 +14,15 @@ class Policy:
     # Videos uploaded longer ago than this are swept, unless the request or the mall
     # says otherwise.
     retention_days: int = 90
+    # A video in the trash is deleted for good once it has been there this long.
+    trash_days: int = 30
     # Inline deletes get this head start before purge may retry the same keys.
     purge_grace_seconds: int = 60
     # A sweep stops taking batches after this long and queues its own continuation,
     # ending well inside its time limit and the broker's visibility timeout.
     sweep_time_budget_seconds: float = 120.0
+    # The same for a bulk delete, which answers with the id of its continuation.
+    bulk_delete_time_budget_seconds: float = 120.0
     # Deletes within this window share one stats refresh.
     stats_debounce_seconds: float = 5.0
     # Keys that failed this many times are reported as stuck.

@@ -15,8 +15,8 @@ from uuid import UUID
 
 from handlers.access import Scope
 from schemas.events import Event
-from schemas.requests import ListVideos
-from schemas.responses import VideoDetailResponse, VideoListItem, VideoStats
+from schemas.requests import ListVideos, VideoFilters
+from schemas.responses import PinFigures, VideoDetailResponse, VideoListItem, VideoStats
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,11 +30,25 @@ class RemovedVideo:
     thumbnail_path: str | None
     # Whose per-pin statistics the deletion makes stale.
     pin_id: UUID | None = None
+    # Originals plus proxies it kept in the bucket (what a quota counts).
+    stored_bytes: int = field(default=0, compare=False)
 
     @property
     def object_keys(self) -> list[str]:
         keys = [self.original_path, self.proxy_path, self.thumbnail_path]
         return [k for k in dict.fromkeys(keys) if k]
+
+
+@dataclass(frozen=True, slots=True)
+class TrashedVideo:
+    """A video moved into the trash (or out of it): ``trashed_at`` is when it went in."""
+
+    id: UUID
+    mall_id: UUID
+    pin_id: UUID | None
+    trashed_at: datetime
+    # False when it was already in the trash (the same answer is given again).
+    newly: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,11 +93,86 @@ class VideoRepository(Protocol):
     """Every read and every delete of videos takes the caller's ``Scope`` and sees only
     what it allows: a video outside it is answered as if it did not exist."""
 
-    def list(self, scope: Scope, query: ListVideos) -> tuple[list[VideoListItem], int]: ...
+    def list(self, scope: Scope, query: ListVideos) -> tuple[list[VideoListItem], int]:
+        """A page and the exact total: what is not in the trash, or (``trashed``) only
+        what is, whose items then carry ``trashed_at``."""
+        ...
 
-    def get(self, scope: Scope, video_id: UUID) -> VideoDetailResponse | None: ...
+    def get(self, scope: Scope, video_id: UUID) -> VideoDetailResponse | None:
+        """A video not in the trash; None for one that is, as for one that is not there."""
+        ...
 
-    def delete(self, scope: Scope, video_id: UUID) -> RemovedVideo | None: ...
+    def get_many(
+        self, scope: Scope, video_ids: Sequence[UUID], trashed: bool = False
+    ) -> dict[UUID, VideoDetailResponse]:
+        """``get`` of many ids in one query (``trashed``: of videos in the trash)."""
+        ...
+
+    def delete(self, scope: Scope, video_id: UUID) -> RemovedVideo | None:
+        """Delete the row, in the trash or not."""
+        ...
+
+    def trash(
+        self, scope: Scope, video_id: UUID, at: datetime, by: str | None
+    ) -> TrashedVideo | None:
+        """Move a video into the trash; one already there is answered as it is."""
+        ...
+
+    def restore(self, scope: Scope, video_id: UUID) -> TrashedVideo | None:
+        """Take a video out of the trash; None if it is not in it."""
+        ...
+
+    def find_selected(self, scope: Scope, video_ids: Sequence[UUID]) -> set[UUID]: ...
+
+    def summarise_selected(self, scope: Scope, filters: VideoFilters) -> ExpiredSummary: ...
+
+    def delete_selected(
+        self,
+        scope: Scope,
+        video_ids: Sequence[UUID] | None,
+        filters: VideoFilters | None,
+        limit: int,
+    ) -> list[RemovedVideo]:
+        """Delete up to ``limit`` of the selected videos, oldest first, skipping rows
+        another remover holds: these ids, or what a list with these filters shows."""
+        ...
+
+    def trash_selected(
+        self,
+        scope: Scope,
+        video_ids: Sequence[UUID] | None,
+        filters: VideoFilters | None,
+        limit: int,
+        at: datetime,
+        by: str | None,
+    ) -> list[TrashedVideo]:
+        """As ``delete_selected``, moving the videos not yet in the trash into it."""
+        ...
+
+    def summarise_trash_due(
+        self, scope: Scope, mall_id: UUID | None, before: datetime
+    ) -> ExpiredSummary: ...
+
+    def delete_trash_due(
+        self, scope: Scope, mall_id: UUID | None, before: datetime, limit: int
+    ) -> list[RemovedVideo]:
+        """Delete videos trashed before ``before`` (never a held one), oldest first."""
+        ...
+
+    def mall_quotas(self, mall_id: UUID | None) -> list[tuple[UUID, int]]:
+        """Every mall with a storage quota (or just this one), with its quota in bytes."""
+        ...
+
+    def mall_storage(self, mall_id: UUID) -> int:
+        """Originals plus proxies of all the mall's videos, in the trash too."""
+        ...
+
+    def delete_for_quota(
+        self, scope: Scope, mall_id: UUID, excess: int, limit: int
+    ) -> list[RemovedVideo]:
+        """Delete the mall's oldest videos (never a held one, at most ``limit``) until
+        ``excess`` bytes are freed."""
+        ...
 
     def delete_expired(
         self, scope: Scope, retention: RetentionScope, limit: int
@@ -104,8 +193,11 @@ class VideoRepository(Protocol):
         streamed while the unit of work is open."""
         ...
 
-    def set_mall_retention(self, mall_id: UUID, days: int) -> bool:
-        """Give the mall its own period; False if there is no such mall."""
+    def set_mall_retention(
+        self, mall_id: UUID, days: int | None = None, max_storage_bytes: int | None = None
+    ) -> bool:
+        """Give the mall its own period and/or quota (what is None stays as it was);
+        False if there is no such mall."""
         ...
 
     def clear_mall_retention(self, mall_id: UUID) -> bool:
@@ -116,8 +208,17 @@ class VideoRepository(Protocol):
         """Hold or release a video; False if there is no such video."""
         ...
 
-    def stats(self, scope: Scope, mall_id: UUID | None, at: datetime) -> VideoStats:
-        """The figures of what the scope sees, within ``mall_id`` when one is given."""
+    def stats(
+        self, scope: Scope, mall_id: UUID | None, at: datetime, pin_id: UUID | None = None
+    ) -> VideoStats:
+        """The figures of what the scope sees, within ``mall_id`` and ``pin_id`` when
+        given: of what is not in the trash, and ``trash`` of what is."""
+        ...
+
+    def pin_figures(
+        self, scope: Scope, mall_id: UUID | None, pin_id: UUID | None, limit: int
+    ) -> list[PinFigures]:
+        """Per-pin figures of what the scope sees (not the trash), largest storage first."""
         ...
 
     def stats_per_mall(self, at: datetime) -> list[VideoStats]:
@@ -258,7 +359,19 @@ class StatsCache(Protocol):
 
 
 Publish = Callable[[Event], None]
-# Ask for a task to run later, by name: the handlers' only way to schedule work.
-Enqueue = Callable[[str, dict, float], None]
+
+
+class Enqueue(Protocol):
+    """Ask for a task to run later, by name: the handlers' only way to schedule work.
+
+    ``task_id``, when given, is the id the queued message carries (and its result is
+    stored under), so a handler can name its continuation to its caller.
+    """
+
+    def __call__(
+        self, task: str, kwargs: dict, countdown: float, task_id: str | None = None
+    ) -> None: ...
+
+
 Clock = Callable[[], datetime]
 UnitOfWorkFactory = Callable[[], UnitOfWork]

@@ -1,23 +1,24 @@
-"""Retention: which videos have outlived their mall's period, and sweeping them.
+"""Retention: which videos have outlived their mall's period, the trash, and quotas.
 
 The period of a mall is, in order: the request's ``older_than_days``, the mall's own
-(``videoworker retention set``), the worker's ``RETENTION_DAYS``. Videos on legal hold
-are never swept. Each batch is deleted with the guarantees of ``videos.delete``.
+(``videoworker retention set``), the worker's ``RETENTION_DAYS``. A mall may also have a
+storage quota, kept by deleting its oldest videos. Videos on legal hold are never
+swept. Each batch is deleted with the guarantees of ``videos.delete``.
 """
 
 from __future__ import annotations
 
-import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import partial
 from uuid import UUID
 
-from handlers.deletion import announce_deleted, outcome_of, queue_removal, remove_queued
+from handlers.deletion import Budget, Tally, delete_in_batches
 from handlers.deps import Deps
 from handlers.errors import NotFound
 from handlers.policy import Policy
-from handlers.ports import RetentionScope
+from handlers.ports import RemovedVideo, RetentionScope, UnitOfWork
 from schemas.requests import ClearRetention, SetLegalHold, SetRetention, SweepRetention
 from schemas.responses import RetentionSweepResult
 
@@ -47,13 +48,19 @@ def reported_cutoff(
 
 
 def sweep_retention(cmd: SweepRetention, deps: Deps) -> RetentionSweepResult:
-    """Delete expired videos mall by mall, in batches, for at most the time budget.
+    """Three rules, in order, each in batches, for at most the time budget:
 
-    Each batch is claimed with ``FOR UPDATE SKIP LOCKED``, so concurrent sweeps take
-    disjoint rows and never wait on each other. When the budget runs out with work
-    left, the sweep queues its own continuation and answers with what it did so far.
+    1. age: each mall's videos older than its period;
+    2. the trash: videos trashed more than ``TRASH_DAYS`` ago;
+    3. quota: a mall over its storage quota loses its oldest videos until it is not.
+
+    Held videos are never taken. Each batch is claimed with ``FOR UPDATE SKIP LOCKED``,
+    so concurrent sweeps take disjoint rows and never wait on each other. When the
+    budget runs out with work left, the sweep queues its own continuation (which starts
+    again from rule 1: what is done is no longer matched) and answers what it did.
     """
     now = deps.clock()
+    trash_before = now - timedelta(days=deps.policy.trash_days)
     with deps.uow() as uow:
         scopes = [
             RetentionScope(mall_id=mall_id, cutoff=now - timedelta(days=days))
@@ -62,48 +69,56 @@ def sweep_retention(cmd: SweepRetention, deps: Deps) -> RetentionSweepResult:
             )
         ]
         summaries = [uow.videos.summarise_expired(deps.scope, scope) for scope in scopes]
+        quotas = uow.videos.mall_quotas(cmd.mall_id)
     matched = sum(s.count for s in summaries)
     matched_bytes = sum(s.bytes for s in summaries)
     cutoff = reported_cutoff(scopes, now, cmd.older_than_days, deps.policy)
 
-    deleted = files_deleted = files_pending = 0
+    budget = Budget(deps.policy.sweep_time_budget_seconds)
+    by_age, from_trash, for_quota = Tally(), Tally(), Tally()
     out_of_time = False
-    # The budget covers deleting, not counting, and every run takes at least one batch:
-    # a run that only counted would re-enqueue itself forever.
-    started = time.monotonic()
     if not cmd.dry_run:
+        batches = partial(
+            delete_in_batches,
+            deps,
+            delete_files=cmd.delete_files,
+            batch_size=cmd.batch_size,
+            budget=budget,
+        )
         for scope, summary in zip(scopes, summaries, strict=True):
-            if summary.count == 0:
-                continue
-            while not (
-                out_of_time := deleted > 0
-                and time.monotonic() - started > deps.policy.sweep_time_budget_seconds
-            ):
-                with deps.uow() as uow:
-                    batch = uow.videos.delete_expired(deps.scope, scope, cmd.batch_size)
-                    if not batch:
-                        break
-                    queued = queue_removal(deps, uow, batch, "retention", cmd.delete_files, now)
-                    uow.commit()
-                report = remove_queued(deps, queued)
-                announce_deleted(deps, batch, report, cmd.delete_files)
-                deleted += len(batch)
-                if cmd.delete_files:
-                    outcomes = [outcome_of(video, report) for video in batch]
-                    files_deleted += sum(len(done) for done, _ in outcomes)
-                    files_pending += sum(len(pending) for _, pending in outcomes)
-                if len(batch) < cmd.batch_size:
-                    break
+            if summary.count and not out_of_time:
+                out_of_time = batches(
+                    lambda uow, scope=scope: uow.videos.delete_expired(
+                        deps.scope, scope, cmd.batch_size
+                    ),
+                    reason="retention",
+                    tally=by_age,
+                )
+        if not out_of_time:
+            out_of_time = batches(
+                lambda uow: uow.videos.delete_trash_due(
+                    deps.scope, cmd.mall_id, trash_before, cmd.batch_size
+                ),
+                reason="trash",
+                tally=from_trash,
+            )
+        for mall_id, quota in quotas:
             if out_of_time:
                 break
+            out_of_time = batches(
+                _over_quota(deps, mall_id, quota, cmd.batch_size), reason="quota", tally=for_quota
+            )
     if out_of_time:
         deps.enqueue("videos.retention_sweep", cmd.model_dump(mode="json", exclude_none=True), 0)
+    tallies = (by_age, from_trash, for_quota)
     deps.log.info(
         "retention.swept",
         extra={
             "matched": matched,
-            "deleted": deleted,
-            "files_pending": files_pending,
+            "deleted": by_age.deleted,
+            "deleted_from_trash": from_trash.deleted,
+            "deleted_for_quota": for_quota.deleted,
+            "files_pending": sum(t.files_pending for t in tallies),
             "continued": out_of_time,
             "dry_run": cmd.dry_run,
         },
@@ -112,11 +127,28 @@ def sweep_retention(cmd: SweepRetention, deps: Deps) -> RetentionSweepResult:
         cutoff=cutoff,
         matched=matched,
         matched_bytes=matched_bytes,
-        deleted=deleted,
-        files_deleted=files_deleted,
-        files_pending=files_pending,
+        deleted=by_age.deleted,
+        files_deleted=sum(t.files_deleted for t in tallies),
+        files_pending=sum(t.files_pending for t in tallies),
         dry_run=cmd.dry_run,
+        deleted_from_trash=from_trash.deleted,
+        deleted_for_quota=for_quota.deleted,
     )
+
+
+def _over_quota(
+    deps: Deps, mall_id: UUID, quota: int, batch_size: int
+) -> Callable[[UnitOfWork], list[RemovedVideo]]:
+    """The batches that bring a mall back under its quota: each claims the oldest videos
+    needed to free what is still over, measured afresh (uploads go on meanwhile)."""
+
+    def take(uow: UnitOfWork) -> list[RemovedVideo]:
+        excess = uow.videos.mall_storage(mall_id) - quota
+        if excess <= 0:
+            return []
+        return uow.videos.delete_for_quota(deps.scope, mall_id, excess, batch_size)
+
+    return take
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,14 +156,23 @@ class RetentionPeriods:
     default_days: int
     # Malls with a period of their own.
     malls: dict[UUID, int]
+    # Malls with a storage quota, in bytes.
+    quotas: dict[UUID, int]
 
 
 def set_retention(cmd: SetRetention, deps: Deps) -> RetentionPeriods:
     with deps.uow() as uow:
-        if not uow.videos.set_mall_retention(cmd.mall_id, cmd.days):
+        if not uow.videos.set_mall_retention(cmd.mall_id, cmd.days, cmd.max_storage_bytes):
             raise NotFound(f"Mall {cmd.mall_id} not found")
         uow.commit()
-    deps.log.info("retention.set", extra={"mall_id": str(cmd.mall_id), "days": cmd.days})
+    deps.log.info(
+        "retention.set",
+        extra={
+            "mall_id": str(cmd.mall_id),
+            "days": cmd.days,
+            "max_storage_bytes": cmd.max_storage_bytes,
+        },
+    )
     return list_retention(deps)
 
 
@@ -147,9 +188,11 @@ def clear_retention(cmd: ClearRetention, deps: Deps) -> RetentionPeriods:
 def list_retention(deps: Deps) -> RetentionPeriods:
     with deps.uow() as uow:
         periods = uow.videos.mall_retention_days(None)
+        quotas = uow.videos.mall_quotas(None)
     return RetentionPeriods(
         default_days=deps.policy.retention_days,
         malls={mall_id: days for mall_id, days in periods if days is not None},
+        quotas=dict(quotas),
     )
 
 

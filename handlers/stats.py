@@ -10,12 +10,39 @@ from handlers.access import UNRESTRICTED
 from handlers.deps import Deps
 from schemas.events import StatsRefreshed
 from schemas.requests import FlushStaleStats, GetStats, RefreshStats
-from schemas.responses import RefreshStatsResult, StatusCounts, VideoStats
+from schemas.responses import RefreshStatsResult, StatusCounts, TrashFigures, VideoStats
 
 FLUSH_TASK = "videos.flush_stale_stats"
+# videos.stats(by_pin=true) lists at most this many pins, largest storage first.
+MAX_PINS = 1000
 
 
 def get_stats(cmd: GetStats, deps: Deps) -> VideoStats:
+    """The figures asked for, and with ``by_pin`` each pin's, of what the caller sees."""
+    stats = _pin_stats(cmd, deps) if cmd.pin_id is not None else _scope_stats(cmd, deps)
+    if not cmd.by_pin:
+        return stats
+    with deps.uow() as uow:
+        pins = uow.videos.pin_figures(deps.scope, cmd.mall_id, cmd.pin_id, MAX_PINS)
+    return stats.model_copy(update={"pins": pins})
+
+
+def _pin_stats(cmd: GetStats, deps: Deps) -> VideoStats:
+    """One pin's figure: its cached whole figure when the caller sees all of the pin (an
+    admin, or a tenant given the pin), else computed over what the caller sees of it."""
+    scope, pin_id = deps.scope, cmd.pin_id
+    assert pin_id is not None
+    now = deps.clock()
+    whole_pin = scope.sees_everything or (scope.role == "tenant" and pin_id in scope.pins)
+    if whole_pin and cmd.mall_id is None:
+        stats = _pin_figures(deps, [pin_id], now)[0]
+    else:
+        with deps.uow() as uow:
+            stats = uow.videos.stats(scope, cmd.mall_id, now, pin_id=pin_id)
+    return stats.model_copy(update={"mall_id": cmd.mall_id, "pin_id": pin_id})
+
+
+def _scope_stats(cmd: GetStats, deps: Deps) -> VideoStats:
     """What the caller sees, from cached figures wherever they add up to the answer.
 
     An admin's figure is the mall's or the global one. An operator's is the sum of its
@@ -83,6 +110,10 @@ def _sum(mall_id: UUID | None, parts: list[VideoStats], now: datetime) -> VideoS
         total_storage_bytes=sum(p.total_storage_bytes for p in parts),
         total_duration_seconds=sum(p.total_duration_seconds for p in parts),
         refreshed_at=min((p.refreshed_at for p in parts), default=now),
+        trash=TrashFigures(
+            total_videos=sum(p.trash.total_videos for p in parts),
+            total_storage_bytes=sum(p.trash.total_storage_bytes for p in parts),
+        ),
     )
 
 

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from pathlib import PurePosixPath
 from typing import TypeGuard
+from uuid import UUID
 
 from handlers.deps import Deps
 from handlers.errors import PROXY_NOT_AVAILABLE, THUMBNAIL_NOT_AVAILABLE, NotAvailable, NotFound
 from handlers.ports import ObjectStore
-from schemas.requests import SignUrl
-from schemas.responses import VideoStreamUrlResponse
+from schemas.requests import SignUrl, SignUrls
+from schemas.responses import SignUrlsResult, VideoDetailResponse, VideoStreamUrlResponse
 
 ORIGINAL_NOT_AVAILABLE = "Original video not available"
 FILE_NOT_AVAILABLE = "File not available"
@@ -66,34 +68,86 @@ def presign_file(
     return store.presign_get(key, expires_in, signed_at=signed_at)
 
 
-def sign_url(cmd: SignUrl, deps: Deps) -> VideoStreamUrlResponse:
-    with deps.uow() as uow:
-        video = uow.videos.get(deps.scope, cmd.video_id)
-    if video is None:
-        raise NotFound.video(cmd.video_id)
-
-    key: str | None
-    if cmd.target == "proxy":
-        key, missing, content_type = video.proxy_path, PROXY_NOT_AVAILABLE, "video/mp4"
-        size, duration = video.proxy_size_bytes, video.duration_seconds
-    elif cmd.target == "original":
-        key, missing = video.original_path, ORIGINAL_NOT_AVAILABLE
+def _file_of(video: VideoDetailResponse, target: str) -> tuple[str | None, str, str, int | None]:
+    """(key, text when it is missing, content type, size) of one target of a video."""
+    if target == "proxy":
+        return video.proxy_path, PROXY_NOT_AVAILABLE, "video/mp4", video.proxy_size_bytes
+    if target == "original":
         content_type = content_type_for(video.original_filename)
-        size, duration = video.file_size_bytes, video.duration_seconds
-    else:
-        key, missing, content_type = video.thumbnail_path, THUMBNAIL_NOT_AVAILABLE, "image/jpeg"
-        size, duration = None, None
+        return video.original_path, ORIGINAL_NOT_AVAILABLE, content_type, video.file_size_bytes
+    return video.thumbnail_path, THUMBNAIL_NOT_AVAILABLE, "image/jpeg", None
 
-    expires_in = cmd.expires_minutes * 60
+
+def signing_time(deps: Deps) -> datetime:
     # SigV4 dates have whole seconds. This time is the one signed into the URL (stores
     # that cannot take it sign "now", a moment later), so expires_at never overstates.
-    signed_at = deps.clock().replace(microsecond=0)
-    url = presign_file(deps.store, key, expires_in, signed_at, missing)
+    return deps.clock().replace(microsecond=0)
+
+
+def signed_url(
+    store: ObjectStore,
+    video: VideoDetailResponse,
+    target: str,
+    expires_in: int,
+    signed_at: datetime,
+) -> VideoStreamUrlResponse:
+    """One target of one video, signed; ``NotAvailable`` when that file is missing."""
+    key, missing, content_type, size = _file_of(video, target)
+    url = presign_file(store, key, expires_in, signed_at, missing)
     return VideoStreamUrlResponse(
         video_id=video.id,
         url=url,
         expires_at=signed_at + timedelta(seconds=expires_in),
         content_type=content_type,
         file_size_bytes=size,
-        duration_seconds=duration,
+        duration_seconds=None if target == "thumbnail" else video.duration_seconds,
     )
+
+
+def gallery_urls(
+    store: ObjectStore,
+    video: VideoDetailResponse | None,
+    targets: Sequence[str],
+    expires_in: int,
+    signed_at: datetime,
+) -> dict[str, str | None]:
+    """Each target's URL, null where its file is missing (a gallery shows a placeholder)."""
+    urls: dict[str, str | None] = {}
+    for target in targets:
+        key = None if video is None else _file_of(video, target)[0]
+        urls[target] = (
+            store.presign_get(key, expires_in, signed_at=signed_at) if is_file_key(key) else None
+        )
+    return urls
+
+
+def sign_url(cmd: SignUrl, deps: Deps) -> VideoStreamUrlResponse:
+    with deps.uow() as uow:
+        video = uow.videos.get(deps.scope, cmd.video_id)
+    if video is None:
+        raise NotFound.video(cmd.video_id)
+    return signed_url(deps.store, video, cmd.target, cmd.expires_minutes * 60, signing_time(deps))
+
+
+def sign_urls(cmd: SignUrls, deps: Deps) -> SignUrlsResult:
+    """Up to 100 videos in one message and one query; the answer keeps the order asked.
+
+    An id the caller cannot see is ``not_found`` exactly as one that does not exist; a
+    video without the target's file is ``not_available``. Neither fails the rest.
+    """
+    with deps.uow() as uow:
+        videos = uow.videos.get_many(deps.scope, cmd.video_ids)
+    expires_in, signed_at = cmd.expires_minutes * 60, signing_time(deps)
+    urls: list[VideoStreamUrlResponse] = []
+    not_found: list[UUID] = []
+    not_available: list[UUID] = []
+    for video_id in cmd.video_ids:
+        video = videos.get(video_id)
+        if video is None:
+            not_found.append(video_id)
+            continue
+        try:
+            urls.append(signed_url(deps.store, video, cmd.target, expires_in, signed_at))
+        except NotAvailable:
+            not_available.append(video_id)
+    return SignUrlsResult(urls=urls, not_found=not_found, not_available=not_available)

@@ -1,8 +1,9 @@
 """Messages of the video worker: task kwargs, results, events and the envelope."""
 
 from schemas.envelope import Envelope, ErrorBody, FieldError, failure, success
-from schemas.events import EVENTS_CHANNEL, StatsRefreshed, VideoDeleted
+from schemas.events import EVENTS_CHANNEL, BulkDeleteProgress, StatsRefreshed, VideoDeleted
 from schemas.requests import (
+    BulkDelete,
     DeleteVideo,
     FlushStaleStats,
     GetStats,
@@ -10,14 +11,22 @@ from schemas.requests import (
     ListVideos,
     PurgeStorage,
     RefreshStats,
+    RestoreVideo,
     SignUrl,
+    SignUrls,
     SweepRetention,
+    VideoFilters,
 )
 from schemas.responses import (
+    BulkDeleteResult,
+    PinFigures,
     PurgeResult,
     RefreshStatsResult,
+    RestoreResult,
     RetentionSweepResult,
+    SignUrlsResult,
     StatusCounts,
+    TrashFigures,
     VideoDeleteResponse,
     VideoDetailResponse,
     VideoListItem,
@@ -28,6 +37,16 @@ from schemas.responses import (
 
 __all__ = [
     "EVENTS_CHANNEL",
+    "BulkDelete",
+    "BulkDeleteProgress",
+    "BulkDeleteResult",
+    "PinFigures",
+    "RestoreResult",
+    "RestoreVideo",
+    "SignUrls",
+    "SignUrlsResult",
+    "TrashFigures",
+    "VideoFilters",
     "DeleteVideo",
     "Envelope",
     "ErrorBody",

@@ -17,9 +17,17 @@ def is_amqp(broker_url: str) -> bool:
     return broker_url.startswith(AMQP_SCHEMES)
 
 
-REQUEST_TASKS = ("videos.list", "videos.get", "videos.sign_url", "videos.stats")
+REQUEST_TASKS = (
+    "videos.list",
+    "videos.get",
+    "videos.sign_url",
+    "videos.sign_urls",
+    "videos.stats",
+)
 MAINTENANCE_TASKS = (
     "videos.delete",
+    "videos.restore",
+    "videos.bulk_delete",
     "videos.refresh_stats",
     "videos.retention_sweep",
     "videos.purge_storage",

@@ -31,4 +31,15 @@ class StatsRefreshed(Event):
     at: UtcDatetime
 
 
-__all__ = ["EVENTS_CHANNEL", "Event", "StatsRefreshed", "VideoDeleted"]
+class BulkDeleteProgress(Event):
+    """After each batch of a bulk delete: ``task_id`` is the run's (a continuation has
+    its own), ``matched`` what that run matched, ``deleted`` what it has done so far."""
+
+    event: Literal["bulk_delete.progress"] = "bulk_delete.progress"
+    task_id: str | None
+    matched: int
+    deleted: int
+    at: UtcDatetime
+
+
+__all__ = ["EVENTS_CHANNEL", "BulkDeleteProgress", "Event", "StatsRefreshed", "VideoDeleted"]

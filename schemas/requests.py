@@ -20,6 +20,7 @@ from pydantic import (
     Field,
     StrictBool,
     StrictInt,
+    StrictStr,
     model_validator,
 )
 from pydantic_core import PydanticCustomError
@@ -65,6 +66,26 @@ Status = Annotated[
 Target = Annotated[Literal["proxy", "original", "thumbnail"], _one_of("target", TARGETS)]
 
 
+def _no_nul(value: str) -> str:
+    # PostgreSQL text cannot hold NUL: refused here, not by the driver mid-query.
+    if "\x00" in value:
+        raise PydanticCustomError("nul_character", "Text must not contain NUL characters")
+    return value
+
+
+def _distinct(values: list[Any]) -> list[Any]:
+    if len(set(values)) != len(values):
+        raise PydanticCustomError("duplicates", "Each value may appear only once")
+    return values
+
+
+# A search term: a substring of the file name or the notes; % _ and \ match themselves.
+SearchText = Annotated[StrictStr, Field(min_length=1, max_length=200), AfterValidator(_no_nul)]
+Targets = Annotated[list[Target], Field(min_length=1, max_length=3), AfterValidator(_distinct)]
+ExpiresMinutes = Annotated[StrictInt, Field(ge=5, le=1440)]
+BatchSize = Annotated[StrictInt, Field(ge=1, le=1000)]
+
+
 AUTH_KWARG_SCHEMA = {
     "type": "string",
     "description": (
@@ -84,18 +105,23 @@ class Command(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, json_schema_extra=_documents_auth)
 
 
-class ListVideos(Command):
+class VideoFilters(BaseModel):
+    """The filters of ``videos.list``, which ``videos.bulk_delete`` takes as an object."""
+
+    # Command's rules, without its ``auth`` property: nested, it is no task's kwargs.
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
     mall_id: Id | None = None
     pin_id: Id | None = None
     processing_status: Status | None = None
     has_proxy: StrictBool | None = None
     uploaded_after: Instant | None = None
     uploaded_before: Instant | None = None
-    page: StrictInt = Field(default=1, ge=1)
-    page_size: StrictInt = Field(default=20, ge=1, le=100)
+    # Case-insensitive substring of original_filename or operator_notes.
+    q: SearchText | None = None
 
     @model_validator(mode="after")
-    def _range_is_forward(self) -> ListVideos:
+    def _range_is_forward(self) -> VideoFilters:
         if (
             self.uploaded_after is not None
             and self.uploaded_before is not None
@@ -106,6 +132,21 @@ class ListVideos(Command):
             )
         return self
 
+    def is_empty(self) -> bool:
+        return all(getattr(self, name) is None for name in VideoFilters.model_fields)
+
+
+class ListVideos(VideoFilters):
+    model_config = ConfigDict(json_schema_extra=_documents_auth)
+
+    page: StrictInt = Field(default=1, ge=1)
+    page_size: StrictInt = Field(default=20, ge=1, le=100)
+    # True: only the trash, whose items add trashed_at and purge_after.
+    trashed: StrictBool = False
+    # Targets to presign for every item of the page (a gallery in one message).
+    sign: Targets | None = None
+    sign_expires_minutes: ExpiresMinutes = 60
+
 
 class GetVideo(Command):
     video_id: Id
@@ -114,16 +155,50 @@ class GetVideo(Command):
 class SignUrl(Command):
     video_id: Id
     target: Target = "proxy"
-    expires_minutes: StrictInt = Field(default=60, ge=5, le=1440)
+    expires_minutes: ExpiresMinutes = 60
+
+
+class SignUrls(Command):
+    video_ids: Annotated[list[Id], Field(min_length=1, max_length=100)]
+    target: Target = "proxy"
+    expires_minutes: ExpiresMinutes = 60
 
 
 class DeleteVideo(Command):
     video_id: Id
     delete_files: StrictBool = True
+    # True: into the trash (row kept, files untouched) until TRASH_DAYS have passed.
+    trash: StrictBool = False
+
+
+class RestoreVideo(Command):
+    video_id: Id
+
+
+class BulkDelete(Command):
+    """Exactly one of ``video_ids`` or ``filters``: nothing is never "everything"."""
+
+    video_ids: Annotated[list[Id], Field(min_length=1, max_length=1000)] | None = None
+    filters: VideoFilters | None = None
+    trash: StrictBool = False
+    delete_files: StrictBool = True
+    dry_run: StrictBool = False
+    batch_size: BatchSize = 500
+
+    @model_validator(mode="after")
+    def _one_selection(self) -> BulkDelete:
+        if (self.video_ids is None) == (self.filters is None):
+            raise PydanticCustomError("selection", "Give exactly one of video_ids or filters")
+        if self.filters is not None and self.filters.is_empty():
+            raise PydanticCustomError("empty_filters", "filters must name at least one filter")
+        return self
 
 
 class GetStats(Command):
     mall_id: Id | None = None
+    pin_id: Id | None = None
+    # True: the data adds ``pins``, per-pin figures, largest storage first.
+    by_pin: StrictBool = False
 
 
 class RefreshStats(Command):
@@ -134,7 +209,7 @@ class SweepRetention(Command):
     # None means "the worker's RETENTION_DAYS", resolved by the handler.
     older_than_days: StrictInt | None = Field(default=None, ge=1, le=36500)
     mall_id: Id | None = None
-    batch_size: StrictInt = Field(default=500, ge=1, le=1000)
+    batch_size: BatchSize = 500
     dry_run: StrictBool = False
     delete_files: StrictBool = True
 
@@ -152,8 +227,18 @@ class PurgeStorage(Command):
 # Operator commands (``videoworker retention`` and ``videoworker hold``): not tasks of
 # the message contract, but validated by the same rules at the same edge.
 class SetRetention(Command):
+    """A mall's own period and/or storage quota; what is not given is left as it was."""
+
     mall_id: Id
-    days: StrictInt = Field(ge=1, le=36500)
+    days: StrictInt | None = Field(default=None, ge=1, le=36500)
+    # Originals plus proxies the mall may keep; the sweep deletes its oldest beyond it.
+    max_storage_bytes: StrictInt | None = Field(default=None, ge=1, le=2**63 - 1)
+
+    @model_validator(mode="after")
+    def _something_to_set(self) -> SetRetention:
+        if self.days is None and self.max_storage_bytes is None:
+            raise PydanticCustomError("nothing_to_set", "Give days, max_storage_bytes or both")
+        return self
 
 
 class ClearRetention(Command):

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import Annotated, Any
 from uuid import UUID
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
@@ -50,6 +50,16 @@ FiniteFloat = Annotated[float, AfterValidator(_none_unless_finite)]
 RequiredFiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
 
 
+def _absent(value: object) -> bool:
+    return value is None
+
+
+def only_when_given(**kwargs: object) -> Any:
+    """A v1.1 field that appears in the answer only when it has a value (the caller asked
+    for it): a v1 caller's answers keep exactly their v1 keys."""
+    return Field(default=None, exclude_if=_absent, **kwargs)  # type: ignore[arg-type]
+
+
 class Result(BaseModel):
     model_config = ConfigDict(frozen=True, from_attributes=True)
 
@@ -67,6 +77,11 @@ class VideoListItem(Result):
     has_thumbnail: bool
     uploaded_at: UtcDatetime
     recorded_at: UtcDatetime | None
+    # videos.list(trashed=true) only.
+    trashed_at: UtcDatetime | None = only_when_given()
+    purge_after: UtcDatetime | None = only_when_given()
+    # videos.list(sign=[...]) only: one presigned URL per target, null where no file is.
+    urls: dict[str, str | None] | None = only_when_given()
 
 
 class VideoListResponse(Result):
@@ -75,6 +90,8 @@ class VideoListResponse(Result):
     page: int
     page_size: int
     total_pages: int
+    # videos.list(sign=[...]) only: when every URL of the page expires.
+    urls_expire_at: UtcDatetime | None = only_when_given()
 
 
 class VideoDetailResponse(Result):
@@ -115,12 +132,39 @@ class VideoStreamUrlResponse(Result):
     duration_seconds: FiniteFloat | None
 
 
+class SignUrlsResult(Result):
+    # In the order asked; ids not found (or not visible) and files missing are listed apart.
+    urls: list[VideoStreamUrlResponse]
+    not_found: list[UUID]
+    not_available: list[UUID]
+
+
 class VideoDeleteResponse(Result):
     video_id: UUID
     deleted: bool
     files_deleted: list[str]
     files_pending: list[str]
     message: str
+    # When the trash lets a trashed video go; null for an immediate delete.
+    purge_after: UtcDatetime | None = None
+
+
+class RestoreResult(Result):
+    video_id: UUID
+    restored: bool
+
+
+class BulkDeleteResult(Result):
+    matched: int
+    deleted: int
+    # The video_ids that matched nothing the caller sees (always [] with filters).
+    not_found: list[UUID]
+    files_deleted: int
+    files_pending: int
+    dry_run: bool
+    # True when the time budget ran out: the run whose task id is continuation_id goes on.
+    continued: bool
+    continuation_id: str | None
 
 
 class StatusCounts(Result):
@@ -130,13 +174,33 @@ class StatusCounts(Result):
     failed: int = 0
 
 
+class TrashFigures(Result):
+    total_videos: int = 0
+    total_storage_bytes: int = 0
+
+
+class PinFigures(Result):
+    pin_id: UUID
+    pin_name: str | None
+    total_videos: int
+    total_storage_bytes: int
+    total_duration_seconds: RequiredFiniteFloat
+
+
 class VideoStats(Result):
+    """Figures of the videos not in the trash; ``trash`` counts those that are."""
+
     mall_id: UUID | None
     total_videos: int
     by_status: StatusCounts
     total_storage_bytes: int
     total_duration_seconds: RequiredFiniteFloat
     refreshed_at: UtcDatetime
+    trash: TrashFigures = TrashFigures()
+    # videos.stats(pin_id=...) only.
+    pin_id: UUID | None = only_when_given()
+    # videos.stats(by_pin=true) only: at most MAX_PINS, largest storage first.
+    pins: list[PinFigures] | None = only_when_given()
 
 
 class RefreshStatsResult(Result):
@@ -155,6 +219,10 @@ class RetentionSweepResult(Result):
     files_deleted: int
     files_pending: int
     dry_run: bool
+    # Videos trashed more than TRASH_DAYS ago, deleted; and oldest videos deleted to
+    # bring a mall with a storage quota back under it.
+    deleted_from_trash: int = 0
+    deleted_for_quota: int = 0
 
 
 class PurgeResult(Result):

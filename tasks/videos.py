@@ -1,7 +1,16 @@
 """Requests a caller waits on (queue ``videos``), and the caller-driven delete."""
 
 import handlers
-from schemas import DeleteVideo, GetStats, GetVideo, ListVideos, SignUrl
+from schemas import (
+    BulkDelete,
+    DeleteVideo,
+    GetStats,
+    GetVideo,
+    ListVideos,
+    RestoreVideo,
+    SignUrl,
+    SignUrls,
+)
 from worker.runtime.app import app
 from worker.runtime.limits import limits
 from worker.runtime.tasking import ContractTask, MaintenanceTask
@@ -22,6 +31,11 @@ def sign_url(self, *args, **kwargs):
     return self.respond(SignUrl, handlers.sign_url, args, kwargs)
 
 
+@app.task(name="videos.sign_urls", base=ContractTask, bind=True, **limits("videos.sign_urls"))
+def sign_urls(self, *args, **kwargs):
+    return self.respond(SignUrls, handlers.sign_urls, args, kwargs)
+
+
 @app.task(name="videos.stats", base=ContractTask, bind=True, **limits("videos.stats"))
 def stats(self, *args, **kwargs):
     return self.respond(GetStats, handlers.get_stats, args, kwargs)
@@ -32,3 +46,17 @@ def stats(self, *args, **kwargs):
 @app.task(name="videos.delete", base=MaintenanceTask, bind=True, **limits("videos.delete"))
 def delete_video(self, *args, **kwargs):
     return self.respond(DeleteVideo, handlers.delete_video, args, kwargs)
+
+
+# Safe to run twice: restoring a video already restored answers not_found.
+@app.task(name="videos.restore", base=MaintenanceTask, bind=True, **limits("videos.restore"))
+def restore_video(self, *args, **kwargs):
+    return self.respond(RestoreVideo, handlers.restore_video, args, kwargs)
+
+
+# Safe to run twice: what a first run deleted no longer matches.
+@app.task(
+    name="videos.bulk_delete", base=MaintenanceTask, bind=True, **limits("videos.bulk_delete")
+)
+def bulk_delete(self, *args, **kwargs):
+    return self.respond(BulkDelete, handlers.bulk_delete, args, kwargs)

@@ -174,8 +174,13 @@ class RecordedEnqueue:
 
     calls: list[tuple[str, dict, float]] = field(default_factory=list)
 
-    def __call__(self, task: str, kwargs: dict, countdown: float) -> None:
+    task_ids: list[str | None] = field(default_factory=list)
+
+    def __call__(
+        self, task: str, kwargs: dict, countdown: float, task_id: str | None = None
+    ) -> None:
         self.calls.append((task, kwargs, countdown))
+        self.task_ids.append(task_id)
 
 
 @pytest.fixture(scope="session")

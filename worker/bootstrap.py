@@ -21,6 +21,8 @@ from worker.settings import Settings
 def policy_from(settings: Settings) -> Policy:
     return Policy(
         retention_days=settings.retention_days,
+        trash_days=settings.trash_days,
+        bulk_delete_time_budget_seconds=settings.bulk_delete_time_budget_seconds,
         purge_grace_seconds=settings.purge_grace_seconds,
         sweep_time_budget_seconds=settings.sweep_time_budget_seconds,
         stats_debounce_seconds=settings.stats_debounce_seconds,

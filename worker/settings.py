@@ -46,6 +46,8 @@ class Settings(BaseSettings):
     aws_region: str = "us-east-1"
 
     retention_days: PositiveInt = DEFAULT_POLICY.retention_days
+    # A trashed video is deleted for good by the first sweep this many days after.
+    trash_days: int = Field(default=DEFAULT_POLICY.trash_days, ge=1, le=36500)
 
     db_pool_size: PositiveInt = 5
     db_statement_timeout_ms: PositiveInt = 30_000
@@ -57,6 +59,9 @@ class Settings(BaseSettings):
     stats_cache_ttl_seconds: PositiveInt = 3600
     stats_debounce_seconds: float = Field(default=DEFAULT_POLICY.stats_debounce_seconds, ge=0)
     sweep_time_budget_seconds: float = Field(default=DEFAULT_POLICY.sweep_time_budget_seconds, gt=0)
+    bulk_delete_time_budget_seconds: float = Field(
+        default=DEFAULT_POLICY.bulk_delete_time_budget_seconds, gt=0
+    )
     # Redis redelivers an unacknowledged message after this long; unset, the longest
     # task's hard time limit plus a margin. Fault tests shorten it to recover quickly.
     broker_visibility_timeout_seconds: PositiveInt | None = None

@@ -76,7 +76,7 @@ def test_first_page_for_a_mall_and_status_uses_an_index_not_a_seq_scan(deps, cat
 
     on_videos = [(node, index) for node, relation, index in nodes if relation == "videos"]
     assert ("Seq Scan", None) not in on_videos, nodes
-    assert any(index and index.startswith("ix_videos_mall") for _, index in on_videos), nodes
+    assert any(index and index.startswith("ix_videos_live_mall") for _, index in on_videos), nodes
     # The index already delivers uploaded_at desc, id desc: no sort of the matching rows.
     assert "Sort" not in [node for node, _, _ in nodes], nodes
 
@@ -107,7 +107,7 @@ def plan_of(engine, sql: str, parameters: object) -> dict:
 
 @pytest.mark.parametrize(
     ("has_proxy", "index"),
-    [(True, "ix_videos_mall_proxy_recent"), (False, "ix_videos_mall_no_proxy_recent")],
+    [(True, "ix_videos_live_mall_proxy_recent"), (False, "ix_videos_live_mall_no_proxy_recent")],
 )
 def test_has_proxy_count_and_deep_page_use_the_partial_index(
     has_proxy, index, deps, catalog, engine

@@ -331,7 +331,7 @@ def load(
     return DemoReport(world, uploaded, removed, foreign_malls, foreign_videos)
 
 
-def _no_follow_ups(task: str, kwargs: dict, countdown: float) -> None:
+def _no_follow_ups(task: str, kwargs: dict, countdown: float, task_id: str | None = None) -> None:
     """A statistics refresh asks for no further task; anything else would be a surprise."""
     raise RuntimeError(f"the demo does not send tasks (asked for {task})")
 

@@ -33,9 +33,11 @@ _deps_lock = threading.Lock()
 _deps: Deps | None = None
 
 
-def celery_enqueue(task: str, kwargs: dict, countdown: float) -> None:
+def celery_enqueue(task: str, kwargs: dict, countdown: float, task_id: str | None = None) -> None:
     """The handlers' Enqueue port: send a task by name to its queue."""
-    app.send_task(task, kwargs=kwargs, countdown=countdown or None, queue=QUEUE_OF[task])
+    app.send_task(
+        task, kwargs=kwargs, countdown=countdown or None, queue=QUEUE_OF[task], task_id=task_id
+    )
 
 
 def get_deps() -> Deps:

@@ -30,6 +30,7 @@ from sqlalchemy import (
     func,
     insert,
     literal_column,
+    or_,
     select,
     text,
     union_all,
@@ -45,10 +46,18 @@ from handlers.ports import (
     QueuedKey,
     RemovedVideo,
     RetentionScope,
+    TrashedVideo,
 )
 from handlers.urls import is_file_key
-from schemas.requests import ListVideos
-from schemas.responses import StatusCounts, VideoDetailResponse, VideoListItem, VideoStats
+from schemas.requests import ListVideos, VideoFilters
+from schemas.responses import (
+    PinFigures,
+    StatusCounts,
+    TrashFigures,
+    VideoDetailResponse,
+    VideoListItem,
+    VideoStats,
+)
 from worker.adapters.postgres.tables import (
     CameraPin,
     DeletionAudit,
@@ -66,7 +75,14 @@ mall_retention = MallRetention.__table__
 audit = DeletionAudit.__table__
 
 HAS_PROXY = videos.c.proxy_path.is_not(None)
+# Written exactly as the partial indexes' predicates, so the planner matches them.
+LIVE = videos.c.trashed_at.is_(None)
+TRASHED = videos.c.trashed_at.is_not(None)
+NOT_HELD = videos.c.legal_hold.is_(False)
 NEWEST_FIRST = (videos.c.uploaded_at.desc(), videos.c.id.desc())
+OLDEST_FIRST = (videos.c.uploaded_at, videos.c.id)
+# Originals plus proxies: what a video keeps in the bucket, as quotas and stats count it.
+STORED_BYTES = videos.c.file_size_bytes + func.coalesce(videos.c.proxy_size_bytes, 0)
 
 # The instants a Python datetime holds. Other services may store 'infinity', year 20000
 # or BC dates, which psycopg refuses to load (DataError), failing the whole page.
@@ -122,8 +138,11 @@ LIST_COLUMNS = (
     _readable(videos.c.uploaded_at),
     _readable(videos.c.recorded_at),
 )
+TRASH_LIST_COLUMNS = (*LIST_COLUMNS, _readable(videos.c.trashed_at))
+# The columns of the contract's detail: not the worker's own (hold, trash).
+OWN_COLUMNS = ("legal_hold", "trashed_at", "trashed_by")
 DETAIL_COLUMNS = (
-    *(_readable(c) for c in videos.c if c.name != "legal_hold"),
+    *(_readable(c) for c in videos.c if c.name not in OWN_COLUMNS),
     pins.c.name.label("pin_name"),
 )
 REMOVED_COLUMNS = (
@@ -133,6 +152,13 @@ REMOVED_COLUMNS = (
     videos.c.proxy_path,
     videos.c.thumbnail_path,
     videos.c.pin_id,
+    STORED_BYTES.label("stored_bytes"),
+)
+TRASHED_COLUMNS = (
+    videos.c.id,
+    videos.c.mall_id,
+    videos.c.pin_id,
+    _readable(videos.c.trashed_at),
 )
 WITH_PIN = videos.outerjoin(pins, pins.c.id == videos.c.pin_id)
 
@@ -156,8 +182,23 @@ def visible(scope: Scope) -> list[ColumnElement[bool]]:
     return [column.in_(sorted(ids))]
 
 
-def _list_filters(scope: Scope, query: ListVideos) -> list[Any]:
-    conditions: list[Any] = visible(scope)
+def search_pattern(q: str) -> str:
+    """``q`` as an ILIKE pattern matching it anywhere, its ``%``, ``_`` and ``\\`` literal."""
+    escaped = q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
+
+
+def _search(q: str) -> ColumnElement[bool]:
+    # ILIKE, not lower() LIKE: the trigram indexes are on the columns themselves.
+    pattern = search_pattern(q)
+    return or_(
+        videos.c.original_filename.ilike(pattern, escape="\\"),
+        videos.c.operator_notes.ilike(pattern, escape="\\"),
+    )
+
+
+def _list_filters(scope: Scope, query: VideoFilters, trashed: bool = False) -> list[Any]:
+    conditions: list[Any] = [TRASHED if trashed else LIVE, *visible(scope)]
     if query.mall_id is not None:
         conditions.append(videos.c.mall_id == query.mall_id)
     if query.pin_id is not None:
@@ -171,28 +212,43 @@ def _list_filters(scope: Scope, query: ListVideos) -> list[Any]:
         conditions.append(videos.c.uploaded_at >= query.uploaded_after)
     if query.uploaded_before is not None:
         conditions.append(videos.c.uploaded_at < query.uploaded_before)
+    if query.q is not None:
+        conditions.append(_search(query.q))
     return conditions
 
 
+def _selection(
+    scope: Scope, video_ids: Sequence[UUID] | None, filters: VideoFilters | None
+) -> list[Any]:
+    """What a bulk delete takes: these ids (in the trash or not), or what a list with these
+    filters shows (not the trash). Never neither: the schema refuses it, and so does this."""
+    if video_ids is not None:
+        return [videos.c.id.in_(sorted(set(video_ids))), *visible(scope)]
+    if filters is None or filters.is_empty():
+        raise ValueError("a bulk selection needs video ids or at least one filter")
+    return _list_filters(scope, filters)
+
+
 def _stats_columns() -> tuple[Any, ...]:
+    """Figures of what is not in the trash, and of what is: FILTERs of one aggregate, so
+    the scan is one and stays parallel."""
     status = videos.c.processing_status
+    live = func.count(videos.c.id).filter
     return (
-        func.count(videos.c.id).label("total_videos"),
-        func.count(videos.c.id).filter(status == "pending").label("pending"),
-        func.count(videos.c.id).filter(status == "processing").label("processing"),
-        func.count(videos.c.id).filter(status == "completed").label("completed"),
-        func.count(videos.c.id).filter(status == "failed").label("failed"),
+        live(LIVE).label("total_videos"),
+        *(live(LIVE, status == name).label(name) for name in StatusCounts.model_fields),
         (
-            func.coalesce(func.sum(videos.c.file_size_bytes), 0)
-            + func.coalesce(func.sum(videos.c.proxy_size_bytes), 0)
+            func.coalesce(func.sum(videos.c.file_size_bytes).filter(LIVE), 0)
+            + func.coalesce(func.sum(videos.c.proxy_size_bytes).filter(LIVE), 0)
         ).label("total_storage_bytes"),
-        # A FILTER, so the aggregate stays parallel and the scan unchanged.
         func.coalesce(
             func.sum(videos.c.duration_seconds).filter(
-                videos.c.duration_seconds.between(-SUMMABLE_DURATION, SUMMABLE_DURATION)
+                LIVE, videos.c.duration_seconds.between(-SUMMABLE_DURATION, SUMMABLE_DURATION)
             ),
             0.0,
         ).label("total_duration_seconds"),
+        live(TRASHED).label("trash_videos"),
+        func.coalesce(func.sum(STORED_BYTES).filter(TRASHED), 0).label("trash_bytes"),
     )
 
 
@@ -216,6 +272,7 @@ def _stats_from_row(row: Any, mall_id: UUID | None, at: datetime) -> VideoStats:
         total_storage_bytes=int(row.total_storage_bytes),
         total_duration_seconds=float(row.total_duration_seconds),
         refreshed_at=at,
+        trash=TrashFigures(total_videos=row.trash_videos, total_storage_bytes=int(row.trash_bytes)),
     )
 
 
@@ -235,7 +292,7 @@ class PostgresVideoRepository:
         self.connection = connection
 
     def list(self, scope: Scope, query: ListVideos) -> tuple[list[VideoListItem], int]:
-        conditions = _list_filters(scope, query)
+        conditions = _list_filters(scope, query, trashed=query.trashed)
         total = self.connection.execute(
             select(func.count()).select_from(videos).where(*conditions)
         ).scalar_one()
@@ -254,7 +311,7 @@ class PostgresVideoRepository:
             .subquery("page")
         )
         rows = self.connection.execute(
-            select(*LIST_COLUMNS)
+            select(*(TRASH_LIST_COLUMNS if query.trashed else LIST_COLUMNS))
             .select_from(
                 page.join(videos, videos.c.id == page.c.id).outerjoin(
                     pins, pins.c.id == videos.c.pin_id
@@ -268,9 +325,189 @@ class PostgresVideoRepository:
         row = self.connection.execute(
             select(*DETAIL_COLUMNS)
             .select_from(WITH_PIN)
-            .where(videos.c.id == video_id, *visible(scope))
+            .where(videos.c.id == video_id, LIVE, *visible(scope))
         ).first()
         return None if row is None else VideoDetailResponse.model_validate(row._mapping)
+
+    def get_many(
+        self, scope: Scope, video_ids: Sequence[UUID], trashed: bool = False
+    ) -> dict[UUID, VideoDetailResponse]:
+        if not video_ids:
+            return {}
+        rows = self.connection.execute(
+            select(*DETAIL_COLUMNS)
+            .select_from(WITH_PIN)
+            .where(
+                videos.c.id.in_(sorted(set(video_ids))),
+                TRASHED if trashed else LIVE,
+                *visible(scope),
+            )
+        )
+        found = (VideoDetailResponse.model_validate(row._mapping) for row in rows)
+        return {video.id: video for video in found}
+
+    def trash(
+        self, scope: Scope, video_id: UUID, at: datetime, by: str | None
+    ) -> TrashedVideo | None:
+        row = self.connection.execute(
+            update(videos)
+            .where(videos.c.id == video_id, LIVE, *visible(scope))
+            .values(trashed_at=at, trashed_by=by)
+            .returning(*TRASHED_COLUMNS)
+        ).first()
+        if row is not None:
+            return TrashedVideo(*row, newly=True)
+        # Already in the trash: the same answer again (a redelivery, a second click).
+        row = self.connection.execute(
+            select(*TRASHED_COLUMNS).where(videos.c.id == video_id, TRASHED, *visible(scope))
+        ).first()
+        return None if row is None else TrashedVideo(*row, newly=False)
+
+    def restore(self, scope: Scope, video_id: UUID) -> TrashedVideo | None:
+        # RETURNING gives the new (null) trashed_at: the old one comes from a self-join.
+        old = videos.alias("old")
+        row = self.connection.execute(
+            update(videos)
+            .where(videos.c.id == video_id, TRASHED, *visible(scope), old.c.id == videos.c.id)
+            .values(trashed_at=None, trashed_by=None)
+            .returning(videos.c.id, videos.c.mall_id, videos.c.pin_id, old.c.trashed_at)
+        ).first()
+        return None if row is None else TrashedVideo(*row, newly=True)
+
+    def find_selected(self, scope: Scope, video_ids: Sequence[UUID]) -> set[UUID]:
+        """The ids among these that the scope sees, in the trash or not."""
+        return set(
+            self.connection.execute(
+                select(videos.c.id).where(*_selection(scope, video_ids, None))
+            ).scalars()
+        )
+
+    def summarise_selected(self, scope: Scope, filters: VideoFilters) -> ExpiredSummary:
+        count, total_bytes = self.connection.execute(
+            select(func.count(), func.coalesce(func.sum(STORED_BYTES), 0)).where(
+                *_selection(scope, None, filters)
+            )
+        ).one()
+        return ExpiredSummary(count=count, bytes=int(total_bytes))
+
+    def _claim(self, conditions: list[Any], limit: int, order: Any = OLDEST_FIRST) -> Any:
+        # Rows another remover has locked are skipped rather than waited for.
+        return (
+            select(videos.c.id)
+            .where(*conditions)
+            .order_by(*order)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+            .scalar_subquery()
+        )
+
+    def delete_selected(
+        self,
+        scope: Scope,
+        video_ids: Sequence[UUID] | None,
+        filters: VideoFilters | None,
+        limit: int,
+    ) -> list[RemovedVideo]:
+        claim = self._claim(_selection(scope, video_ids, filters), limit)
+        rows = self.connection.execute(
+            delete(videos).where(videos.c.id.in_(claim)).returning(*REMOVED_COLUMNS)
+        )
+        return [RemovedVideo(*row) for row in rows]
+
+    def trash_selected(
+        self,
+        scope: Scope,
+        video_ids: Sequence[UUID] | None,
+        filters: VideoFilters | None,
+        limit: int,
+        at: datetime,
+        by: str | None,
+    ) -> list[TrashedVideo]:
+        claim = self._claim([*_selection(scope, video_ids, filters), LIVE], limit)
+        rows = self.connection.execute(
+            update(videos)
+            .where(videos.c.id.in_(claim))
+            .values(trashed_at=at, trashed_by=by)
+            .returning(*TRASHED_COLUMNS)
+        )
+        return [TrashedVideo(*row, newly=True) for row in rows]
+
+    def _trash_due(self, scope: Scope, mall_id: UUID | None, before: datetime) -> list[Any]:
+        conditions = [TRASHED, videos.c.trashed_at < before, NOT_HELD, *visible(scope)]
+        if mall_id is not None:
+            conditions.append(videos.c.mall_id == mall_id)
+        return conditions
+
+    def summarise_trash_due(
+        self, scope: Scope, mall_id: UUID | None, before: datetime
+    ) -> ExpiredSummary:
+        count, total_bytes = self.connection.execute(
+            select(func.count(), func.coalesce(func.sum(STORED_BYTES), 0)).where(
+                *self._trash_due(scope, mall_id, before)
+            )
+        ).one()
+        return ExpiredSummary(count=count, bytes=int(total_bytes))
+
+    def delete_trash_due(
+        self, scope: Scope, mall_id: UUID | None, before: datetime, limit: int
+    ) -> list[RemovedVideo]:
+        claim = self._claim(
+            self._trash_due(scope, mall_id, before), limit, (videos.c.trashed_at, videos.c.id)
+        )
+        rows = self.connection.execute(
+            delete(videos).where(videos.c.id.in_(claim)).returning(*REMOVED_COLUMNS)
+        )
+        return [RemovedVideo(*row) for row in rows]
+
+    def mall_quotas(self, mall_id: UUID | None) -> list[tuple[UUID, int]]:
+        stmt = select(mall_retention.c.mall_id, mall_retention.c.max_storage_bytes).where(
+            mall_retention.c.max_storage_bytes.is_not(None)
+        )
+        if mall_id is not None:
+            stmt = stmt.where(mall_retention.c.mall_id == mall_id)
+        return [
+            tuple(row) for row in self.connection.execute(stmt.order_by(mall_retention.c.mall_id))
+        ]
+
+    def mall_storage(self, mall_id: UUID) -> int:
+        """Originals plus proxies of every video of the mall, in the trash too."""
+        return int(
+            self.connection.execute(
+                select(func.coalesce(func.sum(STORED_BYTES), 0)).where(videos.c.mall_id == mall_id)
+            ).scalar_one()
+        )
+
+    def delete_for_quota(
+        self, scope: Scope, mall_id: UUID, excess: int, limit: int
+    ) -> list[RemovedVideo]:
+        """The mall's oldest videos, never a held one, until ``excess`` bytes are freed.
+
+        The candidates are claimed first (a window function cannot share a query with
+        FOR UPDATE); the running sum then keeps those needed, the rest are released at
+        commit untouched.
+        """
+        candidates = (
+            select(
+                videos.c.id,
+                videos.c.uploaded_at,
+                func.greatest(STORED_BYTES, 0).label("size"),
+            )
+            .where(videos.c.mall_id == mall_id, NOT_HELD, *visible(scope))
+            .order_by(*OLDEST_FIRST)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+            .cte("candidates")
+        )
+        freed_before = (
+            func.sum(candidates.c.size).over(order_by=(candidates.c.uploaded_at, candidates.c.id))
+            - candidates.c.size
+        )
+        running = select(candidates.c.id, freed_before.label("freed_before")).subquery("running")
+        needed = select(running.c.id).where(running.c.freed_before < excess)
+        rows = self.connection.execute(
+            delete(videos).where(videos.c.id.in_(needed)).returning(*REMOVED_COLUMNS)
+        )
+        return [RemovedVideo(*row) for row in rows]
 
     def delete(self, scope: Scope, video_id: UUID) -> RemovedVideo | None:
         row = self.connection.execute(
@@ -290,10 +527,10 @@ class PostgresVideoRepository:
             .where(
                 videos.c.mall_id == retention.mall_id,
                 videos.c.uploaded_at < retention.cutoff,
-                videos.c.legal_hold.is_(False),
+                NOT_HELD,
                 *visible(scope),
             )
-            .order_by(videos.c.uploaded_at, videos.c.id)
+            .order_by(*OLDEST_FIRST)
             .limit(limit)
             .with_for_update(skip_locked=True)
         )
@@ -306,14 +543,10 @@ class PostgresVideoRepository:
 
     def summarise_expired(self, scope: Scope, retention: RetentionScope) -> ExpiredSummary:
         count, total_bytes = self.connection.execute(
-            select(
-                func.count(),
-                func.coalesce(func.sum(videos.c.file_size_bytes), 0)
-                + func.coalesce(func.sum(videos.c.proxy_size_bytes), 0),
-            ).where(
+            select(func.count(), func.coalesce(func.sum(STORED_BYTES), 0)).where(
                 videos.c.mall_id == retention.mall_id,
                 videos.c.uploaded_at < retention.cutoff,
-                videos.c.legal_hold.is_(False),
+                NOT_HELD,
                 *visible(scope),
             )
         ).one()
@@ -343,11 +576,49 @@ class PostgresVideoRepository:
             )
         return found
 
-    def stats(self, scope: Scope, mall_id: UUID | None, at: datetime) -> VideoStats:
+    def stats(
+        self, scope: Scope, mall_id: UUID | None, at: datetime, pin_id: UUID | None = None
+    ) -> VideoStats:
         stmt = select(*_stats_columns()).select_from(videos).where(*visible(scope))
         if mall_id is not None:
             stmt = stmt.where(videos.c.mall_id == mall_id)
+        if pin_id is not None:
+            stmt = stmt.where(videos.c.pin_id == pin_id)
         return _stats_from_row(self.connection.execute(stmt).one(), mall_id, at)
+
+    def pin_figures(
+        self, scope: Scope, mall_id: UUID | None, pin_id: UUID | None, limit: int
+    ) -> list[PinFigures]:
+        conditions = [LIVE, *visible(scope)]
+        if mall_id is not None:
+            conditions.append(videos.c.mall_id == mall_id)
+        if pin_id is not None:
+            conditions.append(videos.c.pin_id == pin_id)
+        storage = func.coalesce(func.sum(STORED_BYTES), 0)
+        per_pin = (
+            select(
+                videos.c.pin_id,
+                func.count().label("total_videos"),
+                storage.label("total_storage_bytes"),
+                func.coalesce(
+                    func.sum(videos.c.duration_seconds).filter(
+                        videos.c.duration_seconds.between(-SUMMABLE_DURATION, SUMMABLE_DURATION)
+                    ),
+                    0.0,
+                ).label("total_duration_seconds"),
+            )
+            .where(*conditions)
+            .group_by(videos.c.pin_id)
+            .order_by(storage.desc(), videos.c.pin_id)
+            .limit(limit)
+            .subquery("per_pin")
+        )
+        rows = self.connection.execute(
+            select(per_pin, pins.c.name.label("pin_name"))
+            .select_from(per_pin.outerjoin(pins, pins.c.id == per_pin.c.pin_id))
+            .order_by(per_pin.c.total_storage_bytes.desc(), per_pin.c.pin_id)
+        )
+        return [PinFigures.model_validate(row._mapping) for row in rows]
 
     def stats_per_pin(
         self, scope: Scope, pin_ids: Sequence[UUID], at: datetime
@@ -396,14 +667,21 @@ class PostgresVideoRepository:
         for (key,) in result:
             yield key
 
-    def set_mall_retention(self, mall_id: UUID, days: int) -> bool:
+    def set_mall_retention(
+        self, mall_id: UUID, days: int | None = None, max_storage_bytes: int | None = None
+    ) -> bool:
         if self.connection.execute(select(malls.c.id).where(malls.c.id == mall_id)).first() is None:
             return False
-        stmt = pg_insert(mall_retention).values(mall_id=mall_id, retention_days=days)
+        given = {
+            name: value
+            for name, value in (("retention_days", days), ("max_storage_bytes", max_storage_bytes))
+            if value is not None
+        }
+        stmt = pg_insert(mall_retention).values(mall_id=mall_id, **given)
         self.connection.execute(
             stmt.on_conflict_do_update(
                 index_elements=[mall_retention.c.mall_id],
-                set_={"retention_days": days, "updated_at": func.now()},
+                set_={**given, "updated_at": func.now()},
             )
         )
         return True

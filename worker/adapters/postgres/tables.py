@@ -35,6 +35,10 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 PROCESSING_STATUSES = ("pending", "processing", "completed", "failed")
+# Why a video was deleted: a caller (one or in bulk), its age, the trash emptied, a
+# mall over its storage quota. The queue's keys may also come from reconcile.
+AUDIT_REASONS = ("request", "bulk", "retention", "trash", "quota")
+QUEUE_REASONS = (*AUDIT_REASONS, "reconcile")
 
 NAMING = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -51,8 +55,31 @@ class Base(DeclarativeBase):
 
 Timestamp = DateTime(timezone=True)
 RECENT = (text("uploaded_at DESC"), text("id DESC"))
-HAS_PROXY = text("proxy_path IS NOT NULL")
-NO_PROXY = text("proxy_path IS NULL")
+LIVE = "trashed_at IS NULL"
+TRASHED = text("trashed_at IS NOT NULL")
+# (name part, leading equality columns, predicate) of every videos.list index.
+LIVE_INDEXES: tuple[tuple[str, tuple[str, ...], object], ...] = tuple(
+    (name, lead, text(where))
+    for name, lead, where in (
+        ("", (), LIVE),
+        ("mall_", ("mall_id",), LIVE),
+        ("pin_", ("pin_id",), LIVE),
+        ("status_", ("processing_status",), LIVE),
+        ("mall_status_", ("mall_id", "processing_status"), LIVE),
+        ("pin_status_", ("pin_id", "processing_status"), LIVE),
+        # has_proxy is "proxy_path IS NOT NULL" / "IS NULL". PostgreSQL rewrites "= false"
+        # on an expression into IS NULL, so an index on the expression never matches;
+        # pairs of partial indexes with exactly those predicates do, and each row sits
+        # in one index of a pair, so a pair costs about what one full index does.
+        ("proxy_", (), f"proxy_path IS NOT NULL AND {LIVE}"),
+        ("no_proxy_", (), f"proxy_path IS NULL AND {LIVE}"),
+        ("mall_proxy_", ("mall_id",), f"proxy_path IS NOT NULL AND {LIVE}"),
+        ("mall_no_proxy_", ("mall_id",), f"proxy_path IS NULL AND {LIVE}"),
+        ("pin_proxy_", ("pin_id",), f"proxy_path IS NOT NULL AND {LIVE}"),
+        ("pin_no_proxy_", ("pin_id",), f"proxy_path IS NULL AND {LIVE}"),
+        ("status_no_proxy_", ("processing_status",), f"proxy_path IS NULL AND {LIVE}"),
+    )
+)
 
 
 class Mall(Base):
@@ -104,51 +131,41 @@ class Video(Base):
     operator_notes: Mapped[str | None] = mapped_column(Text)
     # Set by operators; every retention sweep skips a held video.
     legal_hold: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
+    # In the trash since then (videos.delete(trash=true)), and by whom (the token's sub).
+    trashed_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    trashed_by: Mapped[str | None] = mapped_column(Text)
 
     __table_args__ = (
         CheckConstraint(
             "processing_status IN ('pending', 'processing', 'completed', 'failed')",
             name="processing_status",
         ),
-        # Order-only and date-range scans, and the retention sweep's cutoff scan.
-        Index("ix_videos_recent", text("uploaded_at DESC"), text("id DESC")),
-        Index("ix_videos_mall_recent", "mall_id", text("uploaded_at DESC"), text("id DESC")),
-        Index("ix_videos_pin_recent", "pin_id", text("uploaded_at DESC"), text("id DESC")),
+        # The retention sweep and the quota take a mall's oldest videos, trashed or not;
+        # per-pin statistics read a pin's rows, trashed or not.
+        Index("ix_videos_mall_recent", "mall_id", *RECENT),
+        Index("ix_videos_pin_recent", "pin_id", *RECENT),
+        # videos.list: each filter combination of what is not in the trash, as partial
+        # indexes whose predicate carries "trashed_at IS NULL", so a page deep in the
+        # list and its count still read the index alone, never the trashed rows.
+        *(
+            Index(f"ix_videos_live_{name}recent", *lead, *RECENT, postgresql_where=where)
+            for name, lead, where in LIVE_INDEXES
+        ),
+        # The trash: listed newest first, emptied by trashed_at; both small.
+        Index("ix_videos_trashed_recent", *RECENT, postgresql_where=TRASHED),
+        Index("ix_videos_trashed_at", "trashed_at", postgresql_where=TRASHED),
+        # videos.list(q=...): ILIKE '%q%' on either column, through pg_trgm.
         Index(
-            "ix_videos_status_recent",
-            "processing_status",
-            text("uploaded_at DESC"),
-            text("id DESC"),
+            "ix_videos_filename_trgm",
+            "original_filename",
+            postgresql_using="gin",
+            postgresql_ops={"original_filename": "gin_trgm_ops"},
         ),
         Index(
-            "ix_videos_mall_status_recent",
-            "mall_id",
-            "processing_status",
-            text("uploaded_at DESC"),
-            text("id DESC"),
-        ),
-        Index(
-            "ix_videos_pin_status_recent",
-            "pin_id",
-            "processing_status",
-            text("uploaded_at DESC"),
-            text("id DESC"),
-        ),
-        # has_proxy is "proxy_path IS NOT NULL" / "IS NULL". PostgreSQL rewrites "= false"
-        # on an expression into IS NULL, so an index on the expression never matches;
-        # pairs of partial indexes with exactly those predicates do, and each row sits in
-        # one index of a pair, so a pair costs about what one full index does.
-        Index("ix_videos_proxy_recent", *RECENT, postgresql_where=HAS_PROXY),
-        Index("ix_videos_no_proxy_recent", *RECENT, postgresql_where=NO_PROXY),
-        Index("ix_videos_mall_proxy_recent", "mall_id", *RECENT, postgresql_where=HAS_PROXY),
-        Index("ix_videos_mall_no_proxy_recent", "mall_id", *RECENT, postgresql_where=NO_PROXY),
-        Index("ix_videos_pin_proxy_recent", "pin_id", *RECENT, postgresql_where=HAS_PROXY),
-        Index("ix_videos_pin_no_proxy_recent", "pin_id", *RECENT, postgresql_where=NO_PROXY),
-        Index(
-            "ix_videos_status_no_proxy_recent",
-            "processing_status",
-            *RECENT,
-            postgresql_where=NO_PROXY,
+            "ix_videos_notes_trgm",
+            "operator_notes",
+            postgresql_using="gin",
+            postgresql_ops={"operator_notes": "gin_trgm_ops"},
         ),
         # Object-key look-ups: reconcile, and the guard that never deletes a key a row
         # still references.
@@ -190,7 +207,7 @@ class StorageDeletion(Base):
     next_attempt_at: Mapped[datetime] = mapped_column(Timestamp, server_default=func.now())
 
     __table_args__ = (
-        CheckConstraint("reason IN ('request', 'retention', 'reconcile')", name="reason"),
+        CheckConstraint(f"reason IN {QUEUE_REASONS}", name="reason"),
         # purge claims due keys oldest first.
         Index("ix_storage_deletions_due", "next_attempt_at", "id"),
         # reconcile asks whether an unreferenced object is already on its way out.
@@ -201,17 +218,25 @@ class StorageDeletion(Base):
 
 
 class MallRetention(Base):
-    """A mall's own retention period, overriding ``RETENTION_DAYS`` for its videos."""
+    """A mall's own retention period (overriding ``RETENTION_DAYS``) and storage quota."""
 
     __tablename__ = "mall_retention"
 
     mall_id: Mapped[uuid.UUID] = mapped_column(
         Uuid, ForeignKey("malls.id", ondelete="CASCADE"), primary_key=True
     )
-    retention_days: Mapped[int] = mapped_column(Integer)
+    retention_days: Mapped[int | None] = mapped_column(Integer)
+    # Originals plus proxies the mall may keep; the sweep deletes its oldest beyond it.
+    max_storage_bytes: Mapped[int | None] = mapped_column(BigInteger)
     updated_at: Mapped[datetime] = mapped_column(Timestamp, server_default=func.now())
 
-    __table_args__ = (CheckConstraint("retention_days BETWEEN 1 AND 36500", name="retention_days"),)
+    __table_args__ = (
+        CheckConstraint("retention_days BETWEEN 1 AND 36500", name="retention_days"),
+        CheckConstraint("max_storage_bytes > 0", name="max_storage_bytes"),
+        CheckConstraint(
+            "retention_days IS NOT NULL OR max_storage_bytes IS NOT NULL", name="something_set"
+        ),
+    )
 
 
 class DeletionAudit(Base):
@@ -236,7 +261,7 @@ class DeletionAudit(Base):
     actor: Mapped[str | None] = mapped_column(Text)
 
     __table_args__ = (
-        CheckConstraint("reason IN ('request', 'retention')", name="reason"),
+        CheckConstraint(f"reason IN {AUDIT_REASONS}", name="reason"),
         CheckConstraint(
             "outcome IN ('files_queued', 'files_kept', 'files_deleted', 'files_pending')",
             name="outcome",

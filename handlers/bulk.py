@@ -1,0 +1,138 @@
+"""Bulk delete: many videos by id or by filter, in batches, with a dry run and progress.
+
+The seed's "delete old videos" loop sent one message per id of the first page it
+listed, and never reached the second. Here one message selects, by ``video_ids`` or by
+the filters of ``videos.list`` (never neither: an empty filter would select a whole
+platform), and the worker deletes in batches claimed with ``FOR UPDATE SKIP LOCKED``:
+a sweep or a second bulk delete running over the same videos takes other rows and
+never waits. Each batch has the guarantees of ``videos.delete`` (or moves its videos
+to the trash), and is followed by a ``bulk_delete.progress`` event. A run that reaches
+its time budget queues a continuation under a task id it answers with, so a caller
+can await the rest.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from uuid import UUID
+
+from handlers.deletion import Budget, Tally, delete_in_batches, trash_changed
+from handlers.deps import Deps
+from handlers.ports import UnitOfWork
+from schemas.events import BulkDeleteProgress
+from schemas.requests import BulkDelete
+from schemas.responses import BulkDeleteResult
+
+TASK = "videos.bulk_delete"
+
+
+def bulk_delete(cmd: BulkDelete, deps: Deps) -> BulkDeleteResult:
+    scope = deps.scope
+    with deps.uow() as uow:
+        if cmd.video_ids is not None:
+            found = uow.videos.find_selected(scope, cmd.video_ids)
+            not_found = [
+                video_id for video_id in dict.fromkeys(cmd.video_ids) if video_id not in found
+            ]
+            matched = len(found)
+            ids: list[UUID] | None = sorted(found)
+        else:
+            matched = uow.videos.summarise_selected(scope, cmd.filters).count
+            not_found, ids = [], None
+    result = dict(matched=matched, not_found=not_found, dry_run=cmd.dry_run)
+    if cmd.dry_run or matched == 0:
+        return BulkDeleteResult(
+            **result,
+            deleted=0,
+            files_deleted=0,
+            files_pending=0,
+            continued=False,
+            continuation_id=None,
+        )
+
+    budget = Budget(deps.policy.bulk_delete_time_budget_seconds)
+    tally = Tally()
+
+    def progress() -> None:
+        deps.publish(
+            BulkDeleteProgress(
+                task_id=deps.request_id, matched=matched, deleted=tally.deleted, at=deps.clock()
+            )
+        )
+
+    if cmd.trash:
+        out_of_time = _trash_in_batches(deps, cmd, ids, budget, tally, progress)
+    else:
+        out_of_time = delete_in_batches(
+            deps,
+            lambda uow: uow.videos.delete_selected(scope, ids, cmd.filters, cmd.batch_size),
+            reason="bulk",
+            delete_files=cmd.delete_files,
+            batch_size=cmd.batch_size,
+            budget=budget,
+            tally=tally,
+            after_batch=progress,
+        )
+    continuation_id = _continue(deps, cmd, ids, tally.ids) if out_of_time else None
+    deps.log.info(
+        "videos.bulk_deleted",
+        extra={
+            "matched": matched,
+            "deleted": tally.deleted,
+            "trash": cmd.trash,
+            "files_pending": tally.files_pending,
+            "continued": out_of_time,
+        },
+    )
+    return BulkDeleteResult(
+        **result,
+        deleted=tally.deleted,
+        files_deleted=tally.files_deleted,
+        files_pending=tally.files_pending,
+        continued=out_of_time,
+        continuation_id=continuation_id,
+    )
+
+
+def _trash_in_batches(
+    deps: Deps,
+    cmd: BulkDelete,
+    ids: list[UUID] | None,
+    budget: Budget,
+    tally: Tally,
+    progress,  # noqa: ANN001 - a no-argument callback
+) -> bool:
+    """Move the selection into the trash, batch by batch; True when out of time."""
+    while not budget.exhausted():
+        with deps.uow() as uow:
+            batch = _trash_batch(deps, uow, cmd, ids)
+            uow.commit()
+        if not batch:
+            return False
+        trash_changed(deps, batch)
+        tally.deleted += len(batch)
+        tally.ids.extend(video.id for video in batch)
+        budget.done += len(batch)
+        progress()
+        if len(batch) < cmd.batch_size:
+            return False
+    return True
+
+
+def _trash_batch(deps: Deps, uow: UnitOfWork, cmd: BulkDelete, ids: list[UUID] | None):  # noqa: ANN202
+    return uow.videos.trash_selected(
+        deps.scope, ids, cmd.filters, cmd.batch_size, deps.clock(), deps.scope.subject
+    )
+
+
+def _continue(deps: Deps, cmd: BulkDelete, ids: list[UUID] | None, done: Sequence[UUID]) -> str:
+    """Queue the run that carries on, under an id the caller is told: by filter the same
+    selection (what is done no longer matches), by id only the ids not yet done."""
+    kwargs = cmd.model_dump(mode="json", exclude_none=True)
+    if ids is not None:
+        finished = set(done)
+        kwargs["video_ids"] = [str(video_id) for video_id in ids if video_id not in finished]
+    continuation_id = str(uuid.uuid4())
+    deps.enqueue(TASK, kwargs, 0, task_id=continuation_id)
+    return continuation_id
