@@ -32,9 +32,12 @@ from schemas.contract import (
     is_amqp,
 )
 from schemas.responses import (
+    BulkDeleteResult,
     PurgeResult,
     RefreshStatsResult,
+    RestoreResult,
     RetentionSweepResult,
+    SignUrlsResult,
     VideoDeleteResponse,
     VideoDetailResponse,
     VideoListResponse,
@@ -123,17 +126,22 @@ def raise_for_envelope(envelope: Any) -> dict[str, Any]:
     )
 
 
+def _json_value(value: Any) -> Any:
+    if isinstance(value, UUID):
+        return str(value)
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, list | tuple):
+        return [_json_value(item) for item in value]
+    if isinstance(value, dict):
+        return _jsonable(value)
+    return value
+
+
 def _jsonable(kwargs: dict[str, Any]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in kwargs.items():
-        if value is None:
-            continue
-        if isinstance(value, UUID):
-            value = str(value)
-        elif isinstance(value, datetime):
-            value = value.isoformat()
-        out[key] = value
-    return out
+    """UUIDs and datetimes as the contract's strings, at any depth (``video_ids``,
+    ``filters``); a None is left out, which every optional kwarg reads as its default."""
+    return {key: _json_value(value) for key, value in kwargs.items() if value is not None}
 
 
 class VideoClient:
@@ -243,11 +251,31 @@ class VideoClient:
             expires_minutes=expires_minutes,
         )
 
+    def sign_urls(
+        self,
+        video_ids: list[UUID | str],
+        target: str = "proxy",
+        expires_minutes: int = 60,
+        *,
+        timeout: float | None = None,
+        token: str | None = None,
+    ) -> SignUrlsResult:
+        return self._data(
+            SignUrlsResult,
+            "videos.sign_urls",
+            timeout,
+            token=token,
+            video_ids=video_ids,
+            target=target,
+            expires_minutes=expires_minutes,
+        )
+
     def delete(
         self,
         video_id: UUID | str,
         delete_files: bool = True,
         *,
+        trash: bool = False,
         timeout: float | None = None,
         token: str | None = None,
     ) -> VideoDeleteResponse:
@@ -258,16 +286,36 @@ class VideoClient:
             token=token,
             video_id=video_id,
             delete_files=delete_files,
+            trash=trash,
         )
+
+    def restore(
+        self, video_id: UUID | str, *, timeout: float | None = None, token: str | None = None
+    ) -> RestoreResult:
+        return self._data(RestoreResult, "videos.restore", timeout, token=token, video_id=video_id)
+
+    def bulk_delete(self, *, timeout: float | None = None, **options: Any) -> BulkDeleteResult:
+        """``video_ids=[…]`` or ``filters={…}``, and ``trash``, ``dry_run``, ``batch_size``…"""
+        return self._data(BulkDeleteResult, "videos.bulk_delete", timeout, **options)
 
     def stats(
         self,
         mall_id: UUID | str | None = None,
         *,
+        pin_id: UUID | str | None = None,
+        by_pin: bool = False,
         timeout: float | None = None,
         token: str | None = None,
     ) -> VideoStats:
-        return self._data(VideoStats, "videos.stats", timeout, token=token, mall_id=mall_id)
+        return self._data(
+            VideoStats,
+            "videos.stats",
+            timeout,
+            token=token,
+            mall_id=mall_id,
+            pin_id=pin_id,
+            by_pin=by_pin,
+        )
 
     def refresh_stats(
         self,

@@ -289,22 +289,63 @@ def _reconcile(args: argparse.Namespace) -> int:
     return 0
 
 
+SIZE_UNITS = {"": 1, "B": 1, "K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}
+
+
+def byte_size(text: str) -> int:
+    """``500G``, ``1.5T``, ``750M`` (powers of 1024) or a plain byte count."""
+    raw = text.strip().upper().removesuffix("IB").removesuffix("B") if text else ""
+    unit = raw[-1:] if raw[-1:] in SIZE_UNITS else ""
+    number = raw[: -len(unit)] if unit else raw
+    try:
+        value = float(number) * SIZE_UNITS[unit]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a size: {text!r} (try 500G, 750M, 2T)") from None
+    if not 1 <= value < 2**63:
+        raise argparse.ArgumentTypeError(f"{text!r}: a size from 1 byte to 8 EiB")
+    return int(value)
+
+
+def _human_size(size: int) -> str:
+    for unit in ("T", "G", "M", "K"):
+        if size >= SIZE_UNITS[unit] and size % SIZE_UNITS[unit] == 0:
+            return f"{size // SIZE_UNITS[unit]}{unit}"
+    return f"{size} bytes"
+
+
 def _retention(args: argparse.Namespace) -> int:
     from handlers.retention import clear_retention, list_retention, set_retention
     from schemas.requests import ClearRetention, SetRetention
 
     if args.action == "set":
-        _handled(set_retention, SetRetention, mall_id=str(args.mall_id), days=args.days)
-        print(f"mall {args.mall_id}: videos kept {args.days} days")
+        days = args.days_flag if args.days_flag is not None else args.days
+        if days is None and args.max_storage is None:
+            raise CommandFailed("give DAYS (or --days), --max-storage, or both")
+        _handled(
+            set_retention,
+            SetRetention,
+            mall_id=str(args.mall_id),
+            days=days,
+            max_storage_bytes=args.max_storage,
+        )
+        if days is not None:
+            print(f"mall {args.mall_id}: videos kept {days} days")
+        if args.max_storage is not None:
+            print(f"mall {args.mall_id}: storage kept at or under {_human_size(args.max_storage)}")
         return 0
     if args.action == "unset":
         periods = _handled(clear_retention, ClearRetention, mall_id=str(args.mall_id))
-        print(f"mall {args.mall_id}: back to RETENTION_DAYS ({periods.default_days})")
+        print(f"mall {args.mall_id}: back to RETENTION_DAYS ({periods.default_days}), no quota")
         return 0
     periods = list_retention(_deps())
     print(f"default (RETENTION_DAYS): {periods.default_days} days")
-    for mall_id, days in periods.malls.items():
-        print(f"{mall_id}: {days} days")
+    for mall_id in sorted({*periods.malls, *periods.quotas}):
+        parts = []
+        if mall_id in periods.malls:
+            parts.append(f"{periods.malls[mall_id]} days")
+        if mall_id in periods.quotas:
+            parts.append(f"max storage {_human_size(periods.quotas[mall_id])}")
+        print(f"{mall_id}: {', '.join(parts)}")
     return 0
 
 
@@ -444,15 +485,29 @@ def build_parser() -> argparse.ArgumentParser:
     reconcile.add_argument("--prefix", default="", help="only keys under this prefix")
     reconcile.set_defaults(func=_reconcile)
 
-    retention = sub.add_parser("retention", help="per-mall retention days")
+    retention = sub.add_parser("retention", help="per-mall retention days and storage quota")
     retention_sub = retention.add_subparsers(dest="action", required=True)
-    set_days = retention_sub.add_parser("set", help="keep a mall's videos DAYS days")
+    set_days = retention_sub.add_parser(
+        "set", help="keep a mall's videos DAYS days and/or its storage under a quota"
+    )
     set_days.add_argument("mall_id", type=uuid.UUID)
-    set_days.add_argument("days", type=int, choices=range(1, 36501), metavar="DAYS")
-    unset_days = retention_sub.add_parser("unset", help="back to RETENTION_DAYS")
+    days_range = range(1, 36501)
+    set_days.add_argument("days", type=int, nargs="?", choices=days_range, metavar="DAYS")
+    set_days.add_argument("--days", dest="days_flag", type=int, choices=days_range, metavar="DAYS")
+    set_days.add_argument(
+        "--max-storage",
+        type=byte_size,
+        metavar="SIZE",
+        help="originals + proxies kept at most (500G, 2T: powers of 1024); oldest go first",
+    )
+    unset_days = retention_sub.add_parser("unset", help="back to RETENTION_DAYS, no quota")
     unset_days.add_argument("mall_id", type=uuid.UUID)
     retention_sub.add_parser("list", help="show the overrides")
     retention.set_defaults(func=_retention)
+
+    from worker.ops.bulk import add_parser as add_bulk_delete
+
+    add_bulk_delete(sub)
 
     purge = sub.add_parser("purge", help="remove queued object deletions that are due")
     purge.add_argument(

@@ -36,6 +36,7 @@ DEFAULT_PORTS = {
 # What each command reaches; commands not listed (health, schemas) need nothing first.
 NEEDS: dict[str, tuple[str, ...]] = {
     "call": ("broker", "backend"),
+    "bulk-delete": ("broker", "backend", "cache"),
     "demo": ("postgres", "s3", "cache"),
     "events": ("cache",),
     "migrate": ("postgres",),

@@ -17,7 +17,10 @@ TASKS: dict[str, tuple[type[BaseModel], type[BaseModel]]] = {
     "videos.list": (s.ListVideos, s.VideoListResponse),
     "videos.get": (s.GetVideo, s.VideoDetailResponse),
     "videos.sign_url": (s.SignUrl, s.VideoStreamUrlResponse),
+    "videos.sign_urls": (s.SignUrls, s.SignUrlsResult),
     "videos.delete": (s.DeleteVideo, s.VideoDeleteResponse),
+    "videos.restore": (s.RestoreVideo, s.RestoreResult),
+    "videos.bulk_delete": (s.BulkDelete, s.BulkDeleteResult),
     "videos.stats": (s.GetStats, s.VideoStats),
     "videos.refresh_stats": (s.RefreshStats, s.RefreshStatsResult),
     "videos.retention_sweep": (s.SweepRetention, s.RetentionSweepResult),
@@ -27,6 +30,7 @@ OTHERS: dict[str, type[BaseModel]] = {
     "envelope": s.Envelope,
     "event.video.deleted": s.VideoDeleted,
     "event.stats.refreshed": s.StatsRefreshed,
+    "event.bulk_delete.progress": s.BulkDeleteProgress,
 }
 
 
