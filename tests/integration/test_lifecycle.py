@@ -272,6 +272,75 @@ def test_per_mall_days_from_the_cli_the_request_overrides_them_and_unset_restore
     assert set(audit_rows(engine)) == {short_20, short_12, default_100, default_20}
 
 
+def test_a_storage_quota_set_from_the_cli_makes_the_sweep_delete_the_oldest_unheld_videos(
+    services, catalog, engine, deps
+):
+    mall, other = catalog.mall("Quota"), catalog.mall("Other")
+    pin, other_pin = catalog.pin(mall), catalog.pin(other)
+
+    def video(mall_id, pin_id, days, **columns):
+        return catalog.video(
+            mall_id,
+            pin_id,
+            file_size_bytes=1_000,
+            proxy_size_bytes=100,
+            uploaded_at=days_ago(days),
+            **columns,
+        )["id"]
+
+    held_4 = video(mall, pin, 4, legal_hold=True)
+    day_3, day_2, day_1 = (video(mall, pin, d) for d in (3, 2, 1))
+    untouched = video(other, other_pin, 5)
+
+    # 4,400 bytes against 2,560: the held video stays, so days 3 and 2 must go (2,200).
+    quota = run_cli("retention", "set", str(mall), "--max-storage", "2.5K", env=services)
+    listed = run_cli("retention", "list", env=services)
+    assert quota.returncode == 0, quota.stderr
+    assert f"mall {mall}: storage kept at or under 2560 bytes" in quota.stdout
+    assert f"{mall}: max storage 2560 bytes" in listed.stdout
+
+    dry = handlers.sweep_retention(SweepRetention(dry_run=True), deps)
+    swept = handlers.sweep_retention(SweepRetention(batch_size=1), deps)
+
+    assert (dry.deleted_for_quota, dry.deleted) == (0, 0)
+    assert (swept.deleted, swept.deleted_for_quota) == (0, 2)
+    assert remaining_ids(engine) == {held_4, day_1, untouched}
+    assert {audit_rows(engine)[vid][0] for vid in (day_3, day_2)} == {"quota"}
+    for key in (f"videos/{mall}/original/{day_3}.mp4", f"thumbnails/{mall}/{day_2}.jpg"):
+        assert not catalog.object_exists(key)
+
+    days = run_cli("retention", "set", str(mall), "--days", "30", env=services)
+    assert days.returncode == 0, days.stderr
+    assert f"{mall}: 30 days, max storage 2560 bytes" in run_cli(
+        "retention", "list", env=services
+    ).stdout
+
+
+def test_a_quota_on_a_mall_whose_only_videos_are_held_deletes_nothing(
+    services, catalog, engine, deps
+):
+    mall = catalog.mall("Held")
+    pin = catalog.pin(mall)
+    held = {
+        catalog.video(mall, pin, upload_objects=False, legal_hold=True)["id"] for _ in range(3)
+    }
+    run_cli("retention", "set", str(mall), "--max-storage", "1", env=services, check=0)
+
+    swept = handlers.sweep_retention(SweepRetention(), deps)
+
+    assert swept.deleted_for_quota == 0
+    assert remaining_ids(engine) == held
+
+
+def test_retention_set_without_days_or_quota_exits_1(services, catalog):
+    mall = catalog.mall()
+
+    result = run_cli("retention", "set", str(mall), env=services)
+
+    assert result.returncode == 1
+    assert "give DAYS (or --days), --max-storage, or both" in result.stderr
+
+
 def test_retention_set_on_an_unknown_mall_exits_1_and_changes_nothing(services, engine, clean):
     missing = uuid.uuid4()
 

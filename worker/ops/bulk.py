@@ -137,9 +137,18 @@ class Bar:
             self.progress.update(self.task, total=matched, completed=self.before + deleted)
 
 
+def subscribe(redis_url: str) -> Any:
+    """A subscription to ``videos.events``, confirmed before the task is sent, so that
+    the first batch's event cannot be missed."""
+    pubsub = make_redis(redis_url).pubsub(ignore_subscribe_messages=True)
+    pubsub.subscribe(EVENTS_CHANNEL)
+    pubsub.get_message(timeout=1.0)
+    return pubsub
+
+
 def follow(
     client: Any,
-    redis_url: str,
+    pubsub: Any,
     kwargs: dict[str, Any],
     *,
     timeout: float | None,
@@ -147,9 +156,6 @@ def follow(
     on_run: Callable[[str], None] | None = None,
 ) -> tuple[Totals, dict[str, Any] | None]:
     """Send the task and follow it and its continuations; (totals, failed envelope)."""
-    pubsub = make_redis(redis_url).pubsub(ignore_subscribe_messages=True)
-    pubsub.subscribe(EVENTS_CHANNEL)
-    pubsub.get_message(timeout=1.0)  # the subscription confirmed before the task goes
     totals = Totals()
     deadline = None if timeout is None else time.monotonic() + timeout
     result = client.send(TASK, **kwargs)
@@ -215,7 +221,11 @@ def command(args: argparse.Namespace) -> int:
     try:
         with Bar() as bar:
             totals, failure = follow(
-                client, settings.redis_cache_url, request_of(args), timeout=args.timeout, bar=bar
+                client,
+                subscribe(settings.redis_cache_url),
+                request_of(args),
+                timeout=args.timeout,
+                bar=bar,
             )
     except TimeoutError:
         print(
@@ -231,6 +241,14 @@ def command(args: argparse.Namespace) -> int:
         return 1
     print(json.dumps(totals.as_json(), indent=2))
     return 0
+
+
+def build_parser_for_tests() -> argparse.ArgumentParser:
+    """The command's own arguments, parsed alone."""
+    parser = argparse.ArgumentParser(prog="videoworker")
+    sub = parser.add_subparsers()
+    add_parser(sub)
+    return sub.choices["bulk-delete"]
 
 
 def add_parser(sub: Any) -> None:
