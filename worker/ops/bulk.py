@@ -15,7 +15,7 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import IO, Any
 
 import redis
@@ -29,12 +29,14 @@ POLL_SECONDS = 0.2
 TASK = "videos.bulk_delete"
 
 
+AGE_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
 def instant(text: str) -> str:
     """An ISO 8601 instant with its offset, or an age (``90d``, ``12h``) before now."""
-    from worker.ops.cli import _duration
-
-    if text[-1:] in "smhd" and text[:-1].replace(".", "", 1).isdigit():
-        return (datetime.now(UTC) - _duration(text)).isoformat()
+    if text[-1:] in AGE_UNITS and text[:-1].replace(".", "", 1).isdigit():
+        age = timedelta(seconds=float(text[:-1]) * AGE_UNITS[text[-1]])
+        return (datetime.now(UTC) - age).isoformat()
     try:
         parsed = datetime.fromisoformat(text)
     except ValueError:
