@@ -334,9 +334,10 @@ def trash_changed(deps: Deps, videos: Iterable[TrashedVideo]) -> None:
         request_stats_refresh(deps, {video.mall_id for video in changed})
 
 
-def purge_after(deps: Deps, trashed_at: datetime) -> datetime:
-    """When a video trashed at ``trashed_at`` may be deleted for good by the sweep."""
-    return trashed_at + timedelta(days=deps.policy.trash_days)
+def purge_after(deps: Deps, trashed_at: datetime | None) -> datetime | None:
+    """When a video trashed at ``trashed_at`` may be deleted for good by the sweep (None
+    for a ``trashed_at`` another service wrote beyond what a datetime holds)."""
+    return None if trashed_at is None else trashed_at + timedelta(days=deps.policy.trash_days)
 
 
 def trash_video(cmd: DeleteVideo, deps: Deps) -> VideoDeleteResponse:

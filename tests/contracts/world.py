@@ -24,7 +24,7 @@ from schemas.events import EVENTS_CHANNEL, Event, StatsRefreshed, VideoDeleted
 from schemas.responses import VideoDetailResponse
 from tests.support import poll
 from tests.unit.fakes import T0, Fakes
-from worker.adapters.postgres.tables import DeletionAudit, MallRetention, StorageDeletion
+from worker.adapters.postgres.tables import DeletionAudit, MallRetention, StorageDeletion, Video
 
 R = TypeVar("R")
 
@@ -54,6 +54,10 @@ class AuditRow:
     outcome: str
     request_id: str | None
     actor: str | None = None
+
+
+# Columns of the worker's own, which no answer of ``get`` carries.
+OWN_COLUMNS = ("legal_hold", "trashed_at", "trashed_by")
 
 
 def video_columns(mall_id: UUID, pin_id: UUID, **overrides: Any) -> dict[str, Any]:
@@ -106,7 +110,8 @@ class World:
         self._default_pins: dict[UUID, UUID] = {}
 
     # Arranging.
-    def mall(self, retention_days: int | None = None) -> UUID:
+    def mall(self, retention_days: int | None = None, max_storage_bytes: int | None = None) -> UUID:
+        """A mall, with a ``mall_retention`` row when a period or a quota is given."""
         raise NotImplementedError
 
     def pin(self, mall_id: UUID, name: str = "Entrance A") -> UUID:
@@ -117,13 +122,14 @@ class World:
     def video(
         self, mall_id: UUID, pin_id: UUID | None = None, **columns: Any
     ) -> VideoDetailResponse:
-        """A row with ``video_columns`` defaults; returns what ``get`` should answer for it."""
+        """A row with ``video_columns`` defaults; returns what ``get`` should answer for it
+        (``get_many(trashed=True)`` for one given a ``trashed_at``)."""
         if pin_id is None:
             if mall_id not in self._default_pins:
                 self._default_pins[mall_id] = self.pin(mall_id)
             pin_id = self._default_pins[mall_id]
         row = video_columns(mall_id, pin_id, **columns)
-        detail = {k: v for k, v in row.items() if k != "legal_hold"}
+        detail = {k: v for k, v in row.items() if k not in OWN_COLUMNS}
         video = VideoDetailResponse(**detail, pin_name=self._pin_names[pin_id])
         self._insert_video(row, video)
         return video
@@ -160,6 +166,10 @@ class World:
         """(reason, outcome) of each audit row of this video."""
         raise NotImplementedError
 
+    def trash_mark(self, video_id: UUID) -> tuple[datetime, str | None] | None:
+        """When the video went into the trash and by whom; None when it is not in it."""
+        raise NotImplementedError
+
     def listen(self) -> Callable[[int], list[Event]]:
         """Start receiving published events; the result waits for that many of them."""
         raise NotImplementedError
@@ -185,11 +195,13 @@ class FakeWorld(World):
         self.cache = self.fakes.cache
         self.publish = self.fakes.publisher
 
-    def mall(self, retention_days: int | None = None) -> UUID:
+    def mall(self, retention_days: int | None = None, max_storage_bytes: int | None = None) -> UUID:
         mall_id = uuid.uuid4()
         self.fakes.uow.videos.malls.add(mall_id)
         if retention_days is not None:
             self.fakes.uow.videos.retention_days_of[mall_id] = retention_days
+        if max_storage_bytes is not None:
+            self.fakes.uow.videos.quota_of[mall_id] = max_storage_bytes
         return mall_id
 
     def _insert_pin(self, mall_id: UUID, name: str) -> UUID:
@@ -200,6 +212,8 @@ class FakeWorld(World):
         self.fakes.uow.videos.add(video)
         if row["legal_hold"]:
             self.fakes.uow.videos.held.add(video.id)
+        if row.get("trashed_at") is not None:
+            self.fakes.uow.videos.trashed[video.id] = (row["trashed_at"], row.get("trashed_by"))
 
     def put_object(self, key: str, body: bytes = b"x") -> None:
         self.fakes.store.objects[key] = len(body)
@@ -246,6 +260,9 @@ class FakeWorld(World):
     def outcomes(self, video_id: UUID) -> list[tuple[str, str]]:
         return self.fakes.uow.audit.outcome_of(video_id)
 
+    def trash_mark(self, video_id: UUID) -> tuple[datetime, str | None] | None:
+        return self.fakes.uow.videos.trashed.get(video_id)
+
     def listen(self) -> Callable[[int], list[Event]]:
         return lambda count: list(self.fakes.publisher.events)
 
@@ -276,13 +293,15 @@ class RealWorld(World):
         # Lazily requested: the bucket policy is set only by the tests that need it.
         self._deny = deny
 
-    def mall(self, retention_days: int | None = None) -> UUID:
+    def mall(self, retention_days: int | None = None, max_storage_bytes: int | None = None) -> UUID:
         mall_id = self.catalog.mall()
-        if retention_days is not None:
+        if retention_days is not None or max_storage_bytes is not None:
             with self.engine.begin() as conn:
                 conn.execute(
                     insert(MallRetention.__table__).values(
-                        mall_id=mall_id, retention_days=retention_days
+                        mall_id=mall_id,
+                        retention_days=retention_days,
+                        max_storage_bytes=max_storage_bytes,
                     )
                 )
         return mall_id
@@ -324,6 +343,15 @@ class RealWorld(World):
     def outcomes(self, video_id: UUID) -> list[tuple[str, str]]:
         return [(row.reason, row.outcome) for row in self.audit() if row.video_id == video_id]
 
+    def trash_mark(self, video_id: UUID) -> tuple[datetime, str | None] | None:
+        table = Video.__table__
+        rows = self._rows(
+            select(table.c.trashed_at, table.c.trashed_by).where(
+                table.c.id == video_id, table.c.trashed_at.is_not(None)
+            )
+        )
+        return (rows[0].trashed_at, rows[0].trashed_by) if rows else None
+
     def listen(self) -> Callable[[int], list[Event]]:
         pubsub = self.redis_client.pubsub()
         pubsub.subscribe(EVENTS_CHANNEL)
@@ -350,3 +378,19 @@ class RealWorld(World):
             return events
 
         return received
+
+
+def world_of(request: Any) -> World:
+    """The world a ``world`` fixture parametrised ``["fake", "real"]`` gives its test; the
+    real one's services are requested only then, so ``[fake]`` starts none."""
+    if request.param == "fake":
+        return FakeWorld()
+    return RealWorld(
+        deps=request.getfixturevalue("deps"),
+        catalog=request.getfixturevalue("catalog"),
+        engine=request.getfixturevalue("engine"),
+        s3=request.getfixturevalue("s3"),
+        bucket=request.getfixturevalue("bucket"),
+        redis_client=request.getfixturevalue("redis_client"),
+        deny=lambda: request.getfixturevalue("deny_deletes_under"),
+    )

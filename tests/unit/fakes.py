@@ -95,8 +95,14 @@ def _removed(video: VideoDetailResponse) -> RemovedVideo:
     )
 
 
+def _lowered(text: str) -> str:
+    # As ILIKE: each character lowered on its own (so "ß" never matches "SS", and "İ"
+    # is "i"), not Unicode case folding.
+    return "".join(ch.lower()[0] for ch in text)
+
+
 def _contains(text: str | None, q: str) -> bool:
-    return text is not None and q.casefold() in text.casefold()
+    return text is not None and _lowered(q) in _lowered(text)
 
 
 def _visible(scope: Scope, video: VideoDetailResponse) -> bool:
@@ -222,8 +228,10 @@ class FakeVideoRepository:
         if video_ids is not None:
             found = (self._seen(scope, video_id) for video_id in set(video_ids))
             chosen = [v for v in found if v is not None]
+        elif filters is None or filters.is_empty():
+            # As the adapter: nothing selected is never "everything".
+            raise ValueError("a bulk selection needs video ids or at least one filter")
         else:
-            assert filters is not None and not filters.is_empty()
             chosen = self._listed(scope, filters)
         return sorted(chosen, key=lambda v: (v.uploaded_at, v.id))
 
@@ -350,6 +358,8 @@ class FakeVideoRepository:
     def set_mall_retention(
         self, mall_id: UUID, days: int | None = None, max_storage_bytes: int | None = None
     ) -> bool:
+        if days is None and max_storage_bytes is None:
+            raise ValueError("a mall's retention needs days, a storage quota or both")
         if mall_id not in self.malls:
             return False
         if days is not None:

@@ -14,7 +14,7 @@ import tasks.lifecycle as lifecycle_tasks
 import tasks.videos as video_tasks
 from handlers import get_stats
 from handlers.access import ROLES_OF_TASK, UNRESTRICTED, Scope, may_run
-from schemas import GetStats
+from schemas import BulkDeleteProgress, GetStats
 from schemas.contract import TASK_NAMES
 from tests.unit.fakes import T0, Fakes, make_video
 from worker import logs
@@ -29,8 +29,11 @@ TASKS = {
     "videos.list": video_tasks.list_videos,
     "videos.get": video_tasks.get_video,
     "videos.sign_url": video_tasks.sign_url,
+    "videos.sign_urls": video_tasks.sign_urls,
     "videos.stats": video_tasks.stats,
     "videos.delete": video_tasks.delete_video,
+    "videos.restore": video_tasks.restore_video,
+    "videos.bulk_delete": video_tasks.bulk_delete,
     "videos.refresh_stats": lifecycle_tasks.refresh_stats,
     "videos.retention_sweep": lifecycle_tasks.retention_sweep,
     "videos.purge_storage": lifecycle_tasks.purge_storage,
@@ -292,3 +295,110 @@ def test_with_auth_off_nothing_is_attached(fakes, monkeypatch):
     body = ((), {}, {})
     edge.attach_credentials(body=body, headers={"task": "videos.retention_sweep"})
     assert body[1] == {}
+
+
+def ids_of(fakes: Fakes, **where) -> list[str]:
+    """The fakes' videos (in the order they were added) whose fields equal ``where``."""
+    return [
+        str(v.id)
+        for v in fakes.uow.videos.rows.values()
+        if all(getattr(v, name) == value for name, value in where.items())
+    ]
+
+
+@pytest.mark.parametrize(
+    ("role", "scope", "signed"),
+    [
+        ("admin", {}, {}),
+        ("operator", {"malls": [MALL_A]}, {"mall_id": MALL_A}),
+        ("tenant", {"pins": [PIN_A1]}, {"pin_id": PIN_A1}),
+    ],
+)
+def test_sign_urls_signs_what_the_role_sees_and_answers_the_rest_not_found(
+    fakes, role, scope, signed
+):
+    every = ids_of(fakes)
+    seen = ids_of(fakes, **signed)
+
+    envelope = run("videos.sign_urls", video_ids=every, auth=token(role, **scope))
+
+    data = envelope["data"]
+    assert [u["video_id"] for u in data["urls"]] == seen
+    assert data["not_found"] == [i for i in every if i not in seen]
+    assert len(fakes.store.presigned) == len(seen)
+
+
+@pytest.mark.parametrize(("role", "scope"), [("admin", {}), ("operator", {"malls": [MALL_A]})])
+def test_managers_restore_trashed_videos_they_see(fakes, role, scope):
+    for video_id in fakes.uow.videos.rows:
+        fakes.uow.videos.trashed[video_id] = (T0, None)
+    ours = video_of(fakes, MALL_A)
+    theirs = video_of(fakes, MALL_B)
+    auth = token(role, **scope)
+
+    restored = run("videos.restore", video_id=str(ours.id), auth=auth)
+    other = run("videos.restore", video_id=str(theirs.id), auth=auth)
+
+    assert restored == {
+        "ok": True,
+        "status": 200,
+        "data": {"video_id": str(ours.id), "restored": True},
+    }
+    assert ours.id not in fakes.uow.videos.trashed
+    if role == "admin":
+        assert other["ok"] is True
+    else:
+        assert other == {
+            "ok": False,
+            "status": 404,
+            "error": {"code": "not_found", "detail": f"Video {theirs.id} not in trash"},
+        }
+        assert theirs.id in fakes.uow.videos.trashed
+
+
+@pytest.mark.parametrize("task", ["videos.restore", "videos.bulk_delete"])
+def test_a_tenant_may_neither_restore_nor_bulk_delete(fakes, task):
+    own = video_of(fakes, MALL_A)
+    fakes.uow.videos.trashed[own.id] = (T0, None)
+    kwargs = {"video_id": str(own.id)} if task == "videos.restore" else {"video_ids": [str(own.id)]}
+
+    refused = run(task, auth=token("tenant", pins=[own.pin_id]), **kwargs)
+
+    assert refused == {
+        "ok": False,
+        "status": 403,
+        "error": {"code": "forbidden", "detail": f"Role tenant may not run {task}"},
+    }
+    assert own.id in fakes.uow.videos.trashed and len(fakes.uow.videos.rows) == 3
+
+
+def test_an_operators_bulk_delete_takes_only_its_malls_and_names_the_rest_not_found(fakes):
+    ours = ids_of(fakes, mall_id=MALL_A)
+    [theirs] = ids_of(fakes, mall_id=MALL_B)
+
+    applied = video_tasks.bulk_delete.apply(
+        kwargs={
+            "video_ids": [theirs, *ours],
+            "batch_size": 1,
+            "auth": token("operator", "olga", malls=[MALL_A]),
+        }
+    )
+
+    data = applied.get()["data"]
+    assert (data["matched"], data["deleted"], data["not_found"]) == (2, 2, [theirs])
+    assert [str(v) for v in fakes.uow.videos.rows] == [theirs]
+    assert {(e.reason, e.actor) for e in fakes.uow.audit.entries} == {("bulk", "olga")}
+    # Progress is published under the task id the caller awaits.
+    progress = [e for e in fakes.publisher.events if isinstance(e, BulkDeleteProgress)]
+    assert [(e.task_id, e.deleted) for e in progress] == [(applied.id, 1), (applied.id, 2)]
+
+
+def test_an_admins_bulk_delete_by_filter_reaches_every_mall(fakes):
+    envelope = run(
+        "videos.bulk_delete",
+        filters={"processing_status": "completed"},
+        auth=token("admin", "root"),
+    )
+
+    assert (envelope["data"]["matched"], envelope["data"]["deleted"]) == (3, 3)
+    assert fakes.uow.videos.rows == {}

@@ -10,7 +10,7 @@ response models, without ORM identity-map overhead on every list page.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
@@ -188,7 +188,7 @@ def search_pattern(q: str) -> str:
     return f"%{escaped}%"
 
 
-def _search(q: str) -> ColumnElement[bool]:
+def search_condition(q: str) -> ColumnElement[bool]:
     # ILIKE, not lower() LIKE: the trigram indexes are on the columns themselves.
     pattern = search_pattern(q)
     return or_(
@@ -213,7 +213,7 @@ def _list_filters(scope: Scope, query: VideoFilters, trashed: bool = False) -> l
     if query.uploaded_before is not None:
         conditions.append(videos.c.uploaded_at < query.uploaded_before)
     if query.q is not None:
-        conditions.append(_search(query.q))
+        conditions.append(search_condition(query.q))
     return conditions
 
 
@@ -250,6 +250,15 @@ def _stats_columns() -> tuple[Any, ...]:
         live(TRASHED).label("trash_videos"),
         func.coalesce(func.sum(STORED_BYTES).filter(TRASHED), 0).label("trash_bytes"),
     )
+
+
+def _trashed_video(row: Any, newly: bool) -> TrashedVideo:
+    """A row of TRASHED_COLUMNS: its ``trashed_at``, read as UTC wall-clock time (see
+    ``_utc``), is given its zone back, as every datetime the ports hand out has one."""
+    video_id, mall_id, pin_id, trashed_at = row
+    if trashed_at is not None:
+        trashed_at = trashed_at.replace(tzinfo=UTC)
+    return TrashedVideo(video_id, mall_id, pin_id, trashed_at, newly=newly)
 
 
 def _list_item(row: Any) -> VideoListItem:
@@ -356,12 +365,12 @@ class PostgresVideoRepository:
             .returning(*TRASHED_COLUMNS)
         ).first()
         if row is not None:
-            return TrashedVideo(*row, newly=True)
+            return _trashed_video(row, newly=True)
         # Already in the trash: the same answer again (a redelivery, a second click).
         row = self.connection.execute(
             select(*TRASHED_COLUMNS).where(videos.c.id == video_id, TRASHED, *visible(scope))
         ).first()
-        return None if row is None else TrashedVideo(*row, newly=False)
+        return None if row is None else _trashed_video(row, newly=False)
 
     def restore(self, scope: Scope, video_id: UUID) -> TrashedVideo | None:
         # RETURNING gives the new (null) trashed_at: the old one comes from a self-join.
@@ -370,9 +379,9 @@ class PostgresVideoRepository:
             update(videos)
             .where(videos.c.id == video_id, TRASHED, *visible(scope), old.c.id == videos.c.id)
             .values(trashed_at=None, trashed_by=None)
-            .returning(videos.c.id, videos.c.mall_id, videos.c.pin_id, old.c.trashed_at)
+            .returning(videos.c.id, videos.c.mall_id, videos.c.pin_id, _readable(old.c.trashed_at))
         ).first()
-        return None if row is None else TrashedVideo(*row, newly=True)
+        return None if row is None else _trashed_video(row, newly=True)
 
     def find_selected(self, scope: Scope, video_ids: Sequence[UUID]) -> set[UUID]:
         """The ids among these that the scope sees, in the trash or not."""
@@ -430,7 +439,7 @@ class PostgresVideoRepository:
             .values(trashed_at=at, trashed_by=by)
             .returning(*TRASHED_COLUMNS)
         )
-        return [TrashedVideo(*row, newly=True) for row in rows]
+        return [_trashed_video(row, newly=True) for row in rows]
 
     def _trash_due(self, scope: Scope, mall_id: UUID | None, before: datetime) -> list[Any]:
         conditions = [TRASHED, videos.c.trashed_at < before, NOT_HELD, *visible(scope)]
@@ -670,6 +679,9 @@ class PostgresVideoRepository:
     def set_mall_retention(
         self, mall_id: UUID, days: int | None = None, max_storage_bytes: int | None = None
     ) -> bool:
+        if days is None and max_storage_bytes is None:
+            # Nothing to set: the schema refuses it, and so does the table's check.
+            raise ValueError("a mall's retention needs days, a storage quota or both")
         if self.connection.execute(select(malls.c.id).where(malls.c.id == mall_id)).first() is None:
             return False
         given = {
