@@ -22,7 +22,7 @@ from sqlalchemy import select
 
 from tests.e2e.conftest import ROOT, start_worker, stop_worker
 from tests.support import poll
-from worker.adapters.postgres.tables import DeletionAudit
+from worker.adapters.postgres.tables import DeletionAudit, Video
 from worker.client import ForbiddenError, NotFoundError, UnauthorizedError, VideoClient
 from worker.runtime.tokens import mint_token
 
@@ -345,3 +345,42 @@ def test_a_misconfigured_jwt_worker_does_not_start_and_names_the_variable(
         stop_worker(process)
     assert process.returncode != 0
     assert named in log_path.read_text()
+
+
+def test_an_operator_cannot_bulk_delete_another_malls_videos_nor_a_tenant_restore(
+    caller, catalog, engine
+):
+    mine, theirs = catalog.mall("A"), catalog.mall("B")
+    own = catalog.video(mine, catalog.pin(mine))
+    foreign = catalog.video(theirs, catalog.pin(theirs))
+    operator = token("operator", "olga", malls=[mine])
+    outsider = token("operator", "otto", malls=[theirs])
+    tenant = token("tenant", "tom", pins=[own["pin_id"]])
+    by_ids = _data(caller, "videos.bulk_delete", auth=operator, video_ids=[str(foreign["id"])])
+    by_filter = _data(caller, "videos.bulk_delete", auth=operator, filters={"mall_id": str(theirs)})
+    _data(caller, "videos.delete", auth=operator, video_id=str(own["id"]), trash=True)
+    refused = call(caller, "videos.restore", auth=tenant, video_id=str(own["id"]))
+    unseen = call(caller, "videos.restore", auth=outsider, video_id=str(own["id"]))
+
+    assert (by_ids["matched"], by_ids["deleted"], by_ids["not_found"]) == (
+        0,
+        0,
+        [str(foreign["id"])],
+    )
+    assert (by_filter["matched"], by_filter["deleted"]) == (0, 0)
+    with engine.connect() as conn:
+        left = set(conn.execute(select(Video.__table__.c.id)).scalars())
+    assert left == {own["id"], foreign["id"]}
+    assert refused == {
+        "ok": False,
+        "status": 403,
+        "error": {"code": "forbidden", "detail": "Role tenant may not run videos.restore"},
+    }
+    # Another mall's trash is as invisible as its videos.
+    assert unseen["error"] == {"code": "not_found", "detail": f"Video {own['id']} not in trash"}
+
+
+def _data(app, task: str, **kwargs) -> dict:
+    envelope = call(app, task, **kwargs)
+    assert envelope["ok"] is True, envelope
+    return envelope["data"]
