@@ -14,6 +14,17 @@ What it builds (deterministic for a given ``--seed``):
   those have none (transcode skipped); 5% of completed videos have no thumbnail.
   Paths follow the worker's key layout, sizes follow duration x bitrate of the
   resolution/codec, durations mix short event clips and fixed 5-60 min segments.
+* Searchable text as operators meet it. ``original_filename`` follows the recorder
+  of the mall (five layouts: ``CAM07_20251012_143000``, Hikvision ``ch07_...``/
+  ``192.168.3.107_01_..._MOTION``, Dahua ``NVR_ch7_main_<start>_<end>``, Axis
+  ``ACCC8E..._<date>_<time>``, Milestone ``Entrance North (CAM07) 2025-10-12 14.30.00``),
+  with operator exports named by hand (~5%: ``incident_48213_food_court_a``,
+  ``Shoplifting - Zara - 12.10.2025``), phone clips (~3%: ``IMG_4821``, ``PXL_...``) and
+  body cameras (~1%). ~10% of videos carry ``operator_notes`` (incident and case
+  numbers, store and camera names, who reviewed what). The text comes from its own
+  generator, so every other column is the same row for row as without it.
+* ``trashed`` (a fraction, default 0): that share of the videos is in the trash,
+  trashed in the last 30 days by one of a few operators.
 
 How it loads: one transaction truncates the catalog tables (by CASCADE, also any table
 referencing them), drops the secondary indexes and foreign keys of ``videos`` (their
@@ -83,18 +94,43 @@ ERRORS = (
     "S3 upload of proxy failed: SlowDown",
     "unsupported codec: mjpeg",
 )
+VENDORS = ("generic", "hikvision", "dahua", "axis", "milestone")  # mall i records with i % 5
+STORES = (
+    "Zara", "H&M", "Apple Store", "Boots", "Starbucks", "Foot Locker", "Sephora", "Primark",
+    "Lego Store", "Costa Coffee", "Pandora", "JD Sports", "Five Guys", "Waterstones",
+)  # fmt: skip
+EVENTS = (
+    "shoplifting", "slip and fall", "lost child", "vandalism", "fight", "suspicious package",
+    "customer complaint", "parking dispute", "fire alarm test",
+)  # fmt: skip
+OPERATORS = ("J. Okafor", "M. Lindqvist", "A. Haddad", "S. Moreau", "K. Tanaka", "R. Patel")
+TRASHERS = ("ops-okafor", "ops-lindqvist", "ops-haddad", "ops-moreau")
+# Operator notes: {inc} incident, {case} police case, {claim} insurance claim, {store},
+# {pin}, {who} reviewer, {date} a day, {plate} a number plate.
 NOTES = (
-    "Requested by mall security: incident report 4471",
-    "Keep: insurance claim pending",
+    "Requested by mall security: incident report {inc}",
+    "Keep: insurance claim {claim} pending",
     "Camera lens obstructed for part of the recording",
-    "Police request, do not delete before case closes",
+    "Police request {case}, do not delete before case closes",
+    "Customer complaint at {store}, reviewed by {who}",
+    "Slip and fall near {pin}; first aid given",
+    "Reviewed by {who} on {date}: nothing relevant",
+    "Shoplifting suspect leaving {store}, see also {pin}",
+    "Lost child reunited with parents at {pin}",
+    "Footage exported for {store} management",
+    "Night cleaning crew visible, clock off by one hour",
+    "Low light, faces not identifiable",
+    "Duplicate upload, keep the proxy only",
+    "Vehicle {plate} involved in parking dispute",
+    "Water leak reported near {pin}, facilities informed",
+    "Fire alarm test, no incident",
 )
 VIDEO_COLUMNS = (
     "id", "mall_id", "pin_id", "original_filename", "original_path", "file_size_bytes",
     "checksum_sha256", "proxy_path", "proxy_size_bytes", "thumbnail_path", "width", "height",
     "fps", "duration_seconds", "codec", "processing_status", "processing_job_id",
     "processing_error", "processing_started_at", "processing_completed_at", "uploaded_at",
-    "recorded_at", "created_at", "updated_at", "operator_notes",
+    "recorded_at", "created_at", "updated_at", "operator_notes", "trashed_at", "trashed_by",
 )  # fmt: skip
 TABLES = ("malls", "camera_pins", "videos", "processing_jobs", "storage_deletions")
 NULL = "\\N"
@@ -158,10 +194,86 @@ class _Clock:
         day, second = divmod(epoch, 86400)
         return f"{self.days[day - self.first_day + 2]} {self.times[second]}+00"
 
-    def stamp(self, epoch: int) -> str:
+
+class _Text:
+    """``original_filename`` and ``operator_notes`` of one video, from their own generator."""
+
+    def __init__(self, rng: random.Random, catalog: Catalog, clock: _Clock) -> None:
+        self.rng, self.clock = rng, clock
+        pins = range(len(catalog.pins))
+        self.vendor = [VENDORS[(i // PINS_PER_MALL) % len(VENDORS)] for i in pins]
+        self.mall_no = [i // PINS_PER_MALL + 1 for i in pins]
+        self.cam = [i % PINS_PER_MALL + 1 for i in pins]
+        self.name = [name for _, _, name in catalog.pins]
+        self.slug = [name.lower().replace(" ", "_") for name in self.name]
+        self.mac = [f"ACCC8E{rng.getrandbits(24):06X}" for _ in pins]
+
+    def _when(self, epoch: int) -> tuple[str, str]:
         day, second = divmod(epoch, 86400)
-        i = day - self.first_day + 2
-        return f"{self.compact_days[i]}_{self.compact_times[second]}"
+        i = day - self.clock.first_day + 2
+        return self.clock.compact_days[i], self.clock.compact_times[second]
+
+    def filename(self, pin: int, recorded: int, duration: float) -> str:
+        """A stem as the recorder, an operator's export, a phone or a body camera names it."""
+        rng, cam = self.rng, self.cam[pin]
+        ymd, hms = self._when(recorded)
+        iso = f"{ymd[:4]}-{ymd[4:6]}-{ymd[6:]}"
+        r = rng.random()
+        if r < 0.05:  # exported and named by an operator
+            kind = rng.randrange(4)
+            if kind == 0:
+                return f"incident_{rng.randrange(10000, 100000)}_{self.slug[pin]}"
+            if kind == 1:
+                return f"{self.slug[pin]}_{iso}_export"
+            event = EVENTS[rng.randrange(len(EVENTS))]
+            if kind == 2:
+                dotted = f"{ymd[6:]}.{ymd[4:6]}.{ymd[:4]}"
+                return f"{event.capitalize()} - {self.name[pin]} - {dotted}"
+            return f"{STORES[rng.randrange(len(STORES))]} {event} {iso}"
+        if r < 0.08:  # a phone
+            kind = rng.randrange(3)
+            if kind == 0:
+                return f"IMG_{rng.randrange(10000):04d}"
+            return f"VID_{ymd}_{hms}" if kind == 1 else f"PXL_{ymd}_{hms}{rng.randrange(1000):03d}"
+        if r < 0.09:  # a body camera
+            if rng.random() < 0.5:
+                return f"GX01{rng.randrange(10000):04d}"
+            return f"BWC{rng.randrange(1, 40):04d}_{ymd}{hms}"
+        vendor = self.vendor[pin]
+        if vendor == "hikvision":
+            if rng.random() < 0.7:
+                return f"ch{cam:02d}_{ymd}{hms}"
+            kind = ("MOTION", "TIMING", "ALARM")[rng.randrange(3)]
+            ip = f"192.168.{self.mall_no[pin]}.{100 + cam}"
+            return f"{ip}_01_{ymd}{hms}{rng.randrange(1000):03d}_{kind}"
+        if vendor == "dahua":
+            end_ymd, end_hms = self._when(recorded + int(duration))
+            return f"NVR_ch{cam}_main_{ymd}{hms}_{end_ymd}{end_hms}"
+        if vendor == "axis":
+            return f"{self.mac[pin]}_{ymd}_{hms}"
+        if vendor == "milestone":
+            return f"{self.name[pin]} (CAM{cam:02d}) {iso} {hms[:2]}.{hms[2:4]}.{hms[4:]}"
+        return f"CAM{cam:02d}_{ymd}_{hms}"
+
+    def notes(self, pin: int, recorded: int) -> str:
+        rng = self.rng
+        if rng.random() >= 0.10:
+            return NULL
+        reviewed = recorded + int(rng.uniform(0, 30 * 86400))  # within a month
+        ymd, _ = self._when(min(reviewed, (self.clock.last_day + 1) * 86400))
+        letters = "ABCDEFGHJKLMNPRSTVWXYZ"
+        plate = "".join(letters[rng.randrange(22)] for _ in range(2)) + f"{rng.randrange(10, 75)} "
+        plate += "".join(letters[rng.randrange(22)] for _ in range(3))
+        return NOTES[rng.randrange(len(NOTES))].format(
+            inc=rng.randrange(10000, 100000),
+            case=f"CR-{ymd[2:4]}-{rng.randrange(100000):05d}",
+            claim=f"CLM{rng.randrange(1000000):06d}",
+            store=STORES[rng.randrange(len(STORES))],
+            pin=self.name[pin],
+            who=OPERATORS[rng.randrange(len(OPERATORS))],
+            date=f"{ymd[:4]}-{ymd[4:6]}-{ymd[6:]}",
+            plate=plate,
+        )
 
 
 @dataclass
@@ -185,11 +297,25 @@ def make_catalog(rng: random.Random) -> Catalog:
     return Catalog(malls=malls, pins=pins, pin_weights=weights)
 
 
-def video_rows(rng: random.Random, catalog: Catalog, count: int, end: int) -> Iterator[str]:
-    """COPY text chunks of ``count`` video rows, in upload order, the newest at ``end``."""
+def video_rows(
+    rng: random.Random,
+    catalog: Catalog,
+    count: int,
+    end: int,
+    *,
+    seed: int = DEFAULT_SEED,
+    trashed: float = 0.0,
+) -> Iterator[str]:
+    """COPY text chunks of ``count`` video rows, in upload order, the newest at ``end``.
+
+    ``rng`` draws every column but the text and the trash, which have generators of
+    their own (from ``seed``): neither changes what the others hold.
+    """
     last_day = end // 86400
     first_day = last_day - DAYS + 1
     clock = _Clock(first_day, last_day)
+    text = _Text(random.Random(f"{seed}/text"), catalog, clock)
+    trash_rng = random.Random(f"{seed}/trash")
     new_id = _Ids(rng)
     bits, uniform, random_, choices = rng.getrandbits, rng.uniform, rng.random, rng.choices
 
@@ -198,7 +324,6 @@ def video_rows(rng: random.Random, catalog: Catalog, count: int, end: int) -> It
     days = sorted(int(DAYS * (u if random_() < 0.5 else math.sqrt(u))) for u in fractions)
     pin_index = choices(range(len(catalog.pins)), weights=catalog.pin_weights, k=count)
     resolution = choices(RESOLUTIONS, weights=RESOLUTION_WEIGHTS, k=count)
-    pin_code = [f"CAM{(i % PINS_PER_MALL) + 1:02d}" for i in range(len(catalog.pins))]
 
     lines: list[str] = []
     for n in range(count):
@@ -237,7 +362,7 @@ def video_rows(rng: random.Random, catalog: Catalog, count: int, end: int) -> It
         video_id = new_id()
         pin_id, mall_id, _ = catalog.pins[pin_index[n]]
         ext = ".mov" if bits(4) == 0 else ".mp4"
-        filename = f"{pin_code[pin_index[n]]}_{clock.stamp(recorded)}{ext}"
+        filename = text.filename(pin_index[n], recorded, duration) + ext
         original = f"videos/{mall_id}/original/{video_id}{ext}"
         checksum = f"{bits(256):064x}" if random_() < 0.98 else NULL
         uploaded_text = f"{clock.text(uploaded)[:-3]}.{bits(20) % 1_000_000:06d}+00"
@@ -267,7 +392,14 @@ def video_rows(rng: random.Random, catalog: Catalog, count: int, end: int) -> It
                 started = updated = clock.text(start)
                 if status != "processing":
                     completed = updated = clock.text(finish)
-        notes = NOTES[bits(8) % len(NOTES)] if random_() < 0.003 else NULL
+        if random_() < 0.003:  # the draws of the notes this data set once had, kept so
+            bits(8)  # that every other column is still the same row for row
+        notes = text.notes(pin_index[n], recorded)
+        trashed_at = trashed_by = NULL
+        if trashed and trash_rng.random() < trashed:
+            since = max(uploaded, end - 30 * 86400)
+            trashed_at = clock.text(int(trash_rng.uniform(since, end)))
+            trashed_by = TRASHERS[trash_rng.randrange(len(TRASHERS))]
         lines.append(
             f"{video_id}\t{mall_id}\t{pin_id}\t{filename}\t{original}\t{size}\t{checksum}\t"
             f"{proxy}\t{proxy_size}\t{thumb}\t"
@@ -278,7 +410,8 @@ def video_rows(rng: random.Random, catalog: Catalog, count: int, end: int) -> It
                 else f"{NULL}\t{NULL}\t{NULL}\t{NULL}\t{NULL}\t"
             )
             + f"{status}\t{job}\t{error}\t{started}\t{completed}\t{uploaded_text}\t"
-            f"{clock.text(recorded)}\t{uploaded_text}\t{updated}\t{notes}"
+            f"{clock.text(recorded)}\t{uploaded_text}\t{updated}\t{notes}\t"
+            f"{trashed_at}\t{trashed_by}"
         )
         if len(lines) == CHUNK_ROWS:
             yield "\n".join(lines) + "\n"
@@ -309,6 +442,7 @@ def load(
     strategy: str = "rebuild",
     end: datetime | None = None,
     log: bool = True,
+    trashed: float = 0.0,
 ) -> LoadReport:
     """Replace the catalog in the (migrated) database at ``url`` with a generated one."""
     if strategy not in ("rebuild", "direct"):
@@ -353,7 +487,9 @@ def load(
             columns = sql.SQL(", ").join(map(sql.Identifier, VIDEO_COLUMNS))
             statement = sql.SQL("COPY videos ({}) FROM STDIN (FREEZE)").format(columns)
             with cur.copy(statement) as copy:
-                for chunk in video_rows(rng, catalog, videos, end_epoch):
+                for chunk in video_rows(
+                    rng, catalog, videos, end_epoch, seed=seed, trashed=trashed
+                ):
                     copy.write(chunk)
         t = step("copy", t)
         if strategy == "rebuild":
@@ -463,12 +599,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--videos", type=int, default=DEFAULT_VIDEOS)
     parser.add_argument("--seed", type=int, default=DEFAULT_SEED)
     parser.add_argument("--strategy", choices=("rebuild", "direct"), default="rebuild")
+    parser.add_argument("--trashed", type=float, default=0.0, help="share of videos in the trash")
     args = parser.parse_args(argv)
     from worker.adapters.postgres.migrate import upgrade
 
     with contextlib.redirect_stdout(sys.stderr):
         upgrade(args.database_url)
-    report = load(args.database_url, args.videos, seed=args.seed, strategy=args.strategy)
+    report = load(
+        args.database_url, args.videos, seed=args.seed, strategy=args.strategy, trashed=args.trashed
+    )
     print(report.describe())
     return 0
 

@@ -16,16 +16,11 @@ def list_videos(cmd: ListVideos, deps: Deps) -> VideoListResponse:
     """A page and its exact total; with ``sign``, the page's URLs too, in one message.
 
     A gallery page used to be one list call and one sign_url call per item; here the
-    page's rows are read again by id in the same transaction (one indexed query) and
-    each target is signed locally, which makes no S3 call.
+    list query reads each item's object keys with the page, and each target is signed
+    locally, which makes no S3 call.
     """
     with deps.uow() as uow:
         items, total = uow.videos.list(deps.scope, cmd)
-        details = (
-            uow.videos.get_many(deps.scope, [item.id for item in items], trashed=cmd.trashed)
-            if cmd.sign and items
-            else {}
-        )
     urls_expire_at = None
     if cmd.sign:
         expires_in, signed_at = cmd.sign_expires_minutes * 60, signing_time(deps)
@@ -33,9 +28,7 @@ def list_videos(cmd: ListVideos, deps: Deps) -> VideoListResponse:
         items = [
             item.model_copy(
                 update={
-                    "urls": gallery_urls(
-                        deps.store, details.get(item.id), cmd.sign, expires_in, signed_at
-                    )
+                    "urls": gallery_urls(deps.store, item.files, cmd.sign, expires_in, signed_at)
                 }
             )
             for item in items

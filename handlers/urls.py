@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from pathlib import PurePosixPath
 from typing import TypeGuard
@@ -106,7 +106,7 @@ def signed_url(
 
 def gallery_urls(
     store: ObjectStore,
-    video: VideoDetailResponse | None,
+    files: Mapping[str, str | None],
     targets: Sequence[str],
     expires_in: int,
     signed_at: datetime,
@@ -114,7 +114,7 @@ def gallery_urls(
     """Each target's URL, null where its file is missing (a gallery shows a placeholder)."""
     urls: dict[str, str | None] = {}
     for target in targets:
-        key = None if video is None else _file_of(video, target)[0]
+        key = files.get(target)
         urls[target] = (
             store.presign_get(key, expires_in, signed_at=signed_at) if is_file_key(key) else None
         )

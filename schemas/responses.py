@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 from uuid import UUID
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PrivateAttr
 from pydantic_core import PydanticCustomError
 
 
@@ -82,6 +82,17 @@ class VideoListItem(Result):
     purge_after: UtcDatetime | None = only_when_given()
     # videos.list(sign=[...]) only: one presigned URL per target, null where no file is.
     urls: dict[str, str | None] | None = only_when_given()
+    # The object key of each target as the listed row held it: what a gallery page signs,
+    # read in the list query itself. Never part of an answer.
+    _files: dict[str, str | None] = PrivateAttr(default_factory=dict)
+
+    def with_files(self, files: dict[str, str | None]) -> VideoListItem:
+        self._files = files
+        return self
+
+    @property
+    def files(self) -> dict[str, str | None]:
+        return self._files
 
 
 class VideoListResponse(Result):

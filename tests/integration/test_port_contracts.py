@@ -108,6 +108,8 @@ def test_list_items_carry_the_pins_name_and_what_files_exist_newest_first_then_b
             **v.model_dump(include=set(VideoListItem.model_fields)),
             has_proxy=v.proxy_path is not None,
             has_thumbnail=v.thumbnail_path is not None,
+        ).with_files(
+            {"original": v.original_path, "proxy": v.proxy_path, "thumbnail": v.thumbnail_path}
         )
         for v in [newest, *tied_by_id_desc, oldest]
     ]

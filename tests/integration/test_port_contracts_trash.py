@@ -717,3 +717,35 @@ def test_every_removal_reports_its_stored_bytes_as_originals_plus_proxies(world)
     last = world.video(mall, file_size_bytes=9_000, proxy_size_bytes=900)
     for_quota = world.write(lambda uow: uow.videos.delete_for_quota(UNRESTRICTED, mall, 1, 10))
     assert [(r.id, r.stored_bytes) for r in for_quota] == [(last.id, 9_900)]
+
+
+def test_listed_items_carry_the_object_keys_a_gallery_signs_and_a_search_its_true_total(world):
+    mall = world.mall()
+    with_all = world.video(mall, original_filename="dock_1.mp4", uploaded_at=T0)
+    bare = world.video(
+        mall,
+        original_filename="dock_2.mp4",
+        proxy=False,
+        thumbnail=False,
+        uploaded_at=T0 - timedelta(hours=1),
+    )
+    world.video(mall, original_filename="lobby.mp4")
+
+    items, total = world.read(
+        lambda uow: uow.videos.list(UNRESTRICTED, ListVideos(q="DOCK", page_size=1))
+    )
+    second, _ = world.read(
+        lambda uow: uow.videos.list(UNRESTRICTED, ListVideos(q="dock", page=2, page_size=1))
+    )
+    past_end, past_total = world.read(
+        lambda uow: uow.videos.list(UNRESTRICTED, ListVideos(q="dock", page=3, page_size=1))
+    )
+
+    assert total == 2 and (past_end, past_total) == ([], 2)
+    assert items[0].files == {
+        "original": with_all.original_path,
+        "proxy": with_all.proxy_path,
+        "thumbnail": with_all.thumbnail_path,
+    }
+    assert second[0].files == {"original": bare.original_path, "proxy": None, "thumbnail": None}
+    assert "files" not in items[0].model_dump(mode="json")

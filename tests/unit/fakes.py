@@ -164,6 +164,8 @@ class FakeVideoRepository:
                 has_proxy=is_file_key(v.proxy_path),
                 has_thumbnail=is_file_key(v.thumbnail_path),
                 trashed_at=self.trashed[v.id][0] if query.trashed else None,
+            ).with_files(
+                {"original": v.original_path, "proxy": v.proxy_path, "thumbnail": v.thumbnail_path}
             )
             for v in page
         ]

@@ -135,6 +135,7 @@ LIST_COLUMNS = (
     # sign (see _list_item); the has_proxy filter keeps the indexed predicate.
     videos.c.proxy_path,
     videos.c.thumbnail_path,
+    videos.c.original_path,
     _readable(videos.c.uploaded_at),
     _readable(videos.c.recorded_at),
 )
@@ -263,9 +264,15 @@ def _trashed_video(row: Any, newly: bool) -> TrashedVideo:
 
 def _list_item(row: Any) -> VideoListItem:
     fields = dict(row._mapping)
-    fields["has_proxy"] = is_file_key(fields.pop("proxy_path"))
-    fields["has_thumbnail"] = is_file_key(fields.pop("thumbnail_path"))
-    return VideoListItem.model_validate(fields)
+    fields.pop("page_total", None)
+    files = {
+        "original": fields.pop("original_path"),
+        "proxy": fields.pop("proxy_path"),
+        "thumbnail": fields.pop("thumbnail_path"),
+    }
+    fields["has_proxy"] = is_file_key(files["proxy"])
+    fields["has_thumbnail"] = is_file_key(files["thumbnail"])
+    return VideoListItem.model_validate(fields).with_files(files)
 
 
 def _stats_from_row(row: Any, mall_id: UUID | None, at: datetime) -> VideoStats:
@@ -302,25 +309,49 @@ class PostgresVideoRepository:
 
     def list(self, scope: Scope, query: ListVideos) -> tuple[list[VideoListItem], int]:
         conditions = _list_filters(scope, query, trashed=query.trashed)
-        total = self.connection.execute(
-            select(func.count()).select_from(videos).where(*conditions)
-        ).scalar_one()
         offset = (query.page - 1) * query.page_size
+        if query.q is not None:
+            # A search finds its matches through the trigram indexes and rechecks each on
+            # its table page: the page and its total are taken in that one pass (a
+            # window count), not found twice. Only a page past the end counts apart.
+            rows = list(self.connection.execute(self._page(query, conditions, offset, True)))
+            if rows:
+                return [_list_item(row) for row in rows], rows[0].page_total
+            return [], self._count(conditions)
+        total = self._count(conditions)
         if total <= offset:
             return [], total
-        # Deferred join: the page's keys come from an index-only scan that skips `offset`
-        # entries without touching the table; only the page's rows are then read and
-        # joined to their pins. Page 2,000 costs what page 1 does.
+        rows = self.connection.execute(self._page(query, conditions, offset, False))
+        return [_list_item(row) for row in rows], total
+
+    def _count(self, conditions: list[Any]) -> int:
+        return self.connection.execute(
+            select(func.count()).select_from(videos).where(*conditions)
+        ).scalar_one()
+
+    def _page(
+        self, query: ListVideos, conditions: list[Any], offset: int, with_total: bool
+    ) -> Select:
+        """Deferred join: the page's keys come from the index (an index-only scan that
+        skips ``offset`` entries without touching the table, without ``q``); only the
+        page's rows are then read and joined to their pins. Page 2,000 costs what page
+        1 does."""
+        keys = [videos.c.id, videos.c.uploaded_at]
+        if with_total:
+            keys.append(func.count().over().label("page_total"))
         page = (
-            select(videos.c.id, videos.c.uploaded_at)
+            select(*keys)
             .where(*conditions)
             .order_by(*NEWEST_FIRST)
             .limit(query.page_size)
             .offset(offset)
             .subquery("page")
         )
-        rows = self.connection.execute(
-            select(*(TRASH_LIST_COLUMNS if query.trashed else LIST_COLUMNS))
+        columns = list(TRASH_LIST_COLUMNS if query.trashed else LIST_COLUMNS)
+        if with_total:
+            columns.append(page.c.page_total)
+        return (
+            select(*columns)
             .select_from(
                 page.join(videos, videos.c.id == page.c.id).outerjoin(
                     pins, pins.c.id == videos.c.pin_id
@@ -328,7 +359,6 @@ class PostgresVideoRepository:
             )
             .order_by(page.c.uploaded_at.desc(), page.c.id.desc())
         )
-        return [_list_item(row) for row in rows], total
 
     def get(self, scope: Scope, video_id: UUID) -> VideoDetailResponse | None:
         row = self.connection.execute(
