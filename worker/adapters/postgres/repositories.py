@@ -317,7 +317,8 @@ class PostgresVideoRepository:
             rows = list(self.connection.execute(self._page(query, conditions, offset, True)))
             if rows:
                 return [_list_item(row) for row in rows], rows[0].page_total
-            return [], self._count(conditions)
+            # An empty first page is a total of 0; past the end, the true total is asked.
+            return [], self._count(conditions) if offset else 0
         total = self._count(conditions)
         if total <= offset:
             return [], total
