@@ -20,23 +20,13 @@ from handlers.ports import QueuedKey, RemovedVideo, RetentionScope
 from schemas.events import StatsRefreshed, VideoDeleted
 from schemas.requests import ListVideos
 from schemas.responses import StatusCounts, VideoListItem, VideoStats
-from tests.contracts.world import AuditRow, FakeWorld, RealWorld, World
+from tests.contracts.world import AuditRow, World, world_of
 from tests.unit.fakes import T0
 
 
 @pytest.fixture(params=["fake", "real"])
 def world(request: pytest.FixtureRequest) -> World:
-    if request.param == "fake":
-        return FakeWorld()
-    return RealWorld(
-        deps=request.getfixturevalue("deps"),
-        catalog=request.getfixturevalue("catalog"),
-        engine=request.getfixturevalue("engine"),
-        s3=request.getfixturevalue("s3"),
-        bucket=request.getfixturevalue("bucket"),
-        redis_client=request.getfixturevalue("redis_client"),
-        deny=lambda: request.getfixturevalue("deny_deletes_under"),
-    )
+    return world_of(request)
 
 
 def listed(world: World, **query) -> tuple[list[UUID], int]:
