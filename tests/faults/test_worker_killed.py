@@ -90,6 +90,7 @@ def test_worker_killed_mid_delete_and_mid_sweep_redoes_both_harmlessly(
                 "Video deleted successfully. 0 file(s) removed from storage. "
                 "3 file(s) queued for retry."
             ),
+            "purge_after": None,
         },
     }
     assert swept["ok"], swept
