@@ -17,6 +17,11 @@ import redis
 from tests.integration.test_foreign_rows import set_columns
 from worker.adapters.redis import stats_key
 
+# Run once, in `make test`, whatever the broker:
+# what is tested is how rows are read from PostgreSQL.
+pytestmark = pytest.mark.broker_independent
+
+
 REQUEST_TASKS = ("videos.list", "videos.get", "videos.sign_url", "videos.stats")
 
 

@@ -21,6 +21,10 @@ from tests.support import ROOT, poll, run_cli
 from worker.dev.embedded import PREFERRED_PORTS
 from worker.ops import demo
 
+# Run once, in `make test`, whatever the broker:
+# the README's quick start runs on the embedded default stack.
+pytestmark = pytest.mark.broker_independent
+
 
 def envelope(*args: str, env: dict[str, str]) -> dict:
     result = run_cli("call", *args, env=env, check=0)

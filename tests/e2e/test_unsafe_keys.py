@@ -9,6 +9,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import text
 
+# Run once, in `make test`, whatever the broker: what is tested is the S3 removal of such keys.
+pytestmark = pytest.mark.broker_independent
+
 
 @pytest.fixture
 def unsafe_keys_removed(s3, bucket):

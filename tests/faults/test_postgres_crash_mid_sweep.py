@@ -11,9 +11,15 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import pytest
+
 from tests.conftest import Catalog
 from tests.faults.conftest import MAINTENANCE_QUEUE
 from tests.support import poll
+
+# Run once, in `make test`, whatever the broker:
+# what is tested is PostgreSQL's crash and the sweep's transactions.
+pytestmark = pytest.mark.broker_independent
 
 
 def test_sweep_cut_off_by_a_crash_leaves_rows_and_queue_consistent_and_its_retry_finishes(

@@ -15,6 +15,11 @@ from sqlalchemy import text
 from tests.conftest import Catalog
 from tests.faults.conftest import MAINTENANCE_QUEUE
 
+# Run once, in `make test`, whatever the broker:
+# what is tested is the worker's answer to S3's failures.
+pytestmark = pytest.mark.broker_independent
+
+
 # botocore (standard mode, total_max_attempts=3 in worker/storage.py) sends a request
 # that keeps failing with a 5xx three times in all.
 BOTOCORE_ATTEMPTS = 3

@@ -10,8 +10,13 @@ from __future__ import annotations
 
 from urllib.parse import parse_qs, urlsplit
 
+import pytest
+
 from tests.faults.conftest import REQUESTS_QUEUE
 from tests.support import poll
+
+# Run once, in `make test`, whatever the broker: what is tested is the log lines the task writes.
+pytestmark = pytest.mark.broker_independent
 
 
 def test_a_signed_url_never_reaches_the_worker_log(faults, workers, caller, mall_and_pin):

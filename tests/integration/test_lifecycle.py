@@ -311,9 +311,10 @@ def test_a_storage_quota_set_from_the_cli_makes_the_sweep_delete_the_oldest_unhe
 
     days = run_cli("retention", "set", str(mall), "--days", "30", env=services)
     assert days.returncode == 0, days.stderr
-    assert f"{mall}: 30 days, max storage 2560 bytes" in run_cli(
-        "retention", "list", env=services
-    ).stdout
+    assert (
+        f"{mall}: 30 days, max storage 2560 bytes"
+        in run_cli("retention", "list", env=services).stdout
+    )
 
 
 def test_a_quota_on_a_mall_whose_only_videos_are_held_deletes_nothing(
@@ -321,9 +322,7 @@ def test_a_quota_on_a_mall_whose_only_videos_are_held_deletes_nothing(
 ):
     mall = catalog.mall("Held")
     pin = catalog.pin(mall)
-    held = {
-        catalog.video(mall, pin, upload_objects=False, legal_hold=True)["id"] for _ in range(3)
-    }
+    held = {catalog.video(mall, pin, upload_objects=False, legal_hold=True)["id"] for _ in range(3)}
     run_cli("retention", "set", str(mall), "--max-storage", "1", env=services, check=0)
 
     swept = handlers.sweep_retention(SweepRetention(), deps)
