@@ -18,6 +18,7 @@ from pathlib import Path
 
 import jwt
 import pytest
+import redis
 from sqlalchemy import select
 
 from tests.e2e.conftest import ROOT, start_worker, stop_worker
@@ -44,16 +45,24 @@ def _redis_db(url: str, db: int) -> str:
 
 
 @pytest.fixture(scope="module")
-def jwt_env(services: dict[str, str]) -> dict[str, str]:
+def jwt_env(services: dict[str, str]) -> Iterator[dict[str, str]]:
     redis_url = services["REDIS_URL"]
-    return {
+    broker, backend = _redis_db(redis_url, 11), _redis_db(redis_url, 12)
+    # Empty at the start and at the end: a stats flush still waiting on its countdown when
+    # a run's worker stops goes back to this broker, and would reach the next run's worker
+    # with a token expired since.
+    for url in (broker, backend):
+        redis.Redis.from_url(url).flushdb()
+    yield {
         **services,
-        "CELERY_BROKER_URL": _redis_db(redis_url, 11),
-        "CELERY_RESULT_BACKEND": _redis_db(redis_url, 12),
+        "CELERY_BROKER_URL": broker,
+        "CELERY_RESULT_BACKEND": backend,
         "AUTH_MODE": "jwt",
         "AUTH_JWT_SECRET": SECRET,
         "LOG_FORMAT": "json",
     }
+    for url in (broker, backend):
+        redis.Redis.from_url(url).flushdb()
 
 
 @pytest.fixture(scope="module")

@@ -125,6 +125,8 @@ def call(app, task: str, timeout: float = 60, **kwargs) -> dict:
     return envelope["data"]
 
 
+# Run once, in `make test`, whatever the broker: the sweeps' rows are claimed in PostgreSQL.
+@pytest.mark.broker_independent
 def test_four_sweeps_on_two_workers_delete_ten_thousand_videos_exactly_once(
     isolated, stack, catalog, engine, s3, bucket, redis_client, tmp_path, emptied_bucket
 ):

@@ -24,7 +24,7 @@ pytestmark = pytest.mark.broker_independent
 
 
 PAIRS = 100
-RUNS = 5
+RUNS = 3
 
 
 def insert_pairs(faults, mall: uuid.UUID, pin: uuid.UUID, pairs: int, *, age: timedelta):
