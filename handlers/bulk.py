@@ -14,7 +14,7 @@ can await the rest.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from uuid import UUID
 
 from handlers.deletion import Budget, Tally, delete_in_batches, trash_changed
@@ -101,7 +101,7 @@ def _trash_in_batches(
     ids: list[UUID] | None,
     budget: Budget,
     tally: Tally,
-    progress,  # noqa: ANN001 - a no-argument callback
+    progress: Callable[[], None],
 ) -> bool:
     """Move the selection into the trash, batch by batch; True when out of time."""
     while not budget.exhausted():

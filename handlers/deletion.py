@@ -256,8 +256,14 @@ def announce_deleted(
                 at=at,
             )
         )
-    deps.cache.forget_pins({video.pin_id for video in removed if video.pin_id is not None})
-    request_stats_refresh(deps, {video.mall_id for video in removed})
+    figures_changed(deps, removed)
+
+
+def figures_changed(deps: Deps, videos: Sequence[RemovedVideo | TrashedVideo]) -> None:
+    """These videos left (or rejoined) the figures: their pins' cached figures are
+    dropped, and one debounced refresh of their malls and the global figure is asked."""
+    deps.cache.forget_pins({video.pin_id for video in videos if video.pin_id is not None})
+    request_stats_refresh(deps, {video.mall_id for video in videos})
 
 
 class Budget:
@@ -330,8 +336,7 @@ def trash_changed(deps: Deps, videos: Iterable[TrashedVideo]) -> None:
     """Videos went into the trash or out of it: their figures are stale."""
     changed = [video for video in videos if video.newly]
     if changed:
-        deps.cache.forget_pins({video.pin_id for video in changed if video.pin_id is not None})
-        request_stats_refresh(deps, {video.mall_id for video in changed})
+        figures_changed(deps, changed)
 
 
 def purge_after(deps: Deps, trashed_at: datetime | None) -> datetime | None:
