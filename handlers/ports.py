@@ -221,6 +221,12 @@ class VideoRepository(Protocol):
         """Per-pin figures of what the scope sees (not the trash), largest storage first."""
         ...
 
+    def fold_figures(self) -> int:
+        """Fold the figures kept per writer into one row per key and period, dropping
+        those that came to nothing; answers how many rows were folded. What any total or
+        statistic reads is unchanged: this only keeps those reads short."""
+        ...
+
     def stats_per_mall(self, at: datetime) -> list[VideoStats]:
         """Every mall's whole figure, for the shared cache (an admin's refresh)."""
         ...

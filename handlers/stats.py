@@ -145,6 +145,9 @@ def refresh_stats(cmd: RefreshStats, deps: Deps) -> RefreshStatsResult:
     if cmd.mall_id is not None:
         fresh = _refresh(deps, False, [cmd.mall_id], now)
     else:
+        # The scheduled full refresh also keeps the kept figures short (see the port).
+        with deps.uow() as uow:
+            uow.videos.fold_figures()
         with deps.uow() as uow:
             fresh = [uow.videos.stats(UNRESTRICTED, None, now), *uow.videos.stats_per_mall(now)]
         _save(deps, fresh, now)

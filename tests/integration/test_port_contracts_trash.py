@@ -749,3 +749,27 @@ def test_listed_items_carry_the_object_keys_a_gallery_signs_and_a_search_its_tru
     }
     assert second[0].files == {"original": bare.original_path, "proxy": None, "thumbnail": None}
     assert "files" not in items[0].model_dump(mode="json")
+
+
+# Folding the kept figures
+
+
+def test_folding_the_figures_changes_no_total_and_no_statistic(world):
+    mall = world.mall()
+    for hours in (1, 30, 24 * 40):
+        world.video(mall, uploaded_at=T0 - hours * HOUR)
+    world.video(mall, uploaded_at=T0 - 2 * HOUR, trashed_at=T0 - DAY)
+    ranged = {"uploaded_after": (T0 - 45 * DAY).isoformat(), "uploaded_before": T0.isoformat()}
+
+    def figures():
+        stats = world.read(lambda uow: uow.videos.stats(UNRESTRICTED, mall, T0))
+        return listed(world)[1], listed(world, **ranged)[1], listed(world, trashed=True)[1], stats
+
+    before = figures()
+    world.write(lambda uow: uow.videos.fold_figures())
+
+    assert before[:3] == (3, 3, 1)
+    assert (before[3].total_videos, before[3].trash.total_videos) == (3, 1)
+    assert figures() == before
+    # A second fold finds nothing left to fold.
+    assert world.write(lambda uow: uow.videos.fold_figures()) == 0

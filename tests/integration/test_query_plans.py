@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import event, func, select, text
@@ -114,7 +115,7 @@ def plan_of(engine, sql: str, parameters: object) -> dict:
     ("has_proxy", "index"),
     [(True, "ix_videos_live_mall_proxy_recent"), (False, "ix_videos_live_mall_no_proxy_recent")],
 )
-def test_has_proxy_count_and_deep_page_use_the_partial_index(
+def test_has_proxy_total_sums_the_kept_figures_and_the_deep_page_uses_the_partial_index(
     has_proxy, index, deps, catalog, engine
 ):
     mall_id = fill(catalog, engine)
@@ -124,9 +125,38 @@ def test_has_proxy_count_and_deep_page_use_the_partial_index(
     count_plan = scans(plan_of(engine, *count_statement))
     page_plan = scans(plan_of(engine, *page_statement))
 
-    assert index in {name for _, _, name in count_plan}
+    # Without a date range the total is whole months: the videos table is not read.
+    assert {relation for _, relation, _ in count_plan} - {None} == {"video_counts_monthly"}
     assert index in {name for _, _, name in page_plan}
-    assert ("Seq Scan", "videos", None) not in count_plan + page_plan
+    assert ("Seq Scan", "videos", None) not in page_plan
+
+
+def test_a_dated_total_counts_only_its_partial_edge_days_from_the_list_index(
+    deps, catalog, engine
+):
+    """uploaded_after/before that are not midnights: whole days and months come from the
+    kept figures, the instants before the first midnight and after the last from the
+    mall's list index, never a scan of the table."""
+    mall_id = fill(catalog, engine)
+    query = ListVideos(
+        mall_id=str(mall_id),
+        uploaded_after=(datetime.now(UTC) - timedelta(days=40, hours=5)).isoformat(),
+        uploaded_before=(datetime.now(UTC) - timedelta(hours=7)).isoformat(),
+        page_size=20,
+    )
+
+    count_statement = captured_statements(deps, query)[-2]
+    count_plan = scans(plan_of(engine, *count_statement))
+
+    relations = {relation for _, relation, _ in count_plan} - {None}
+    # Whole months between the whole days depend on today's date; days and edges do not.
+    assert {"video_counts_daily", "videos"} <= relations, count_plan
+    assert relations <= {"video_counts_monthly", "video_counts_daily", "videos"}, count_plan
+    assert ("Seq Scan", "videos", None) not in count_plan, count_plan
+    # Index scans of videos, or bitmap scans whose index nodes carry no relation.
+    assert any((name or "").startswith("ix_videos_live_mall") for _, _, name in count_plan), (
+        count_plan
+    )
 
 
 def test_the_search_predicate_is_one_the_trigram_indexes_of_both_columns_serve(

@@ -435,6 +435,9 @@ class FakeVideoRepository:
         figures.sort(key=lambda f: (-f.total_storage_bytes, f.pin_id))
         return figures[:limit]
 
+    def fold_figures(self) -> int:
+        return 0  # figures are counted from the rows: nothing to fold
+
     def stats_per_mall(self, at: datetime) -> list[VideoStats]:
         return [self.stats(UNRESTRICTED, mall_id, at) for mall_id in sorted(self.malls)]
 

@@ -12,12 +12,13 @@ equality filters and ends with that order, letting Postgres stop after one page.
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import date, datetime
 
 from sqlalchemy import (
     BigInteger,
     Boolean,
     CheckConstraint,
+    Date,
     DateTime,
     Double,
     ForeignKey,
@@ -25,6 +26,8 @@ from sqlalchemy import (
     Index,
     Integer,
     MetaData,
+    Numeric,
+    PrimaryKeyConstraint,
     String,
     Text,
     Uuid,
@@ -32,7 +35,7 @@ from sqlalchemy import (
     text,
 )
 from sqlalchemy.dialects.postgresql import ARRAY
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.orm import DeclarativeBase, Mapped, declared_attr, mapped_column
 
 PROCESSING_STATUSES = ("pending", "processing", "completed", "failed")
 # Why a video was deleted: a caller (one or in bulk), its age, the trash emptied, a
@@ -173,6 +176,57 @@ class Video(Base):
         Index("ix_videos_proxy_path", "proxy_path"),
         Index("ix_videos_thumbnail_path", "thumbnail_path"),
     )
+
+
+# The columns of a figure's key, in the order of the count tables' primary keys.
+COUNT_KEY = ("mall_id", "pin_id", "processing_status", "has_proxy", "trashed")
+
+
+class _VideoCounts:
+    """The figures of the videos with one key uploaded in one period (a UTC day or month),
+    kept exact by statement-level triggers on ``videos`` (migration 0008): list totals
+    and statistics sum a few of these rows instead of counting millions.
+
+    Each writing backend adds to rows of its own (``slot`` is its pid), so concurrent
+    writers of one key never wait on each other's row; a reader sums the slots, and the
+    stats refresh folds them into slot 0.
+    """
+
+    mall_id: Mapped[uuid.UUID] = mapped_column(Uuid)
+    pin_id: Mapped[uuid.UUID] = mapped_column(Uuid)
+    processing_status: Mapped[str] = mapped_column(Text)
+    has_proxy: Mapped[bool] = mapped_column(Boolean)
+    trashed: Mapped[bool] = mapped_column(Boolean)
+    slot: Mapped[int] = mapped_column(Integer)
+    videos: Mapped[int] = mapped_column(BigInteger)
+    # Originals plus proxies; durations within the summable range (see the repository).
+    stored_bytes: Mapped[int] = mapped_column(Numeric)
+    duration_seconds: Mapped[float] = mapped_column(Numeric)
+
+
+class VideoCountsDaily(_VideoCounts, Base):
+    """Per UTC day of ``uploaded_at``: read only near a range's edges, so led by the day."""
+
+    __tablename__ = "video_counts_daily"
+
+    day: Mapped[date] = mapped_column(Date)
+
+    @declared_attr.directive
+    def __table_args__(cls) -> tuple[PrimaryKeyConstraint]:
+        return (PrimaryKeyConstraint("day", *COUNT_KEY, "slot", name="pk_video_counts_daily"),)
+
+
+class VideoCountsMonthly(_VideoCounts, Base):
+    """Per UTC month (its first day): what a total without a date range sums, a few rows
+    per pin and month whatever the number of videos."""
+
+    __tablename__ = "video_counts_monthly"
+
+    month: Mapped[date] = mapped_column(Date)
+
+    @declared_attr.directive
+    def __table_args__(cls) -> tuple[PrimaryKeyConstraint]:
+        return (PrimaryKeyConstraint(*COUNT_KEY, "month", "slot", name="pk_video_counts_monthly"),)
 
 
 class ProcessingJob(Base):

@@ -1,0 +1,323 @@
+"""The trigger-kept figures (migration 0008) stay exact under other services' writes.
+
+Four writers, each on its own connection, insert, update (status, proxy, pin, trash,
+upload time, size, duration, notes) and delete rows at once, in transactions of one to
+three statements, some rolled back; they share malls, pins, days and months, so their
+figures meet on the same keys, each writer on rows of its own. Afterwards the figures
+equal a fresh aggregate of ``videos`` to the byte, and every list total the contract
+allows without ``q`` equals ``count(*)``, before and after the writers' slots are folded
+together.
+"""
+
+from __future__ import annotations
+
+import itertools
+import random
+import threading
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import text
+
+from handlers.access import Scope
+from schemas import ListVideos
+from worker.adapters.postgres.repositories import PostgresVideoRepository, _list_filters
+
+pytestmark = pytest.mark.integration
+
+WRITERS = 4
+ROUNDS = 40
+NOW = datetime.now(UTC).replace(microsecond=0)
+STATUSES = ("pending", "processing", "completed", "failed")
+
+KEY = "mall_id, pin_id, processing_status, has_proxy, trashed"
+# The figures as the triggers keep them, and as a fresh aggregate of the rows gives them.
+KEPT = """
+SELECT {period}, {key}, sum(videos), sum(stored_bytes), sum(duration_seconds)
+FROM {table} GROUP BY {period}, {key}
+HAVING sum(videos) <> 0 OR sum(stored_bytes) <> 0 OR sum(duration_seconds) <> 0
+"""
+FRESH = """
+SELECT {period}, mall_id, pin_id, processing_status, proxy_path IS NOT NULL,
+       trashed_at IS NOT NULL, count(*),
+       sum(file_size_bytes::numeric + coalesce(proxy_size_bytes, 0)),
+       sum(CASE WHEN duration_seconds BETWEEN -1e300 AND 1e300
+                THEN duration_seconds::numeric ELSE 0 END)
+FROM videos GROUP BY 1, 2, 3, 4, 5, 6
+"""
+DAY = "(uploaded_at AT TIME ZONE 'UTC')::date"
+MONTH = f"date_trunc('month', {DAY})::date"
+
+
+def _uploaded(rng: random.Random) -> datetime:
+    """Over three months, with midnights and month starts, where a range is cut."""
+    instant = NOW - timedelta(seconds=rng.randrange(0, 95 * 86400))
+    if rng.random() < 0.15:
+        instant = instant.replace(hour=0, minute=0, second=0)
+    if rng.random() < 0.05:
+        instant = instant.replace(day=1, hour=0, minute=0, second=0)
+    return instant
+
+
+def _duration(rng: random.Random) -> float | None:
+    return rng.choice([None, float("nan"), float("inf"), round(rng.uniform(1, 3600), 3)])
+
+
+class Writer(threading.Thread):
+    """Another service writing ``videos``: its own rows, the shared malls and pins."""
+
+    def __init__(self, engine, pins: list[tuple[uuid.UUID, uuid.UUID]], seed: int) -> None:
+        super().__init__(daemon=True)
+        self.engine = engine
+        self.pins = pins
+        self.rng = random.Random(seed)
+        self.own: list[uuid.UUID] = []
+        self.error: BaseException | None = None
+        self.statements = 0
+
+    def run(self) -> None:
+        try:
+            with self.engine.connect() as conn:
+                for _ in range(ROUNDS):
+                    self._transaction(conn)
+        except BaseException as exc:  # reported by the test, not lost in the thread
+            self.error = exc
+
+    def _transaction(self, conn) -> None:
+        added: list[uuid.UUID] = []
+        removed: set[uuid.UUID] = set()
+        with conn.begin() as tx:
+            for _ in range(self.rng.randint(1, 3)):
+                self._statement(conn, added, removed)
+                self.statements += 1
+            if self.rng.random() < 0.15:
+                tx.rollback()
+                return
+        self.own = [v for v in self.own if v not in removed] + added
+
+    def _some(self, removed: set[uuid.UUID]) -> list[uuid.UUID]:
+        alive = [v for v in self.own if v not in removed]
+        return self.rng.sample(alive, min(len(alive), self.rng.randint(1, 12)))
+
+    def _statement(self, conn, added: list[uuid.UUID], removed: set[uuid.UUID]) -> None:
+        rng = self.rng
+        kind = rng.choice(
+            [
+                "insert",
+                "insert",
+                "status",
+                "proxy",
+                "pin",
+                "trash",
+                "upload",
+                "size",
+                "notes",
+                "delete",
+            ]
+        )
+        if kind == "insert" or not self.own:
+            rows = []
+            for _ in range(rng.randint(1, 25)):
+                mall_id, pin_id = rng.choice(self.pins)
+                with_proxy = rng.random() < 0.5
+                video_id = uuid.uuid4()
+                rows.append(
+                    {
+                        "id": video_id,
+                        "mall_id": mall_id,
+                        "pin_id": pin_id,
+                        "path": f"videos/{mall_id}/original/{video_id}.mp4",
+                        "size": rng.randrange(1, 5 * 10**9),
+                        "proxy": f"videos/{mall_id}/proxy/{video_id}.mp4" if with_proxy else None,
+                        "proxy_size": rng.randrange(1, 10**8) if with_proxy else None,
+                        "duration": _duration(rng),
+                        "status": rng.choice(STATUSES),
+                        "uploaded_at": _uploaded(rng),
+                        "trashed_at": NOW if rng.random() < 0.2 else None,
+                    }
+                )
+                added.append(video_id)
+            conn.execute(
+                text(
+                    "INSERT INTO videos (id, mall_id, pin_id, original_filename, original_path,"
+                    " file_size_bytes, proxy_path, proxy_size_bytes, duration_seconds,"
+                    " processing_status, uploaded_at, trashed_at)"
+                    " VALUES (:id, :mall_id, :pin_id, 'clip.mp4', :path, :size, :proxy,"
+                    " :proxy_size, :duration, :status, :uploaded_at, :trashed_at)"
+                ),
+                rows,
+            )
+            return
+        ids = self._some(removed)
+        if kind == "delete":
+            conn.execute(text("DELETE FROM videos WHERE id = ANY(:ids)"), {"ids": ids})
+            removed.update(ids)
+            return
+        mall_id, pin_id = rng.choice(self.pins)
+        assignments = {
+            "status": ("processing_status = :value", rng.choice(STATUSES)),
+            "proxy": (
+                "proxy_path = CASE WHEN :value THEN 'videos/p.mp4' END,"
+                " proxy_size_bytes = CASE WHEN :value THEN 1000 END",
+                rng.random() < 0.5,
+            ),
+            "pin": ("mall_id = :mall, pin_id = :pin", None),
+            "trash": (
+                "trashed_at = CASE WHEN trashed_at IS NULL THEN now() END",
+                None,
+            ),
+            "upload": ("uploaded_at = :value", _uploaded(rng)),
+            "size": (
+                "file_size_bytes = :value, duration_seconds = :duration",
+                rng.randrange(1, 10**9),
+            ),
+            "notes": ("operator_notes = :value", f"reviewed {rng.random()}"),
+        }
+        assignment, value = assignments[kind]
+        conn.execute(
+            text(f"UPDATE videos SET {assignment} WHERE id = ANY(:ids)"),  # noqa: S608
+            {
+                "ids": ids,
+                "value": value,
+                "mall": mall_id,
+                "pin": pin_id,
+                "duration": _duration(rng),
+            },
+        )
+
+
+class Folder(threading.Thread):
+    """The stats refresh folding the writers' slots together while they write."""
+
+    def __init__(self, engine, writers: list[Writer]) -> None:
+        super().__init__(daemon=True)
+        self.engine = engine
+        self.writers = writers
+        self.folded = 0
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            while any(w.is_alive() for w in self.writers):
+                with self.engine.begin() as conn:
+                    self.folded += PostgresVideoRepository(conn).fold_figures()
+        except BaseException as exc:
+            self.error = exc
+
+
+def _figures(conn, table: str, period: str, expression: str) -> tuple[set, set]:
+    kept = set(conn.execute(text(KEPT.format(period=period, key=KEY, table=table))))
+    fresh = set(conn.execute(text(FRESH.format(period=expression))))
+    return kept, fresh
+
+
+def _ranges() -> list[tuple[datetime | None, datetime | None]]:
+    midnight = NOW.replace(hour=0, minute=0, second=0)
+    return [
+        (None, None),
+        (NOW - timedelta(days=70, hours=3, minutes=17), NOW - timedelta(days=4, hours=2)),
+        (midnight - timedelta(days=61), midnight - timedelta(days=3)),
+        (NOW - timedelta(days=20, hours=5), None),
+        (None, NOW - timedelta(days=33, minutes=41)),
+        (NOW - timedelta(days=9, hours=6), NOW - timedelta(days=8, hours=20)),
+    ]
+
+
+def test_four_concurrent_writers_leave_the_figures_exact_and_every_total_equal_to_count(
+    engine, catalog
+):
+    malls = [catalog.mall(f"Mall {m}") for m in range(2)]
+    pins = [(mall, catalog.pin(mall, f"Pin {p}")) for mall in malls for p in range(3)]
+    writers = [Writer(engine, pins, seed) for seed in range(WRITERS)]
+    folder = Folder(engine, writers)
+
+    for writer in writers:
+        writer.start()
+    folder.start()
+    for writer in writers:
+        writer.join(timeout=300)
+    folder.join(timeout=60)
+
+    assert [w.error for w in writers] == [None] * WRITERS
+    assert folder.error is None
+    assert folder.folded > 0, "no fold ran beside the writers"
+    assert sum(w.statements for w in writers) >= WRITERS * ROUNDS
+    _assert_exact(engine, malls, pins)
+    with engine.begin() as conn:
+        PostgresVideoRepository(conn).fold_figures()
+    with engine.connect() as conn:
+        assert (
+            conn.execute(
+                text("SELECT count(*) FROM video_counts_daily WHERE slot <> 0")
+            ).scalar_one()
+            == 0
+        )
+    _assert_exact(engine, malls, pins)
+
+
+def _assert_exact(engine, malls, pins) -> None:
+    with engine.connect() as conn:
+        rows = conn.execute(text("SELECT count(*) FROM videos")).scalar_one()
+        assert rows > 300, "the writers left too little to compare"
+        for table, period, expression in (
+            ("video_counts_daily", "day", DAY),
+            ("video_counts_monthly", "month", MONTH),
+        ):
+            kept, fresh = _figures(conn, table, period, expression)
+            assert kept == fresh, (table, kept ^ fresh)
+
+        repository = PostgresVideoRepository(conn)
+        scopes = [
+            Scope.admin(),
+            Scope.operator([malls[0]]),
+            Scope.tenant([pins[0][1], pins[4][1]]),
+        ]
+        compared = 0
+        for scope, trashed, mall, pin, status, proxy, (after, before) in itertools.product(
+            scopes,
+            (False, True),
+            (None, malls[1]),
+            (None, pins[0][1]),
+            (None, *STATUSES),
+            (None, True, False),
+            _ranges(),
+        ):
+            query = ListVideos(
+                mall_id=None if mall is None else str(mall),
+                pin_id=None if pin is None else str(pin),
+                processing_status=status,
+                has_proxy=proxy,
+                uploaded_after=None if after is None else after.isoformat(),
+                uploaded_before=None if before is None else before.isoformat(),
+                trashed=trashed,
+                page_size=1,
+            )
+            conditions = _list_filters(scope, query, trashed=trashed)
+            counted = repository._count(conditions)
+            assert repository._total(scope, query, conditions) == counted, (scope, query)
+            compared += counted > 0
+        assert compared > 500, "too few combinations with videos in them"
+
+
+def test_truncate_empties_the_figures(engine, catalog):
+    mall = catalog.mall()
+    catalog.video(mall, catalog.pin(mall), upload_objects=False)
+    with engine.begin() as conn:
+        assert conn.execute(text("SELECT sum(videos) FROM video_counts_monthly")).scalar() == 1
+        conn.execute(text("TRUNCATE videos CASCADE"))
+        for table in ("video_counts_daily", "video_counts_monthly"):
+            assert conn.execute(text(f"SELECT count(*) FROM {table}")).scalar_one() == 0  # noqa: S608
+
+
+def test_an_update_that_moves_no_figure_writes_no_figure_row(engine, catalog):
+    mall = catalog.mall()
+    video = catalog.video(mall, catalog.pin(mall), upload_objects=False)
+    with engine.begin() as conn:
+        before = conn.execute(text("SELECT count(*) FROM video_counts_daily")).scalar_one()
+        conn.execute(
+            text("UPDATE videos SET operator_notes = 'seen', legal_hold = true WHERE id = :id"),
+            {"id": video["id"]},
+        )
+        after = conn.execute(text("SELECT count(*) FROM video_counts_daily")).scalar_one()
+    assert before == after == 1
