@@ -1,19 +1,21 @@
 """SigV4 presigned GETs identical to boto3's, without its per-call overhead.
 
 boto3's ``generate_presigned_url`` re-resolves the endpoint ruleset and re-serialises
-the request on every call (~180-280 us). ``FastPresigner`` keeps botocore's own SigV4
-query signer and does only the per-key work (see its docstring).
+the request on every call (~180-280 us). ``FastPresigner`` does only the per-key work:
+the canonical request, the string to sign and one HMAC (see its docstring), and is used
+only when its URL for a probe key equals boto3's to the character.
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import logging
 import threading
 from datetime import UTC, datetime
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, urlsplit
 
-from botocore.auth import SIGV4_TIMESTAMP, S3SigV4QueryAuth, _host_from_url
-from botocore.awsrequest import AWSRequest, HTTPHeaders
+from botocore.auth import SIGV4_TIMESTAMP, _host_from_url
 from botocore.credentials import Credentials
 from botocore.utils import percent_encode
 
@@ -25,86 +27,35 @@ log = logging.getLogger("videoworker.storage")
 PROBE_KEY = "videoworker-presign-probe/a b+c=d~\u00fc.mp4"
 
 
-class _Shared:
-    """Per-presigner constants every signing call reads; per-day values cached lazily."""
+class _Day:
+    """One UTC day's SigV4 values: the signing key, the credential scope and its query
+    parameters (four chained HMACs over the secret, the day, the region and the service:
+    the same for every URL of the day)."""
 
-    def __init__(self, host: str, credentials: Credentials) -> None:
-        self.headers = HTTPHeaders()
-        self.headers["host"] = host
-        # Appended after the signed-headers parameter, exactly where botocore puts it.
-        self.token_query = (
-            f"&X-Amz-Security-Token={percent_encode(credentials.token)}"
-            if credentials.token is not None
-            else ""
-        )
-        self.days: dict[str, tuple[bytes, str]] = {}
-        self.lock = threading.Lock()
+    def __init__(self, credentials: Credentials, region: str, service: str, day: str) -> None:
+        k_date = _hmac(f"AWS4{credentials.secret_key}".encode(), day)
+        k_region = _hmac(k_date, region)
+        k_service = _hmac(k_region, service)
+        self.key = _hmac(k_service, "aws4_request")
+        self.scope = f"{day}/{region}/{service}/aws4_request"
+        credential = percent_encode(f"{credentials.access_key}/{self.scope}")
+        self.query = f"X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential={credential}"
 
 
-class _PresignAuth(S3SigV4QueryAuth):
-    """botocore's S3 SigV4 query signer with its per-URL constants computed once.
-
-    Three of botocore's steps are replaced by cached values, none of them cryptographic
-    work on the key or the time: the headers to sign (always just ``host``, derived once
-    from the base URL rather than by re-parsing every URL), the query parameters added
-    before signing (botocore percent-encodes the same five values into the same order on
-    every call; only the date and the expiry vary, and both are digits), and the SigV4
-    signing key (four chained HMACs over the secret, the day, the region and the service,
-    so cached per day). The canonical request, the string to sign and the final HMAC
-    are botocore's own.
-    """
-
-    def __init__(
-        self, credentials: Credentials, region: str, service: str, expires: int, cache: _Shared
-    ) -> None:
-        super().__init__(credentials, service, region, expires=expires)
-        self._shared = cache
-
-    def headers_to_sign(self, request: AWSRequest) -> HTTPHeaders:
-        return self._shared.headers
-
-    def _day(self, day: str) -> tuple[bytes, str]:
-        """(signing key, encoded algorithm + credential parameters) of one UTC day."""
-        cached = self._shared.days.get(day)
-        if cached is None:
-            k_date = self._sign(f"AWS4{self.credentials.secret_key}".encode(), day)
-            k_region = self._sign(k_date, self._region_name)
-            k_service = self._sign(k_region, self._service_name)
-            scope = f"{self.credentials.access_key}/{day}/{self._region_name}/"
-            scope += f"{self._service_name}/aws4_request"
-            cached = (
-                self._sign(k_service, "aws4_request"),
-                f"X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential={percent_encode(scope)}",
-            )
-            with self._shared.lock:
-                # Today's and yesterday's at most: URLs are signed around midnight too.
-                if len(self._shared.days) > 1:
-                    self._shared.days.clear()
-                self._shared.days[day] = cached
-        return cached
-
-    def _modify_request_before_signing(self, request: AWSRequest) -> None:
-        # What SigV4QueryAuth appends for a GET without headers, params or body.
-        timestamp = request.context["timestamp"]
-        request.url = (
-            f"{request.url}?{self._day(timestamp[0:8])[1]}&X-Amz-Date={timestamp}"
-            f"&X-Amz-Expires={self._expires}&X-Amz-SignedHeaders=host{self._shared.token_query}"
-        )
-
-    def signature(self, string_to_sign: str, request: AWSRequest) -> str:
-        key = self._day(request.context["timestamp"][0:8])[0]
-        return self._sign(key, string_to_sign, hex=True)
+def _hmac(key: bytes, message: str) -> bytes:
+    return hmac.new(key, message.encode(), hashlib.sha256).digest()
 
 
 class FastPresigner:
-    """Presigned GET URLs identical to ``generate_presigned_url``'s, about 4x cheaper.
+    """Presigned GET URLs identical to ``generate_presigned_url``'s, about 10x cheaper.
 
     Everything that does not depend on the key or the time is taken once from boto3
     itself: the URL prefix (scheme, host, path-style or virtual-host bucket, exactly as
     the client's endpoint resolution and addressing style produce it), the signing
     region and service (from the probe URL's credential scope) and the credentials.
     Per call only the key is encoded the way boto3 serialises the ``{Key+}`` label
-    (UTF-8, percent-encoded, ``/`` and ``~`` kept) and botocore's signer is run.
+    (UTF-8, percent-encoded, ``/`` and ``~`` kept) and SigV4's last two steps are run:
+    a SHA-256 of the canonical request and an HMAC with the day's signing key.
 
     ``build`` returns None (and the store keeps calling ``generate_presigned_url``)
     when that cannot be trusted to match: a signature version other than SigV4,
@@ -118,21 +69,52 @@ class FastPresigner:
         self.credentials = credentials
         self.region = region
         self.service = service
-        self._shared = _Shared(_host_from_url(prefix), credentials)
+        # The canonical request's path is the URL's, as S3 signs it (not normalised).
+        self._path = urlsplit(prefix).path
+        self._host = _host_from_url(prefix)
+        # Appended after the signed-headers parameter, exactly where botocore puts it.
+        self._token = (
+            f"&X-Amz-Security-Token={percent_encode(credentials.token)}"
+            if credentials.token is not None
+            else ""
+        )
+        self._days: dict[str, _Day] = {}
+        self._lock = threading.Lock()
+
+    def _day(self, day: str) -> _Day:
+        cached = self._days.get(day)
+        if cached is None:
+            cached = _Day(self.credentials, self.region, self.service, day)
+            with self._lock:
+                # Today's and yesterday's at most: URLs are signed around midnight too.
+                if len(self._days) > 1:
+                    self._days.clear()
+                self._days[day] = cached
+        return cached
 
     def sign(self, key: str, expires_in: int, signed_at: datetime) -> str:
-        """Sign ``key`` at ``signed_at`` (naive means UTC, as in botocore)."""
+        """Sign ``key`` at ``signed_at`` (naive means UTC, as in botocore).
+
+        botocore's S3 SigV4 query signing, step for step, for the one request shape
+        signed here: a GET with only the ``host`` header and an unsigned payload. Its
+        parameters are written in botocore's order in the URL and sorted (the order is
+        fixed: no parameter name is a prefix of another) in the canonical request.
+        """
         if signed_at.tzinfo is not None:
             signed_at = signed_at.astimezone(UTC)
-        request = AWSRequest(method="GET", url=self.prefix + percent_encode(key, safe="/~"))
-        request.context["timestamp"] = signed_at.strftime(SIGV4_TIMESTAMP)
-        auth = _PresignAuth(self.credentials, self.region, self.service, expires_in, self._shared)
-        # SigV4QueryAuth.add_auth without its own clock read: the caller's time is signed.
-        auth._modify_request_before_signing(request)
-        canonical = auth.canonical_request(request)
-        signature = auth.signature(auth.string_to_sign(request, canonical), request)
-        auth._inject_signature_to_request(request, signature)
-        return request.url
+        timestamp = signed_at.strftime(SIGV4_TIMESTAMP)
+        day = self._day(timestamp[:8])
+        encoded = percent_encode(key, safe="/~")
+        dated = f"X-Amz-Date={timestamp}&X-Amz-Expires={expires_in}"
+        query = f"{day.query}&{dated}&X-Amz-SignedHeaders=host{self._token}"
+        canonical = (
+            f"GET\n{self._path}{encoded}\n{day.query}&{dated}{self._token}"
+            f"&X-Amz-SignedHeaders=host\nhost:{self._host}\n\nhost\nUNSIGNED-PAYLOAD"
+        )
+        digest = hashlib.sha256(canonical.encode()).hexdigest()
+        to_sign = f"AWS4-HMAC-SHA256\n{timestamp}\n{day.scope}\n{digest}"
+        signature = hmac.new(day.key, to_sign.encode(), hashlib.sha256).hexdigest()
+        return f"{self.prefix}{encoded}?{query}&X-Amz-Signature={signature}"
 
     @classmethod
     def build(cls, client, bucket: str) -> FastPresigner | None:  # noqa: ANN001 - boto3 client
