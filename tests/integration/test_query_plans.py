@@ -131,9 +131,7 @@ def test_has_proxy_total_sums_the_kept_figures_and_the_deep_page_uses_the_partia
     assert ("Seq Scan", "videos", None) not in page_plan
 
 
-def test_a_dated_total_counts_only_its_partial_edge_days_from_the_list_index(
-    deps, catalog, engine
-):
+def test_a_dated_total_counts_only_its_partial_edge_days_from_the_list_index(deps, catalog, engine):
     """uploaded_after/before that are not midnights: whole days and months come from the
     kept figures, the instants before the first midnight and after the last from the
     mall's list index, never a scan of the table."""

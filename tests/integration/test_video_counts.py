@@ -17,14 +17,11 @@ import threading
 import uuid
 from datetime import UTC, datetime, timedelta
 
-import pytest
 from sqlalchemy import text
 
 from handlers.access import Scope
 from schemas import ListVideos
 from worker.adapters.postgres.repositories import PostgresVideoRepository, _list_filters
-
-pytestmark = pytest.mark.integration
 
 WRITERS = 4
 ROUNDS = 40
