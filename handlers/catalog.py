@@ -19,7 +19,7 @@ def list_videos(cmd: ListVideos, deps: Deps) -> VideoListResponse:
     list query reads each item's object keys with the page, and each target is signed
     locally, which makes no S3 call.
     """
-    with deps.uow() as uow:
+    with deps.reads() as uow:
         items, total = uow.videos.list(deps.scope, cmd)
     urls_expire_at = None
     if cmd.sign:
@@ -52,7 +52,7 @@ def _with_purge_after(deps: Deps, item: VideoListItem) -> VideoListItem:
 
 
 def get_video(cmd: GetVideo, deps: Deps) -> VideoDetailResponse:
-    with deps.uow() as uow:
+    with deps.reads() as uow:
         video = uow.videos.get(deps.scope, cmd.video_id)
     if video is None:
         raise NotFound.video(cmd.video_id)

@@ -8,7 +8,15 @@ from datetime import UTC, datetime
 
 from handlers.access import UNRESTRICTED, Scope
 from handlers.policy import DEFAULT_POLICY, Policy
-from handlers.ports import Clock, Enqueue, ObjectStore, Publish, StatsCache, UnitOfWorkFactory
+from handlers.ports import (
+    Clock,
+    Enqueue,
+    ObjectStore,
+    Publish,
+    StatsCache,
+    UnitOfWork,
+    UnitOfWorkFactory,
+)
 
 
 def utc_now() -> datetime:
@@ -30,3 +38,10 @@ class Deps:
     # What the caller sees, as verified at the task edge; every repository read and
     # delete takes it. Unrestricted for the operator's own tools and AUTH_MODE=off.
     scope: Scope = UNRESTRICTED
+    # Units of work for handlers that only read: their statements run without a
+    # transaction around them (no BEGIN and ROLLBACK for one SELECT). None: ``uow``.
+    read: UnitOfWorkFactory | None = None
+
+    def reads(self) -> UnitOfWork:
+        """A unit of work to read with; nothing done in it is committed."""
+        return (self.read or self.uow)()

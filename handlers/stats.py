@@ -22,7 +22,7 @@ def get_stats(cmd: GetStats, deps: Deps) -> VideoStats:
     stats = _pin_stats(cmd, deps) if cmd.pin_id is not None else _scope_stats(cmd, deps)
     if not cmd.by_pin:
         return stats
-    with deps.uow() as uow:
+    with deps.reads() as uow:
         pins = uow.videos.pin_figures(deps.scope, cmd.mall_id, cmd.pin_id, MAX_PINS)
     return stats.model_copy(update={"pins": pins})
 
@@ -37,7 +37,7 @@ def _pin_stats(cmd: GetStats, deps: Deps) -> VideoStats:
     if whole_pin and cmd.mall_id is None:
         stats = _pin_figures(deps, [pin_id], now)[0]
     else:
-        with deps.uow() as uow:
+        with deps.reads() as uow:
             stats = uow.videos.stats(scope, cmd.mall_id, now, pin_id=pin_id)
     return stats.model_copy(update={"mall_id": cmd.mall_id, "pin_id": pin_id})
 
@@ -58,7 +58,7 @@ def _scope_stats(cmd: GetStats, deps: Deps) -> VideoStats:
     if malls is not None:
         return _sum(cmd.mall_id, _mall_figures(deps, malls, now), now)
     if cmd.mall_id is not None:
-        with deps.uow() as uow:
+        with deps.reads() as uow:
             return uow.videos.stats(scope, cmd.mall_id, now)
     return _sum(None, _pin_figures(deps, sorted(scope.pins), now), now)
 
@@ -67,7 +67,7 @@ def _mall_or_global(deps: Deps, mall_id: UUID | None) -> VideoStats:
     cached = deps.cache.get(mall_id)
     if cached is not None:
         return cached
-    with deps.uow() as uow:
+    with deps.reads() as uow:
         stats = uow.videos.stats(deps.scope, mall_id, deps.clock())
     deps.cache.put([stats])
     return stats
@@ -78,7 +78,7 @@ def _mall_figures(deps: Deps, malls: list[UUID], now: datetime) -> list[VideoSta
     figures = deps.cache.get_many(malls) if malls else {}
     missing = [mall_id for mall_id in malls if mall_id not in figures]
     if missing:
-        with deps.uow() as uow:
+        with deps.reads() as uow:
             fresh = [uow.videos.stats(deps.scope, mall_id, now) for mall_id in missing]
         deps.cache.put(fresh)
         figures.update((stats.mall_id, stats) for stats in fresh if stats.mall_id is not None)
@@ -89,7 +89,7 @@ def _pin_figures(deps: Deps, pins: list[UUID], now: datetime) -> list[VideoStats
     figures = deps.cache.get_pins(pins) if pins else {}
     missing = [pin_id for pin_id in pins if pin_id not in figures]
     if missing:
-        with deps.uow() as uow:
+        with deps.reads() as uow:
             fresh = uow.videos.stats_per_pin(deps.scope, missing, now)
         deps.cache.put_pins(fresh)
         figures.update(fresh)
@@ -132,7 +132,7 @@ def _refresh(
     Whole figures, whoever queued the refresh: they go into the cache every caller's
     answer is summed from (a flush is queued by an operator's delete, too).
     """
-    with deps.uow() as uow:
+    with deps.reads() as uow:
         fresh = [uow.videos.stats(UNRESTRICTED, None, now)] if include_global else []
         fresh += [uow.videos.stats(UNRESTRICTED, mall_id, now) for mall_id in mall_ids]
     _save(deps, fresh, now)
@@ -148,7 +148,8 @@ def refresh_stats(cmd: RefreshStats, deps: Deps) -> RefreshStatsResult:
         # The scheduled full refresh also keeps the kept figures short (see the port).
         with deps.uow() as uow:
             uow.videos.fold_figures()
-        with deps.uow() as uow:
+            uow.commit()
+        with deps.reads() as uow:
             fresh = [uow.videos.stats(UNRESTRICTED, None, now), *uow.videos.stats_per_mall(now)]
         _save(deps, fresh, now)
     return RefreshStatsResult(mall_id=cmd.mall_id, scopes_refreshed=len(fresh), refreshed_at=now)

@@ -122,7 +122,7 @@ def gallery_urls(
 
 
 def sign_url(cmd: SignUrl, deps: Deps) -> VideoStreamUrlResponse:
-    with deps.uow() as uow:
+    with deps.reads() as uow:
         video = uow.videos.get(deps.scope, cmd.video_id)
     if video is None:
         raise NotFound.video(cmd.video_id)
@@ -135,7 +135,7 @@ def sign_urls(cmd: SignUrls, deps: Deps) -> SignUrlsResult:
     An id the caller cannot see is ``not_found`` exactly as one that does not exist; a
     video without the target's file is ``not_available``. Neither fails the rest.
     """
-    with deps.uow() as uow:
+    with deps.reads() as uow:
         videos = uow.videos.get_many(deps.scope, cmd.video_ids)
     expires_in, signed_at = cmd.expires_minutes * 60, signing_time(deps)
     urls: list[VideoStreamUrlResponse] = []

@@ -285,11 +285,16 @@ def resolve_format(configured: str | None, stream: Any = None) -> str:
 
 
 def configure(
-    level: str = "INFO", fmt: str | None = None, secrets: list[str] | None = None
+    level: str = "INFO",
+    fmt: str | None = None,
+    secrets: list[str] | None = None,
+    task_lines: bool = False,
 ) -> None:
     """Route every logger, Celery's included, through one redacting handler.
 
-    ``fmt`` None (``LOG_FORMAT`` unset) lets the handler's stream decide.
+    ``fmt`` None (``LOG_FORMAT`` unset) lets the handler's stream decide. ``task_lines``
+    (``LOG_TASK_LINES``) keeps Celery's per-message success line at INFO; otherwise
+    only what goes wrong is logged per message (failures stay at ERROR).
     """
     stream = sys.stderr
     handler = logging.StreamHandler(stream)
@@ -310,6 +315,11 @@ def configure(
         "celery.worker.strategy",
     ):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    # Celery asks once, at start-up, whether INFO is on for this logger: off, the success
+    # record is not even built.
+    logging.getLogger("celery.app.trace").setLevel(
+        logging.NOTSET if task_lines else logging.WARNING
+    )
     quiet_celery_success_line()
 
 

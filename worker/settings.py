@@ -80,6 +80,9 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     # Unset: text when stderr is a terminal, JSON lines otherwise (logs.resolve_format).
     log_format: Literal["json", "text"] | None = None
+    # Celery's "Task … succeeded in …" line for every message, at INFO. Off by default: at
+    # hundreds of messages a second it is most of the log and a tenth of the worker's CPU.
+    log_task_lines: bool = False
     # The largest message the worker reads: the raw broker item, and its body once
     # decompressed (a small zlib body can inflate a thousandfold).
     message_max_bytes: PositiveInt = 4 * 1024 * 1024

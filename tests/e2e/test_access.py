@@ -60,6 +60,8 @@ def jwt_env(services: dict[str, str]) -> Iterator[dict[str, str]]:
         "AUTH_MODE": "jwt",
         "AUTH_JWT_SECRET": SECRET,
         "LOG_FORMAT": "json",
+        # A test sees the stats flush run by Celery's success line.
+        "LOG_TASK_LINES": "true",
     }
     for url in (broker, backend):
         redis.Redis.from_url(url).flushdb()

@@ -414,6 +414,8 @@ def fault_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FaultStack
             "STATS_DEBOUNCE_SECONDS": "0.5",
             "LOG_FORMAT": "json",
             "LOG_LEVEL": "INFO",
+            # The tests count a task's runs by Celery's success lines.
+            "LOG_TASK_LINES": "true",
         }
         from worker.adapters.postgres.migrate import upgrade
 

@@ -398,3 +398,20 @@ def test_configure_with_no_format_picks_one_from_stderr(monkeypatch):
     finally:
         root.handlers[:] = saved_handlers
         root.setLevel(saved_level)
+
+
+def test_celery_logs_no_line_per_task_at_info_unless_asked(monkeypatch):
+    monkeypatch.setattr(trace, "LOG_SUCCESS", trace.LOG_SUCCESS)
+    trace_logger = logging.getLogger("celery.app.trace")
+    root = logging.getLogger()
+    saved = (trace_logger.level, root.level, list(root.handlers))
+    try:
+        logs.configure("INFO", "json")
+        assert not trace_logger.isEnabledFor(logging.INFO)
+        assert trace_logger.isEnabledFor(logging.ERROR)  # failures are still logged
+        logs.configure("INFO", "json", task_lines=True)
+        assert trace_logger.isEnabledFor(logging.INFO)
+    finally:
+        trace_logger.setLevel(saved[0])
+        root.setLevel(saved[1])
+        root.handlers[:] = saved[2]

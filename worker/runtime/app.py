@@ -86,6 +86,7 @@ def _structured_logs(loglevel: object = None, **_: object) -> None:
     logs.configure(
         level=level,
         fmt=settings.log_format,
+        task_lines=settings.log_task_lines,
         secrets=[settings.aws_secret_access_key.get_secret_value(), *auth.log_secrets()],
     )
 

@@ -20,7 +20,7 @@ from celery.exceptions import SoftTimeLimitExceeded
 from pydantic import BaseModel, ValidationError
 
 from handlers.deps import Deps
-from handlers.errors import InvalidRequest, Unavailable, VideoError
+from handlers.errors import DatabaseUnavailable, InvalidRequest, Unavailable, VideoError
 from schemas.envelope import failure, success
 from worker.runtime.app import get_deps
 from worker.runtime.auth import Forbidden, Unauthorized, authorize
@@ -117,20 +117,34 @@ class ContractTask(Task):
         budget = (self.soft_time_limit or 60) / 2
         started = time.monotonic()
         attempt = 0
+        reconnected = False
         while True:
             try:
                 return handler(command, deps)
+            except DatabaseUnavailable as exc:
+                if not reconnected:
+                    # Pooled connections are not pinged: after a server restart the first
+                    # statement meets a closed connection, and the pool is then discarded.
+                    # One immediate attempt, on a new connection, before any backoff.
+                    reconnected = True
+                    log.info("task.reconnecting", extra={"task": self.name, "error": exc.detail})
+                    continue
+                attempt = self._back_off(exc, attempt, started, budget)
             except Unavailable as exc:
-                step = min(self.retry_cap_seconds, self.retry_base_seconds * 2**attempt)
-                delay = random.uniform(step / 2, step)
-                if attempt == self.max_retries or time.monotonic() - started + delay > budget:
-                    raise
-                attempt += 1
-                log.warning(
-                    "task.retrying",
-                    extra={"task": self.name, "attempt": attempt, "error": exc.detail},
-                )
-                time.sleep(delay)
+                attempt = self._back_off(exc, attempt, started, budget)
+
+    def _back_off(self, exc: Unavailable, attempt: int, started: float, budget: float) -> int:
+        """Sleep before the next attempt, or raise ``exc`` when none is left."""
+        step = min(self.retry_cap_seconds, self.retry_base_seconds * 2**attempt)
+        delay = random.uniform(step / 2, step)
+        if attempt == self.max_retries or time.monotonic() - started + delay > budget:
+            raise exc
+        attempt += 1
+        log.warning(
+            "task.retrying", extra={"task": self.name, "attempt": attempt, "error": exc.detail}
+        )
+        time.sleep(delay)
+        return attempt
 
 
 class MaintenanceTask(ContractTask):

@@ -9,22 +9,26 @@ response models, without ORM identity-map overhead on every list page.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
 from sqlalchemy import (
+    ARRAY,
     BigInteger,
     Column,
     ColumnElement,
     Connection,
     DateTime,
     Double,
+    Integer,
     Select,
     Table,
     Text,
+    Uuid,
     and_,
+    any_,
     bindparam,
     case,
     cast,
@@ -42,6 +46,8 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.sql import visitors
+from sqlalchemy.sql.elements import BindParameter
 
 from handlers.access import Scope
 from handlers.ports import (
@@ -182,7 +188,10 @@ def visible(scope: Scope, table: Table = videos) -> list[ColumnElement[bool]]:
     and ``pin_id``).
 
     An operator's malls and a tenant's pins are equality-indexed columns, so the filter
-    narrows the same indexes the other filters use (``mall_id = ANY``, ``pin_id = ANY``).
+    narrows the same indexes the other filters use. The ids are one array parameter
+    (``mall_id = ANY(:scope_ids)``, which PostgreSQL plans as it plans ``IN``), so a
+    statement's text is the same for every caller of a role: it can be built once and
+    prepared once (see ``_scoped``).
     """
     if scope.role == "admin":
         return []
@@ -191,7 +200,48 @@ def visible(scope: Scope, table: Table = videos) -> list[ColumnElement[bool]]:
     )
     if not ids:
         return [false()]
-    return [column.in_(sorted(ids))]
+    return [column == any_(bindparam(SCOPE_IDS, sorted(ids), type_=ARRAY(Uuid)))]
+
+
+SCOPE_IDS = "scope_ids"
+
+
+def scope_shape(scope: Scope) -> str:
+    """What ``visible`` makes of a scope, without its ids."""
+    if scope.role == "admin":
+        return "admin"
+    return scope.role if (scope.malls if scope.role == "operator" else scope.pins) else "nobody"
+
+
+def scope_parameters(scope: Scope) -> dict[str, Any]:
+    """The ids ``visible`` binds, as execution parameters of a statement built once."""
+    ids = scope.malls if scope.role == "operator" else scope.pins
+    return {} if scope.role == "admin" or not ids else {SCOPE_IDS: sorted(ids)}
+
+
+# A stand-in scope of each shape: statements are built with it, and run with the
+# caller's own ids (scope_parameters).
+_SHAPES = {
+    "admin": Scope.admin(),
+    "operator": Scope.operator([UUID(int=0)]),
+    "tenant": Scope.tenant([UUID(int=0)]),
+    "nobody": Scope.operator([]),
+}
+
+
+def _scoped(build: Callable[[Scope], Select]) -> Callable[[Scope], Select]:
+    """``build(scope)`` made once per scope shape. A statement built anew costs more
+    CPU than PostgreSQL takes to answer a primary-key read (SQLAlchemy walks it for its
+    cache key); built once, it is hashed once and its SQL text never changes."""
+    built: dict[str, Select] = {}
+
+    def statement(scope: Scope) -> Select:
+        shape = scope_shape(scope)
+        if shape not in built:
+            built[shape] = build(_SHAPES[shape])
+        return built[shape]
+
+    return statement
 
 
 def search_pattern(q: str) -> str:
@@ -202,99 +252,184 @@ def search_pattern(q: str) -> str:
 
 def search_condition(q: str) -> ColumnElement[bool]:
     # ILIKE, not lower() LIKE: the trigram indexes are on the columns themselves.
-    pattern = search_pattern(q)
+    pattern = bindparam("q_pattern", search_pattern(q), type_=Text)
     return or_(
         videos.c.original_filename.ilike(pattern, escape="\\"),
         videos.c.operator_notes.ilike(pattern, escape="\\"),
     )
 
 
+# The filters that are values (the rest shape the statement): each one bind parameter,
+# named as the field, in every statement that takes it.
+VALUE_FILTERS = ("mall_id", "pin_id", "processing_status")
+
+
 def _list_filters(scope: Scope, query: VideoFilters, trashed: bool = False) -> list[Any]:
     conditions: list[Any] = [TRASHED if trashed else LIVE, *visible(scope)]
-    if query.mall_id is not None:
-        conditions.append(videos.c.mall_id == query.mall_id)
-    if query.pin_id is not None:
-        conditions.append(videos.c.pin_id == query.pin_id)
-    if query.processing_status is not None:
-        conditions.append(videos.c.processing_status == query.processing_status)
+    for name in VALUE_FILTERS:
+        value = getattr(query, name)
+        if value is not None:
+            conditions.append(videos.c[name] == bindparam(name, value))
     if query.has_proxy is not None:
         # Written exactly as the partial indexes' predicates, so the planner matches them.
         conditions.append(HAS_PROXY if query.has_proxy else videos.c.proxy_path.is_(None))
     if query.uploaded_after is not None:
-        conditions.append(videos.c.uploaded_at >= query.uploaded_after)
+        conditions.append(videos.c.uploaded_at >= bindparam("uploaded_after", query.uploaded_after))
     if query.uploaded_before is not None:
-        conditions.append(videos.c.uploaded_at < query.uploaded_before)
+        conditions.append(
+            videos.c.uploaded_at < bindparam("uploaded_before", query.uploaded_before)
+        )
     if query.q is not None:
         conditions.append(search_condition(query.q))
     return conditions
 
 
+def _filter_values(query: VideoFilters, dated: bool = True) -> dict[str, Any]:
+    """The bind parameters ``_list_filters`` gives these filters (without the dates
+    unless ``dated``)."""
+    values = {name: getattr(query, name) for name in VALUE_FILTERS}
+    if dated:
+        values["uploaded_after"] = query.uploaded_after
+        values["uploaded_before"] = query.uploaded_before
+    if query.q is not None:
+        values["q_pattern"] = search_pattern(query.q)
+    return {name: value for name, value in values.items() if value is not None}
+
+
 def _figure_filters(table: Table, scope: Scope, query: VideoFilters, trashed: bool) -> list[Any]:
     """``_list_filters`` without the dates and ``q``, on a table of trigger-kept figures."""
     conditions: list[Any] = [table.c.trashed.is_(trashed), *visible(scope, table)]
-    for name in ("mall_id", "pin_id", "processing_status", "has_proxy"):
+    for name in (*VALUE_FILTERS, "has_proxy"):
         value = getattr(query, name)
         if value is not None:
-            conditions.append(table.c[name] == value)
+            conditions.append(table.c[name] == bindparam(name, value))
     return conditions
 
 
 def _summed(table: Table, column: Any, conditions: list[Any]) -> ColumnElement[Any]:
     return func.coalesce(
-        select(func.sum(table.c.videos)).where(*conditions, column).scalar_subquery(), 0
+        select(func.sum(table.c.videos)).where(*conditions, column).scalar_subquery(), ZERO
     )
 
 
-def _in(column: Any, start: Any, end: Any) -> ColumnElement[bool]:
-    """``start <= column < end``, a None bound open."""
-    parts = [column >= start] if start is not None else []
+ZERO = literal_column("0")
+
+
+def _in(column: Any, name: str, start: Any, end: Any) -> ColumnElement[bool]:
+    """``start <= column < end``, a None bound open; the bounds are the bind parameters
+    ``<name>_from`` and ``<name>_to`` (see ``_bounds``)."""
+    parts = []
+    if start is not None:
+        parts.append(column >= bindparam(f"{name}_from", start))
     if end is not None:
-        parts.append(column < end)
+        parts.append(column < bindparam(f"{name}_to", end))
     return and_(*parts) if parts else true()
 
 
-def exact_total(scope: Scope, query: ListVideos) -> Select | None:
+def _bounds(name: str, start: Any, end: Any, values: dict[str, Any]) -> None:
+    """The parameters of ``_in(column, name, start, end)``."""
+    if start is not None:
+        values[f"{name}_from"] = start
+    if end is not None:
+        values[f"{name}_to"] = end
+
+
+def exact_total(
+    scope: Scope, query: ListVideos
+) -> tuple[tuple[Any, ...], dict[str, Any], Callable[[], Select]] | None:
     """The exact total of a list without ``q``, from the trigger-kept figures: whole
     months and days summed, the partial days at the range's edges counted from the list
-    indexes, in one statement (one snapshot). None when the range holds no whole day:
-    the indexes then count it as fast."""
+    indexes, in one statement (one snapshot). Answers what shapes the statement beyond
+    its parameters' names, the parameters, and how to build it; None when the range
+    holds no whole day: the indexes then count it as fast."""
     parts = spans.split(query.uploaded_after, query.uploaded_before)
     if parts is None:
         return None
-    terms: list[ColumnElement[Any]] = []
+    values = {**scope_parameters(scope), **_filter_values(query, dated=False)}
+    if query.has_proxy is not None:
+        values["has_proxy"] = query.has_proxy
     if parts.months is not None:
-        terms.append(
-            _summed(
-                counts_monthly,
-                _in(counts_monthly.c.month, *parts.months),
-                _figure_filters(counts_monthly, scope, query, query.trashed),
+        _bounds("month", *parts.months, values)
+    for i, (start, end) in enumerate(parts.days):
+        _bounds(f"day{i}", start, end, values)
+    for i, (start, end) in enumerate(parts.edges):
+        _bounds(f"edge{i}", start, end, values)
+
+    def build() -> Select:
+        terms: list[ColumnElement[Any]] = []
+        if parts.months is not None:
+            terms.append(
+                _summed(
+                    counts_monthly,
+                    _in(counts_monthly.c.month, "month", *parts.months),
+                    _figure_filters(counts_monthly, scope, query, query.trashed),
+                )
             )
-        )
-    if parts.days:
-        day = counts_daily.c.day
-        terms.append(
-            _summed(
-                counts_daily,
-                or_(*(_in(day, start, end) for start, end in parts.days)),
-                _figure_filters(counts_daily, scope, query, query.trashed),
+        if parts.days:
+            day = counts_daily.c.day
+            terms.append(
+                _summed(
+                    counts_daily,
+                    or_(*(_in(day, f"day{i}", *bounds) for i, bounds in enumerate(parts.days))),
+                    _figure_filters(counts_daily, scope, query, query.trashed),
+                )
             )
-        )
-    if parts.edges:
-        undated = query.model_copy(update={"uploaded_after": None, "uploaded_before": None})
-        at = videos.c.uploaded_at
-        terms.append(
-            select(func.count())
-            .select_from(videos)
-            .where(
-                *_list_filters(scope, undated, trashed=query.trashed),
-                or_(*(_in(at, start, end) for start, end in parts.edges)),
+        if parts.edges:
+            undated = query.model_copy(update={"uploaded_after": None, "uploaded_before": None})
+            at = videos.c.uploaded_at
+            edges = (_in(at, f"edge{i}", *bounds) for i, bounds in enumerate(parts.edges))
+            terms.append(
+                select(func.count())
+                .select_from(videos)
+                .where(*_list_filters(scope, undated, trashed=query.trashed), or_(*edges))
+                .scalar_subquery()
             )
-            .scalar_subquery()
-        )
-    total: ColumnElement[Any] = terms[0]
-    for term in terms[1:]:
-        total = total + term
-    return select(total)
+        total: ColumnElement[Any] = terms[0]
+        for term in terms[1:]:
+            total = total + term
+        return select(total)
+
+    return (parts.months is not None,), values, build
+
+
+class _Shaped:
+    """Statements built once per shape and run with the caller's values.
+
+    A list's statements are the same SQL for every call with the same filters present,
+    the same scope role, has_proxy and trash flags: only values differ, and every value
+    is a named bind parameter. Built anew, they cost ~0.5 ms of CPU a call (construction
+    and SQLAlchemy's cache-key walk); kept, they cost a dictionary look-up. A statement
+    is kept only if every parameter it binds is one the caller passes (checked once, when
+    it is built), so no value of the call that built it can reach another call.
+    """
+
+    def __init__(self, limit: int = 4096) -> None:
+        self.limit = limit
+        self.built: dict[tuple[Any, ...], Select] = {}
+
+    def get(
+        self, key: tuple[Any, ...], values: dict[str, Any], build: Callable[[], Select]
+    ) -> Select:
+        key = (*key, frozenset(values))
+        statement = self.built.get(key)
+        if statement is None:
+            statement = build()
+            bound = {
+                node.key for node in visitors.iterate(statement) if isinstance(node, BindParameter)
+            }
+            if bound != set(values):
+                raise RuntimeError(f"statement binds {sorted(bound)}, given {sorted(values)}")
+            if len(self.built) >= self.limit:
+                self.built.clear()
+            self.built[key] = statement
+        return statement
+
+
+SHAPED = _Shaped()
+
+
+def _shape(scope: Scope, query: ListVideos, kind: str) -> tuple[Any, ...]:
+    return (kind, scope_shape(scope), query.trashed, query.has_proxy)
 
 
 def _selection(
@@ -409,42 +544,87 @@ def _zero_stats(mall_id: UUID | None, at: datetime) -> VideoStats:
     )
 
 
+@_scoped
+def _detail(scope: Scope) -> Select:
+    return (
+        select(*DETAIL_COLUMNS)
+        .select_from(WITH_PIN)
+        .where(videos.c.id == bindparam("video_id"), LIVE, *visible(scope))
+    )
+
+
+def _details_of(trashed: bool) -> Callable[[Scope], Select]:
+    def build(scope: Scope) -> Select:
+        return (
+            select(*DETAIL_COLUMNS)
+            .select_from(WITH_PIN)
+            .where(
+                videos.c.id == any_(bindparam("video_ids", type_=ARRAY(Uuid))),
+                TRASHED if trashed else LIVE,
+                *visible(scope),
+            )
+        )
+
+    return _scoped(build)
+
+
+_details, _details_trashed = _details_of(False), _details_of(True)
+
+
 class PostgresVideoRepository:
     def __init__(self, connection: Connection) -> None:
         self.connection = connection
 
     def list(self, scope: Scope, query: ListVideos) -> tuple[list[VideoListItem], int]:
-        conditions = _list_filters(scope, query, trashed=query.trashed)
         offset = (query.page - 1) * query.page_size
-        if query.q is not None:
+        values = {
+            **scope_parameters(scope),
+            **_filter_values(query),
+            "page_size": query.page_size,
+            "page_offset": offset,
+        }
+        with_total = query.q is not None
+
+        def page() -> Select:
+            return self._page(query, _list_filters(scope, query, query.trashed), with_total)
+
+        statement = SHAPED.get(_shape(scope, query, "page"), values, page)
+        if with_total:
             # A search finds its matches through the trigram indexes and rechecks each on
             # its table page: the page and its total are taken in that one pass (a
             # window count), not found twice. Only a page past the end counts apart.
-            rows = list(self.connection.execute(self._page(query, conditions, offset, True)))
+            rows = list(self.connection.execute(statement, values))
             if rows:
                 return [_list_item(row) for row in rows], rows[0].page_total
             # An empty first page is a total of 0; past the end, the true total is asked.
-            return [], self._count(conditions) if offset else 0
-        total = self._total(scope, query, conditions)
+            return [], self._count(scope, query) if offset else 0
+        total = self._total(scope, query)
         if total <= offset:
             return [], total
-        rows = self.connection.execute(self._page(query, conditions, offset, False))
+        rows = self.connection.execute(statement, values)
         return [_list_item(row) for row in rows], total
 
-    def _total(self, scope: Scope, query: ListVideos, conditions: list[Any]) -> int:
-        statement = exact_total(scope, query)
-        if statement is None:
-            return self._count(conditions)
-        return int(self.connection.execute(statement).scalar_one())
+    def _total(self, scope: Scope, query: ListVideos) -> int:
+        """The exact total: from the kept figures, or counted when that is as fast."""
+        planned = exact_total(scope, query)
+        if planned is None:
+            return self._count(scope, query)
+        shape, values, build = planned
+        statement = SHAPED.get((*_shape(scope, query, "total"), *shape), values, build)
+        return int(self.connection.execute(statement, values).scalar_one())
 
-    def _count(self, conditions: list[Any]) -> int:
-        return self.connection.execute(
-            select(func.count()).select_from(videos).where(*conditions)
-        ).scalar_one()
+    def _count(self, scope: Scope, query: ListVideos) -> int:
+        """``count(*)`` of what the list shows, through the list indexes."""
+        values = {**scope_parameters(scope), **_filter_values(query)}
 
-    def _page(
-        self, query: ListVideos, conditions: list[Any], offset: int, with_total: bool
-    ) -> Select:
+        def count() -> Select:
+            conditions = _list_filters(scope, query, query.trashed)
+            return select(func.count()).select_from(videos).where(*conditions)
+
+        statement = SHAPED.get(_shape(scope, query, "count"), values, count)
+        return self.connection.execute(statement, values).scalar_one()
+
+    def _page(self, query: ListVideos, conditions: list[Any], with_total: bool) -> Select:
         """Deferred join: the page's keys come from the index (an index-only scan that
         skips ``offset`` entries without touching the table, without ``q``); only the
         page's rows are then read and joined to their pins. Page 2,000 costs what page
@@ -456,8 +636,8 @@ class PostgresVideoRepository:
             select(*keys)
             .where(*conditions)
             .order_by(*NEWEST_FIRST)
-            .limit(query.page_size)
-            .offset(offset)
+            .limit(bindparam("page_size", type_=Integer))
+            .offset(bindparam("page_offset", type_=Integer))
             .subquery("page")
         )
         columns = list(TRASH_LIST_COLUMNS if query.trashed else LIST_COLUMNS)
@@ -475,9 +655,7 @@ class PostgresVideoRepository:
 
     def get(self, scope: Scope, video_id: UUID) -> VideoDetailResponse | None:
         row = self.connection.execute(
-            select(*DETAIL_COLUMNS)
-            .select_from(WITH_PIN)
-            .where(videos.c.id == video_id, LIVE, *visible(scope))
+            _detail(scope), {"video_id": video_id, **scope_parameters(scope)}
         ).first()
         return None if row is None else VideoDetailResponse.model_validate(row._mapping)
 
@@ -487,13 +665,8 @@ class PostgresVideoRepository:
         if not video_ids:
             return {}
         rows = self.connection.execute(
-            select(*DETAIL_COLUMNS)
-            .select_from(WITH_PIN)
-            .where(
-                videos.c.id.in_(sorted(set(video_ids))),
-                TRASHED if trashed else LIVE,
-                *visible(scope),
-            )
+            _details_trashed(scope) if trashed else _details(scope),
+            {"video_ids": sorted(set(video_ids)), **scope_parameters(scope)},
         )
         found = (VideoDetailResponse.model_validate(row._mapping) for row in rows)
         return {video.id: video for video in found}

@@ -28,8 +28,11 @@ def make_engine(settings: Settings) -> Engine:
         settings.database_url,
         pool_size=settings.db_pool_size,
         max_overflow=settings.db_pool_size,
-        # A server restart leaves dead pooled connections; check each on checkout.
-        pool_pre_ping=True,
+        # No SELECT 1 on every checkout (a round trip per message): a connection the
+        # server closed fails its first statement instead, which invalidates the pool
+        # and raises DatabaseUnavailable; the task then runs again at once, on a new
+        # connection (ContractTask._handle_with_retries).
+        pool_pre_ping=False,
         pool_recycle=1800,
         connect_args={
             "connect_timeout": 5,
@@ -39,15 +42,29 @@ def make_engine(settings: Settings) -> Engine:
     )
 
 
+def reading(engine: Engine) -> Engine:
+    """The same pool, its connections in autocommit while a read-only unit of work holds
+    them (reset when they go back)."""
+    return engine.execution_options(isolation_level="AUTOCOMMIT")
+
+
 class PostgresUnitOfWork:
-    """One connection and one transaction; rolled back unless ``commit()`` was called."""
+    """One connection and one transaction; rolled back unless ``commit()`` was called.
+
+    ``read_only``: the connection runs in autocommit, each statement on its own (the
+    same READ COMMITTED snapshot per statement a transaction would give), without the
+    BEGIN and ROLLBACK that would double a single SELECT's round trips. For handlers
+    that only read (``Deps.reads``); nothing they run could be rolled back.
+    """
 
     videos: PostgresVideoRepository
     deletions: PostgresDeletionQueue
     audit: PostgresDeletionAudit
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, read_only: bool = False) -> None:
+        # read_only takes the engine of ``reading(engine)``.
         self.engine = engine
+        self.read_only = read_only
         self.connection: Connection | None = None
 
     def __enter__(self) -> PostgresUnitOfWork:
@@ -68,7 +85,9 @@ class PostgresUnitOfWork:
     ) -> None:
         assert self.connection is not None
         try:
-            self.connection.rollback()
+            # A read has no transaction to end: closing gives the connection back.
+            if not self.read_only:
+                self.connection.rollback()
         except CONNECTION_ERRORS:
             pass
         finally:
@@ -79,6 +98,8 @@ class PostgresUnitOfWork:
 
     def commit(self) -> None:
         assert self.connection is not None
+        if self.read_only:
+            raise RuntimeError("a read-only unit of work has nothing to commit")
         self.connection.commit()
 
 
