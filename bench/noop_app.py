@@ -20,6 +20,7 @@ from kombu import Exchange, Queue
 
 import celeryconfig
 import worker.runtime.app  # noqa: F401 - same signal handlers as the real worker
+from worker.runtime import consumer
 
 QUEUE = "bench.noop"
 TASK = "bench.noop"
@@ -35,6 +36,11 @@ app.conf.update(
     task_create_missing_queues=True,
     beat_schedule={},
 )
+
+
+# The guarded consumer runs only the contract's task names (and those the app knows):
+# this app's one task is added to that list, in this process only.
+consumer.ALLOWED_TASKS = consumer.ALLOWED_TASKS | {TASK}
 
 
 @app.task(name=TASK, typing=False)

@@ -359,12 +359,8 @@ def run(url: str, args: argparse.Namespace) -> int:
     return 0
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m bench.search",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+def dataset_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of this bench's data set, which ``bench.totals`` shares (and reuses)."""
     parser.add_argument("--videos", type=int, default=DEFAULT_VIDEOS)
     parser.add_argument("--samples", type=int, default=30)
     parser.add_argument("--seed", type=int, default=DEFAULT_SEED)
@@ -372,6 +368,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--keep", action="store_true", help="keep (and reuse) the data")
     parser.add_argument("--database-url", help="use this server instead of an embedded one")
     parser.add_argument("--home", type=Path, default=HOME, help="embedded server home")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.search",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    dataset_arguments(parser)
     parser.add_argument("--only", action="append", help="run cases whose name contains this")
     parser.add_argument("--explain-case", default=EXPLAIN_CASE, help="case whose plans to print")
     parser.add_argument(
