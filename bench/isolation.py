@@ -1,0 +1,168 @@
+"""Isolation bench: requests on a ``-Q videos`` worker while a large retention sweep runs
+on a ``-Q videos.maintenance`` worker, as the README's "Scaling out" advises.
+
+What it measures: ``--videos`` expired videos (default 100,000, 3 objects each in moto's
+bucket, uploaded 200 days ago, so the default 90-day retention deletes every one) and
+500 live ones, on the embedded stack. Two workers run the production command, each
+on one queue: ``-Q videos`` (requests) and ``-Q videos.maintenance`` (lifecycle), two
+pool children each, on the same 2 cores. One outside caller (plain Celery, JSON) sends
+``videos.sign_url`` for the live videos back to back:
+
+1. ``idle``: ``--calls`` requests with nothing else running (the baseline);
+2. ``during the sweep``: ``videos.retention_sweep`` is sent to the maintenance queue,
+   and requests go on until no expired video is left (the sweep and its continuations
+   deleting rows, queueing keys, removing objects and publishing events).
+
+Then it checks that every expired video, queued key and object is gone and every live
+video is still there. Target: p99 during the sweep <= 15 ms.
+
+Run: ``python -m bench.isolation [--videos 100000] [--calls 2000]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import sys
+import time
+import uuid
+from collections.abc import Sequence
+from datetime import UTC, datetime
+
+from bench.common import (
+    Stack,
+    Table,
+    WorkerProcess,
+    WorkerSpec,
+    log,
+    outside_app,
+    run_label,
+    stopping,
+    summary,
+)
+from bench.deletion import load_expired, objects_left, put_objects, rows_left
+
+TARGET_P99_MS = 15.0
+LIVE = 500
+
+
+def add_live(database_url: str, count: int) -> list[str]:
+    """``count`` videos uploaded now in the first mall: what the caller signs."""
+    import psycopg
+
+    from bench.dataset import conninfo
+
+    with psycopg.connect(conninfo(database_url)) as conn:
+        mall, pin = conn.execute("SELECT mall_id, id FROM camera_pins LIMIT 1").fetchone()
+        ids = [str(uuid.uuid4()) for _ in range(count)]
+        with (
+            conn.cursor() as cur,
+            cur.copy(
+                "COPY videos (id, mall_id, pin_id, original_filename, original_path,"
+                " file_size_bytes, proxy_path, proxy_size_bytes, processing_status, uploaded_at)"
+                " FROM STDIN"
+            ) as copy,
+        ):
+            for video in ids:
+                copy.write_row(
+                    (
+                        video, mall, pin, "live.mp4", f"videos/{mall}/original/{video}.mp4",
+                        1000, f"videos/{mall}/proxy/{video}.mp4", 100, "completed",
+                        datetime.now(UTC),
+                    )
+                )  # fmt: skip
+        conn.commit()
+    return ids
+
+
+def expired_left(database_url: str) -> int:
+    import psycopg
+
+    from bench.dataset import conninfo
+
+    with psycopg.connect(conninfo(database_url)) as conn:
+        return conn.execute(
+            "SELECT count(*) FROM videos WHERE uploaded_at < now() - interval '100 days'"
+        ).fetchone()[0]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.isolation", description=__doc__)
+    parser.add_argument("--videos", type=int, default=100_000, help="expired videos to sweep")
+    parser.add_argument("--calls", type=int, default=2000, help="idle requests (baseline)")
+    parser.add_argument("--timeout", type=float, default=900, help="longest sweep to wait for")
+    args = parser.parse_args(argv)
+
+    with Stack() as stack:
+        bucket = stack.env["S3_BUCKET"]
+        log(f"loading {args.videos:,} expired videos and {3 * args.videos:,} objects")
+        put_objects(bucket, load_expired(stack.database_url, args.videos))
+        live = add_live(stack.database_url, LIVE)
+        ids = itertools.cycle(live)
+        caller = outside_app(stack.broker_url, stack.backend_url)
+        requests = WorkerProcess(WorkerSpec(queues="videos"), stack.env, stack.log_path("req"))
+        maintenance = WorkerProcess(
+            WorkerSpec(queues="videos.maintenance"), stack.env, stack.log_path("maint")
+        )
+
+        def sign() -> float:
+            started = time.perf_counter()
+            envelope = caller.send_task(
+                "videos.sign_url", kwargs={"video_id": next(ids)}, queue="videos"
+            ).get(timeout=30)
+            if not envelope.get("ok"):
+                raise RuntimeError(f"sign_url answered {envelope!r}")
+            return (time.perf_counter() - started) * 1000
+
+        with stopping(requests, maintenance):
+            requests.start()
+            maintenance.start()
+            requests.wait_ready(sign)
+            maintenance.wait_ready(
+                lambda: caller.send_task(
+                    "videos.retention_sweep",
+                    kwargs={"dry_run": True},
+                    queue="videos.maintenance",
+                ).get(timeout=30)
+            )
+            for _ in range(200):
+                sign()
+            log(f"idle: {args.calls} requests")
+            idle = [sign() for _ in range(args.calls)]
+
+            log("sweeping, with requests going on")
+            caller.send_task("videos.retention_sweep", kwargs={}, queue="videos.maintenance")
+            started = time.monotonic()
+            during: list[float] = []
+            while time.monotonic() - started < args.timeout:
+                during.extend(sign() for _ in range(200))
+                if expired_left(stack.database_url) == 0:
+                    break
+            swept_in = time.monotonic() - started
+        videos, queued = rows_left(stack.database_url)
+        left = objects_left(bucket)
+
+    ok_data = videos == LIVE and queued == 0 and left == 0
+    table = Table(
+        f"videos.sign_url on a -Q videos worker, {args.videos:,}-video sweep on a -Q "
+        f"videos.maintenance worker, 1 caller, ms ({run_label('loopback', 'moto S3')})",
+        ["phase", "calls", "p50", "p95", "p99", "max", "p99 / idle"],
+    )
+    s_idle, s_during = summary(idle), summary(during)
+    for name, s, values in (("idle", s_idle, idle), ("during the sweep", s_during, during)):
+        table.add(name, str(len(values)), s.p50, s.p95, s.p99, s.max, f"{s.p99 / s_idle.p99:.2f}x")
+    table.notes.append(
+        f"sweep: {args.videos:,} videos in {swept_in:.1f} s ({args.videos / swept_in:,.0f}/s); "
+        f"afterwards {videos} videos (the {LIVE} live ones expected), {queued} queued keys, "
+        f"{left} objects: {'as expected' if ok_data else 'NOT as expected'}"
+    )
+    verdict = "yes" if s_during.p99 <= TARGET_P99_MS and ok_data else "NO"
+    table.notes.append(
+        f"p99 during the sweep <= {TARGET_P99_MS:.0f} ms: {verdict} ({s_during.p99:.2f} ms)"
+    )
+    table.print()
+    return 0 if ok_data else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
