@@ -245,9 +245,12 @@ class WorkerSpec:
     quiet_loggers: tuple[str, ...] = ()
     # gc.freeze() in the main process just before the pool forks (celeryd_after_setup).
     gc_freeze: bool = False
+    # Started under ``nice -n``: a lower CPU priority for the worker and its children.
+    nice: int = 0
 
     def argv(self) -> list[str]:
         return [
+            *(["nice", "-n", str(self.nice)] if self.nice else []),
             sys.executable,
             "-m",
             "bench.common",
