@@ -5,8 +5,8 @@ What it measures: ``--videos`` expired videos (default 100,000, 3 objects each i
 bucket, uploaded 200 days ago, so the default 90-day retention deletes every one) and
 500 live ones, on the embedded stack. Two workers run the production command, each
 on one queue: ``-Q videos`` (requests) and ``-Q videos.maintenance`` (lifecycle), two
-pool children each, on the same 2 cores. One outside caller (plain Celery, JSON) sends
-``videos.sign_url`` for the live videos back to back:
+pool children each, on the same 2 cores. One outside caller (plain Celery, JSON, in a
+process of its own) sends ``videos.sign_url`` for the live videos back to back:
 
 1. ``idle``: ``--calls`` requests with nothing else running (the baseline);
 2. ``sweep``: ``videos.retention_sweep`` is sent to the maintenance queue, and requests
@@ -33,6 +33,7 @@ import time
 import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from typing import Any
 
 from bench.common import (
     Stack,
@@ -91,52 +92,90 @@ def expired_left(database_url: str) -> int:
         ).fetchone()[0]
 
 
-def sweep_with_requests(
-    stack: Stack, args: argparse.Namespace, nice: int
-) -> tuple[list[float], list[float], float, bool]:
-    """One run on freshly loaded data: idle requests, then requests during the sweep;
-    whether the data ended as expected."""
-    bucket = stack.env["S3_BUCKET"]
-    log(f"loading {args.videos:,} expired videos and {3 * args.videos:,} objects")
-    put_objects(bucket, load_expired(stack.database_url, args.videos))
-    ids = itertools.cycle(add_live(stack.database_url, LIVE))
-    caller = outside_app(stack.broker_url, stack.backend_url)
-    requests = WorkerProcess(WorkerSpec(queues="videos"), stack.env, stack.log_path("req"))
-    maintenance = WorkerProcess(
-        WorkerSpec(queues="videos.maintenance", nice=nice), stack.env, stack.log_path("maint")
-    )
+def caller_process(
+    broker_url: str,
+    backend_url: str,
+    ids: list[str],
+    idle_calls: int,
+    idle_done: Any,
+    stop: Any,
+    out: Any,
+) -> None:
+    """The outside caller, in a process of its own (the bench's process also runs moto's
+    S3 server, whose threads would take the caller's GIL during the sweep): ``idle_calls``
+    requests, then requests until ``stop``; both lists of latencies go to ``out``."""
+    caller = outside_app(broker_url, backend_url)
+    cycle = itertools.cycle(ids)
 
     def sign() -> float:
         started = time.perf_counter()
         envelope = caller.send_task(
-            "videos.sign_url", kwargs={"video_id": next(ids)}, queue="videos"
+            "videos.sign_url", kwargs={"video_id": next(cycle)}, queue="videos"
         ).get(timeout=30)
         if not envelope.get("ok"):
             raise RuntimeError(f"sign_url answered {envelope!r}")
         return (time.perf_counter() - started) * 1000
 
+    for _ in range(200):
+        sign()
+    idle = [sign() for _ in range(idle_calls)]
+    idle_done.set()
+    during: list[float] = []
+    while not stop.is_set():
+        during.append(sign())
+    caller.close()
+    out.send((idle, during))
+
+
+def sweep_with_requests(
+    stack: Stack, args: argparse.Namespace, nice: int
+) -> tuple[list[float], list[float], float, bool]:
+    """One run on freshly loaded data: idle requests, then requests during the sweep;
+    whether the data ended as expected."""
+    import multiprocessing
+
+    bucket = stack.env["S3_BUCKET"]
+    log(f"loading {args.videos:,} expired videos and {3 * args.videos:,} objects")
+    put_objects(bucket, load_expired(stack.database_url, args.videos))
+    live = add_live(stack.database_url, LIVE)
+    caller = outside_app(stack.broker_url, stack.backend_url)
+    requests = WorkerProcess(WorkerSpec(queues="videos"), stack.env, stack.log_path("req"))
+    maintenance = WorkerProcess(
+        WorkerSpec(queues="videos.maintenance", nice=nice), stack.env, stack.log_path("maint")
+    )
+    spawn = multiprocessing.get_context("spawn")
+    idle_done, stop = spawn.Event(), spawn.Event()
+    receive, send = spawn.Pipe(duplex=False)
+
     with stopping(requests, maintenance):
         requests.start()
         maintenance.start()
-        requests.wait_ready(sign)
+        requests.wait_ready(
+            lambda: caller.send_task(
+                "videos.sign_url", kwargs={"video_id": live[0]}, queue="videos"
+            ).get(timeout=30)
+        )
         maintenance.wait_ready(
             lambda: caller.send_task(
                 "videos.retention_sweep", kwargs={"dry_run": True}, queue="videos.maintenance"
             ).get(timeout=30)
         )
-        for _ in range(200):
-            sign()
+        process = spawn.Process(
+            target=caller_process,
+            args=(stack.broker_url, stack.backend_url, live, args.calls, idle_done, stop, send),
+        )
+        process.start()
         log(f"idle: {args.calls} requests")
-        idle = [sign() for _ in range(args.calls)]
+        idle_done.wait(timeout=args.timeout)
         log(f"sweeping (maintenance worker at nice {nice}), with requests going on")
         caller.send_task("videos.retention_sweep", kwargs={}, queue="videos.maintenance")
         started = time.monotonic()
-        during: list[float] = []
-        while time.monotonic() - started < args.timeout:
-            during.extend(sign() for _ in range(200))
-            if expired_left(stack.database_url) == 0:
-                break
+        while time.monotonic() - started < args.timeout and expired_left(stack.database_url):
+            time.sleep(0.2)
         swept_in = time.monotonic() - started
+        stop.set()
+        idle, during = receive.recv()
+        process.join(30)
     caller.close()
     videos, queued = rows_left(stack.database_url)
     ok = videos == LIVE and queued == 0 and objects_left(bucket) == 0
