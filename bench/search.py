@@ -344,8 +344,11 @@ def run(url: str, args: argparse.Namespace) -> int:
             )
         table.notes.append(
             "base: the same page without q (same other filters), interleaved in blocks of "
-            f"{BLOCK}; ok: p95 (page + total) <= {TARGET_MS:.0f} ms: "
-            f"{len(cases) - misses} of {len(cases)} yes"
+            f"{BLOCK}; ok: p95 (page + total) <= {TARGET_MS:.0f} ms"
+        )
+        table.notes.append(
+            f"every search's p95 (page + total) <= {TARGET_MS:.0f} ms: "
+            f"{'yes' if not misses else 'NO'} ({len(cases) - misses} of {len(cases)})"
         )
         table.print()
         if shown is not None:

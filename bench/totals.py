@@ -172,7 +172,11 @@ def totals_table(conn: Connection, args: argparse.Namespace) -> Table:
         f"kept: the total from the trigger-kept figures; count: count(*) of the same "
         f"conditions; list / get: page 1 with its total over a get, in the repository "
         f"(end to end, through the broker: python -m bench.roundtrip); ok: kept p95 <= "
-        f"{TOTAL_TARGET_MS:.0f} ms and the same total: {ok_count} of {len(cases)} yes"
+        f"{TOTAL_TARGET_MS:.0f} ms and the same total"
+    )
+    table.notes.append(
+        f"every total's DB time p95 <= {TOTAL_TARGET_MS:.0f} ms and exact, {args.videos:,} "
+        f"rows: {'yes' if ok_count == len(cases) else 'NO'} ({ok_count} of {len(cases)})"
     )
     return table
 
