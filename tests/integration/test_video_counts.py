@@ -319,3 +319,44 @@ def test_an_update_that_moves_no_figure_writes_no_figure_row(engine, catalog):
         )
         after = conn.execute(text("SELECT count(*) FROM video_counts_daily")).scalar_one()
     assert before == after == 1
+
+
+def test_figures_check_finds_writes_that_bypassed_the_triggers_and_rebuild_mends_them(
+    engine, catalog, services
+):
+    """A write with the triggers off (here ``session_replication_role = replica``, as a
+    logical replication apply or a restore with --disable-triggers runs) is not in the
+    figures: ``videoworker figures check`` says so and exits 1, ``rebuild`` recomputes
+    them, and the list total is right again."""
+    import json
+
+    from tests.support import run_cli
+
+    mall = catalog.mall()
+    pin = catalog.pin(mall)
+    catalog.video(mall, pin, upload_objects=False)
+    assert json.loads(run_cli("figures", "check", env=services, check=0).stdout)["consistent"]
+
+    with engine.begin() as conn:
+        conn.execute(text("SET LOCAL session_replication_role = replica"))
+        conn.execute(
+            text(
+                "INSERT INTO videos (id, mall_id, pin_id, original_filename, original_path,"
+                " file_size_bytes) VALUES (gen_random_uuid(), :mall, :pin, 'restored.mp4',"
+                " 'videos/restored.mp4', 10)"
+            ),
+            {"mall": mall, "pin": pin},
+        )
+    with engine.connect() as conn:
+        repository = PostgresVideoRepository(conn)
+        assert repository._total(Scope.admin(), ListVideos()) == 1  # the figures missed it
+
+    checked = json.loads(run_cli("figures", "check", env=services, check=1).stdout)
+    assert checked["consistent"] is False
+    assert checked["differing"]["video_counts_monthly"] > 0
+
+    rebuilt = json.loads(run_cli("figures", "rebuild", env=services, check=0).stdout)
+    assert rebuilt["rebuilt"]["video_counts_monthly"] >= 1
+    assert json.loads(run_cli("figures", "check", env=services, check=0).stdout)["consistent"]
+    with engine.connect() as conn:
+        assert PostgresVideoRepository(conn)._total(Scope.admin(), ListVideos()) == 2

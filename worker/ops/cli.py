@@ -367,6 +367,29 @@ def _purge(args: argparse.Namespace) -> int:
     return 0
 
 
+def _figures(args: argparse.Namespace) -> int:
+    """The trigger-kept figures against the rows (see worker/adapters/postgres/figures.py)."""
+    from worker.adapters.postgres import figures
+    from worker.adapters.postgres.uow import make_engine
+
+    engine = make_engine(get_settings())
+    try:
+        if args.action == "rebuild":
+            with engine.begin() as conn:
+                rows = figures.rebuild(conn)
+            print(json.dumps({"rebuilt": rows}, indent=2))
+            return 0
+        with engine.connect() as conn:
+            conn = conn.execution_options(isolation_level="REPEATABLE READ")
+            with conn.begin():
+                differing = figures.differences(conn)
+    finally:
+        engine.dispose()
+    consistent = not any(differing.values())
+    print(json.dumps({"consistent": consistent, "differing": differing}, indent=2))
+    return 0 if consistent else 1
+
+
 def _health(args: argparse.Namespace) -> int:
     from worker.ops.health import run_checks
 
@@ -520,6 +543,16 @@ def build_parser() -> argparse.ArgumentParser:
     hold.add_argument("video_id", type=uuid.UUID)
     hold.add_argument("--release", action="store_true", help="release the hold")
     hold.set_defaults(func=_hold)
+
+    figures_parser = sub.add_parser(
+        "figures", help="check the kept list totals and statistics against the rows, or rebuild"
+    )
+    figures_parser.add_argument(
+        "action",
+        choices=("check", "rebuild"),
+        help="check: exit 1 when any figure differs; rebuild: recompute them (writers wait)",
+    )
+    figures_parser.set_defaults(func=_figures)
 
     health = sub.add_parser("health", help="check broker, backend, cache, Postgres and S3")
     health.add_argument("--worker", action="store_true", help="also ping this host's worker")
