@@ -360,3 +360,52 @@ def test_figures_check_finds_writes_that_bypassed_the_triggers_and_rebuild_mends
     assert json.loads(run_cli("figures", "check", env=services, check=0).stdout)["consistent"]
     with engine.connect() as conn:
         assert PostgresVideoRepository(conn)._total(Scope.admin(), ListVideos()) == 2
+
+
+def test_upserts_and_merge_by_other_services_keep_the_figures_exact(engine, catalog):
+    """Statements that insert, update and delete at once fire each action's trigger
+    with its own transition table: INSERT ... ON CONFLICT DO UPDATE, and MERGE."""
+    mall = catalog.mall()
+    pins = [catalog.pin(mall, f"Pin {n}") for n in range(2)]
+    kept = [
+        catalog.video(mall, pins[n % 2], upload_objects=False, processing_status="pending")["id"]
+        for n in range(4)
+    ]
+    with engine.begin() as conn:
+        # One new row, one existing row moved to another pin, status and proxy.
+        conn.execute(
+            text(
+                "INSERT INTO videos (id, mall_id, pin_id, original_filename, original_path,"
+                " file_size_bytes, processing_status)"
+                " VALUES (gen_random_uuid(), :mall, :pin, 'new.mp4', 'videos/new.mp4', 7,"
+                " 'processing'), (:existing, :mall, :pin, 'x.mp4', 'videos/x.mp4', 9, 'failed')"
+                " ON CONFLICT (id) DO UPDATE SET pin_id = excluded.pin_id,"
+                " processing_status = excluded.processing_status,"
+                " file_size_bytes = excluded.file_size_bytes, proxy_path = 'videos/p.mp4'"
+            ),
+            {"mall": mall, "pin": pins[1], "existing": kept[0]},
+        )
+        # MERGE: update one, delete one, insert one.
+        conn.execute(
+            text(
+                "MERGE INTO videos AS v USING (VALUES (CAST(:a AS uuid), 'update'),"
+                " (CAST(:b AS uuid), 'delete'), (gen_random_uuid(), 'insert')) AS s(id, act)"
+                " ON v.id = s.id"
+                " WHEN MATCHED AND s.act = 'update' THEN UPDATE SET"
+                " processing_status = 'completed', trashed_at = now()"
+                " WHEN MATCHED AND s.act = 'delete' THEN DELETE"
+                " WHEN NOT MATCHED THEN INSERT (id, mall_id, pin_id, original_filename,"
+                " original_path, file_size_bytes, uploaded_at)"
+                " VALUES (s.id, :mall, :pin, 'merged.mp4', 'videos/merged.mp4', 3,"
+                " now() - interval '40 days')"
+            ),
+            {"a": kept[1], "b": kept[2], "mall": mall, "pin": pins[0]},
+        )
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM videos")).scalar_one() == 5
+        for table, period, expression in (
+            ("video_counts_daily", "day", DAY),
+            ("video_counts_monthly", "month", MONTH),
+        ):
+            kept_figures, fresh = _figures(conn, table, period, expression)
+            assert kept_figures == fresh, (table, kept_figures ^ fresh)
