@@ -35,7 +35,7 @@ def build_deps(settings: Settings, *, enqueue: Enqueue) -> Deps:
     cache_client = make_redis(settings.redis_cache_url)
     return Deps(
         uow=lambda: PostgresUnitOfWork(engine),
-        read=lambda: PostgresUnitOfWork(reader, read_only=True),
+        read=lambda: PostgresUnitOfWork(reader),
         store=S3ObjectStore(settings),
         cache=RedisStatsCache(
             cache_client,

@@ -28,7 +28,7 @@ def test_a_read_runs_its_statements_outside_any_transaction(deps):
 def test_a_write_after_a_read_on_the_same_connection_is_in_a_transaction_again(settings):
     engine = make_engine(settings.model_copy(update={"db_pool_size": 1}))
     try:
-        with PostgresUnitOfWork(reading(engine), read_only=True) as uow:
+        with PostgresUnitOfWork(reading(engine)) as uow:
             uow.connection.execute(text("SELECT 1"))
             assert _status(uow) == TransactionStatus.IDLE
             read_pid = uow.connection.execute(text("SELECT pg_backend_pid()")).scalar_one()

@@ -51,20 +51,21 @@ def reading(engine: Engine) -> Engine:
 class PostgresUnitOfWork:
     """One connection and one transaction; rolled back unless ``commit()`` was called.
 
-    ``read_only``: the connection runs in autocommit, each statement on its own (the
-    same READ COMMITTED snapshot per statement a transaction would give), without the
-    BEGIN and ROLLBACK that would double a single SELECT's round trips. For handlers
-    that only read (``Deps.reads``); nothing they run could be rolled back.
+    Read-only (given ``reading(engine)``): the connection runs in autocommit, each
+    statement on its own (the same READ COMMITTED snapshot per statement a transaction
+    would give), without the BEGIN and ROLLBACK that would double a single SELECT's
+    round trips. For handlers that only read (``Deps.reads``); nothing they run could
+    be rolled back.
     """
 
     videos: PostgresVideoRepository
     deletions: PostgresDeletionQueue
     audit: PostgresDeletionAudit
 
-    def __init__(self, engine: Engine, read_only: bool = False) -> None:
-        # read_only takes the engine of ``reading(engine)``.
+    def __init__(self, engine: Engine) -> None:
         self.engine = engine
-        self.read_only = read_only
+        # Read-only when given the engine of ``reading(engine)``.
+        self.read_only = engine.get_execution_options().get("isolation_level") == "AUTOCOMMIT"
         self.connection: Connection | None = None
 
     def __enter__(self) -> PostgresUnitOfWork:
