@@ -53,8 +53,10 @@ def _figures() -> tuple[sa.Column, ...]:
 
 
 # One video as the tables see it. Bytes are added as numeric (two bigints another
-# service stored may overflow bigint); a duration outside the summable range (NaN,
-# +-Infinity, beyond 1e300: see the repository's SUMMABLE_DURATION) counts as 0.
+# service stored may overflow bigint). A duration outside +-1e300 counts as 0: double
+# precision also holds NaN and +-Infinity, which would turn a sum into NaN, and values
+# that large stand for no real clip (PostgreSQL orders NaN above every number, so one
+# BETWEEN leaves all three out).
 ROW_FIGURES = """
     SELECT mall_id, pin_id, processing_status,
            proxy_path IS NOT NULL AS has_proxy,

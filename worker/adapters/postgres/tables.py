@@ -199,7 +199,7 @@ class _VideoCounts:
     trashed: Mapped[bool] = mapped_column(Boolean)
     slot: Mapped[int] = mapped_column(Integer)
     videos: Mapped[int] = mapped_column(BigInteger)
-    # Originals plus proxies; durations within the summable range (see the repository).
+    # Originals plus proxies; durations within +-1e300 (see migration 0008).
     stored_bytes: Mapped[int] = mapped_column(Numeric)
     duration_seconds: Mapped[float] = mapped_column(Numeric)
 
