@@ -378,10 +378,26 @@ class PlanSummary:
     text: str
 
 
-def _walk(node: dict[str, Any]) -> Iterator[dict[str, Any]]:
+def plan_nodes(node: dict[str, Any]) -> Iterator[dict[str, Any]]:
     yield node
     for child in node.get("Plans", []):
-        yield from _walk(child)
+        yield from plan_nodes(child)
+
+
+def analyzed(conn: Connection, statement: str, parameters: Any) -> tuple[dict[str, Any], str]:
+    """``EXPLAIN (ANALYZE, BUFFERS)`` of one statement as run: its JSON plan and its
+    text plan (the statement runs twice, rolled back after)."""
+    raw = conn.exec_driver_sql(
+        "EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) " + statement, parameters
+    ).scalar_one()
+    text = "\n".join(
+        line
+        for (line,) in conn.exec_driver_sql(
+            "EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) " + statement, parameters
+        )
+    )
+    conn.rollback()
+    return (json.loads(raw) if isinstance(raw, str) else raw)[0], text
 
 
 def explain(conn: Connection, repo: Any, case: Case, page: int) -> list[PlanSummary]:
@@ -392,19 +408,9 @@ def explain(conn: Connection, repo: Any, case: Case, page: int) -> list[PlanSumm
         label = ("count" if "count(" in statement.lower() else "page") + f" p{page}"
         if n and label.startswith("count"):
             label += f" #{n + 1}"
-        raw = conn.exec_driver_sql(
-            "EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) " + statement, parameters
-        ).scalar_one()
-        text = "\n".join(
-            line
-            for (line,) in conn.exec_driver_sql(
-                "EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) " + statement, parameters
-            )
-        )
-        conn.rollback()
-        plan = (json.loads(raw) if isinstance(raw, str) else raw)[0]
+        plan, text = analyzed(conn, statement, parameters)
         scans, flags = [], []
-        for node in _walk(plan["Plan"]):
+        for node in plan_nodes(plan["Plan"]):
             kind = node["Node Type"]
             if kind == "Bitmap Index Scan":
                 scans.append(f"bitmap of {node.get('Index Name')}")

@@ -61,7 +61,7 @@ import contextlib
 import json
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -73,7 +73,7 @@ from sqlalchemy import Connection, func, or_, select
 
 from bench.common import Table, log, run_label, summary
 from bench.dataset import BENCH_HOME, DEFAULT_SEED, DEFAULT_VIDEOS, Server, conninfo, load
-from bench.listing import load_repository, make_engine
+from bench.listing import analyzed, load_repository, make_engine, plan_nodes
 from handlers.access import UNRESTRICTED
 from schemas.requests import ListVideos
 from worker.adapters.postgres.tables import Video
@@ -253,16 +253,10 @@ def measure(
 # --------------------------------------------------------------------------- explain
 
 
-def _walk(node: dict[str, Any]) -> Iterator[dict[str, Any]]:
-    yield node
-    for child in node.get("Plans", []):
-        yield from _walk(child)
-
-
 def scans(plan: dict[str, Any]) -> str:
     """How a plan reads ``videos``: its scans, and the indexes its bitmaps come from."""
     found: list[str] = []
-    for node in _walk(plan["Plan"]):
+    for node in plan_nodes(plan["Plan"]):
         kind, index = node["Node Type"], node.get("Index Name")
         if kind == "Bitmap Index Scan":
             found.append(f"bitmap {index}")
@@ -279,17 +273,7 @@ def explain(
     plans = []
     for statement, parameters, _ in statements:
         label = "count" if "count(" in statement.lower() else "page"
-        raw = conn.exec_driver_sql(
-            "EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) " + statement, parameters
-        ).scalar_one()
-        text = "\n".join(
-            line
-            for (line,) in conn.exec_driver_sql(
-                "EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) " + statement, parameters
-            )
-        )
-        conn.rollback()
-        plans.append((label, (json.loads(raw) if isinstance(raw, str) else raw)[0], text))
+        plans.append((label, *analyzed(conn, statement, parameters)))
     return plans
 
 
