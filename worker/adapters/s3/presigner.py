@@ -113,7 +113,7 @@ class FastPresigner:
         )
         digest = hashlib.sha256(canonical.encode()).hexdigest()
         to_sign = f"AWS4-HMAC-SHA256\n{timestamp}\n{day.scope}\n{digest}"
-        signature = hmac.new(day.key, to_sign.encode(), hashlib.sha256).hexdigest()
+        signature = _hmac(day.key, to_sign).hex()
         return f"{self.prefix}{encoded}?{query}&X-Amz-Signature={signature}"
 
     @classmethod
