@@ -382,6 +382,9 @@ class _Shaped:
     def __init__(self, limit: int = 4096) -> None:
         self.limit = limit
         self.built: dict[tuple[Any, ...], Select] = {}
+        # The statements kept, by identity: ``owns`` tells the held read connections
+        # (``held.py``) which statements bind nothing but the caller's named values.
+        self.kept: dict[int, Select] = {}
 
     def get(
         self, key: tuple[Any, ...], values: dict[str, Any], build: Callable[[], Select]
@@ -397,8 +400,13 @@ class _Shaped:
                 raise RuntimeError(f"statement binds {sorted(bound)}, given {sorted(values)}")
             if len(self.built) >= self.limit:
                 self.built.clear()
+                self.kept.clear()
             self.built[key] = statement
+            self.kept[id(statement)] = statement
         return statement
+
+    def owns(self, statement: object) -> bool:
+        return self.kept.get(id(statement)) is statement
 
 
 SHAPED = _Shaped()

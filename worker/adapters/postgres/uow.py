@@ -12,7 +12,9 @@ from sqlalchemy import Connection, Engine, create_engine
 from sqlalchemy import exc as sa_exc
 
 from handlers.errors import DatabaseUnavailable
+from worker.adapters.postgres.held import HeldConnections, ReadConnection
 from worker.adapters.postgres.repositories import (
+    SHAPED,
     PostgresDeletionAudit,
     PostgresDeletionQueue,
     PostgresVideoRepository,
@@ -48,6 +50,12 @@ def reading(engine: Engine) -> Engine:
     return engine.execution_options(isolation_level="AUTOCOMMIT")
 
 
+def held_reads(engine: Engine) -> HeldConnections:
+    """This process's held read connections, for the statements the repository builds
+    by shape (``worker.adapters.postgres.held``)."""
+    return HeldConnections(engine, SHAPED.owns)
+
+
 class PostgresUnitOfWork:
     """One connection and one transaction; rolled back unless ``commit()`` was called.
 
@@ -55,22 +63,29 @@ class PostgresUnitOfWork:
     statement on its own (the same READ COMMITTED snapshot per statement a transaction
     would give), without the BEGIN and ROLLBACK that would double a single SELECT's
     round trips. For handlers that only read (``Deps.reads``); nothing they run could
-    be rolled back.
+    be rolled back. Given ``held`` as well, the statements built by shape run on the
+    process's held connection, and a pooled one is checked out only for the others.
     """
 
     videos: PostgresVideoRepository
     deletions: PostgresDeletionQueue
     audit: PostgresDeletionAudit
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, held: HeldConnections | None = None) -> None:
         self.engine = engine
         # Read-only when given the engine of ``reading(engine)``.
         self.read_only = engine.get_execution_options().get("isolation_level") == "AUTOCOMMIT"
-        self.connection: Connection | None = None
+        if held is not None and not self.read_only:
+            raise ValueError("held connections serve read-only units of work only")
+        self.held = held
+        self.connection: Connection | ReadConnection | None = None
 
     def __enter__(self) -> PostgresUnitOfWork:
         try:
-            self.connection = self.engine.connect()
+            if self.held is not None:
+                self.connection = ReadConnection(self.held, self.engine)
+            else:
+                self.connection = self.engine.connect()
         except CONNECTION_ERRORS as exc:
             raise DatabaseUnavailable(f"PostgreSQL unreachable: {_reason(exc)}") from exc
         self.videos = PostgresVideoRepository(self.connection)
