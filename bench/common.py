@@ -206,7 +206,8 @@ class Stack:
 
 
 def pick_videos(database_url: str, limit: int = 500) -> list[str]:
-    """Ids of completed videos that have a proxy and a thumbnail (every target signs)."""
+    """Ids of live (not trashed) videos that have a proxy and a thumbnail (every target
+    signs)."""
     import psycopg
 
     from bench.dataset import conninfo
@@ -214,7 +215,7 @@ def pick_videos(database_url: str, limit: int = 500) -> list[str]:
     with psycopg.connect(conninfo(database_url)) as conn:
         rows = conn.execute(
             "SELECT id FROM videos WHERE proxy_path IS NOT NULL AND thumbnail_path IS NOT NULL"
-            " ORDER BY id LIMIT %s",
+            " AND trashed_at IS NULL ORDER BY id LIMIT %s",
             (limit,),
         ).fetchall()
     return [str(row[0]) for row in rows]

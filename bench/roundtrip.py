@@ -360,6 +360,143 @@ def list_filters(database_url: str) -> tuple[str, ...]:
     return tuple(json.dumps(c) for c in combos)
 
 
+JWT_SECRET = "bench-secret-for-hs256-of-32-bytes!!"
+COMBINATION_CALLS = 100
+COMBINATION_BLOCK = 20
+
+
+def caller_token(role: str, **scope: list[str]) -> str:
+    """A token as another service mints one (PyJWT, HS256): nothing of ours imported."""
+    import jwt
+
+    claims = {"sub": f"bench-{role}", "role": role, "aud": "videoworker", **scope}
+    claims["exp"] = int(time.time()) + 3600
+    return jwt.encode(claims, JWT_SECRET, algorithm="HS256")
+
+
+def combinations(database_url: str) -> list[tuple[str, str, dict[str, Any]]]:
+    """(label, token, videos.list kwargs) for each kind of filter the contract allows,
+    scope, trash and ``q`` included: page 1 of 20 with its exact total."""
+    import psycopg
+
+    from bench.dataset import conninfo
+
+    with psycopg.connect(conninfo(database_url)) as conn:
+        busiest = conn.execute(
+            "SELECT mall_id, pin_id FROM videos GROUP BY mall_id, pin_id"
+            " ORDER BY count(*) DESC LIMIT 1"
+        ).fetchone()
+        malls = [
+            str(row[0])
+            for row in conn.execute(
+                "SELECT mall_id FROM videos GROUP BY mall_id ORDER BY count(*) DESC LIMIT 2"
+            )
+        ]
+        newest = conn.execute("SELECT max(uploaded_at) FROM videos").fetchone()[0]
+    mall, pin = str(busiest[0]), str(busiest[1])
+    after = (newest - timedelta(days=200, hours=5)).isoformat()
+    before = (newest - timedelta(days=20, hours=7)).isoformat()
+    month = {
+        "uploaded_after": (newest - timedelta(days=45, hours=3)).isoformat(),
+        "uploaded_before": (newest - timedelta(days=15, hours=9)).isoformat(),
+    }
+    admin = caller_token("admin")
+    operator = caller_token("operator", malls=malls)
+    tenant = caller_token("tenant", pins=[pin])
+    return [
+        ("admin, no filter", admin, {}),
+        ("admin, status", admin, {"processing_status": "completed"}),
+        ("admin, has_proxy", admin, {"has_proxy": True}),
+        ("admin, no proxy", admin, {"has_proxy": False}),
+        ("admin, mall", admin, {"mall_id": mall}),
+        ("admin, pin", admin, {"pin_id": pin}),
+        (
+            "admin, mall + status + proxy",
+            admin,
+            {"mall_id": mall, "processing_status": "completed", "has_proxy": True},
+        ),
+        ("admin, date range", admin, {"uploaded_after": after, "uploaded_before": before}),
+        ("admin, mall + month", admin, {"mall_id": mall, **month}),
+        ("admin, trash", admin, {"trashed": True}),
+        ("operator (2 malls)", operator, {}),
+        ("operator + status + range", operator, {"processing_status": "failed", **month}),
+        ("operator, trash", operator, {"trashed": True}),
+        ("tenant (1 pin)", tenant, {}),
+        ("tenant + no proxy + month", tenant, {"has_proxy": False, **month}),
+        ("admin, q medium", admin, {"q": "shoplifting"}),
+        ("admin, q notes", admin, {"q": "insurance"}),
+        ("admin, q broad", admin, {"q": "entrance"}),
+        ("admin, q + mall", admin, {"q": "shoplifting", "mall_id": mall}),
+        ("admin, q + trash", admin, {"q": "shoplifting", "trashed": True}),
+        ("operator, q", operator, {"q": "shoplifting"}),
+        ("tenant, q", tenant, {"q": "entrance"}),
+    ]
+
+
+def combination_table(stack: Stack, config: CallerConfig, args: argparse.Namespace) -> None:
+    """Each combination's ``videos.list`` against ``videos.get``, end to end, on a worker
+    with AUTH_MODE=jwt (a scope needs a token), interleaved in blocks of 20 calls."""
+    caller = Caller(config)
+    env = {**stack.env, "AUTH_MODE": "jwt", "AUTH_JWT_SECRET": JWT_SECRET}
+    worker = WorkerProcess(WorkerSpec(), env, stack.log_path("worker-jwt"))
+    cases = combinations(stack.database_url)
+    admin = cases[0][1]
+    ids = itertools.cycle(config.video_ids)
+
+    def call(name: str, kwargs: dict[str, Any]) -> float:
+        started = time.perf_counter()
+        envelope = caller.app.send_task(name, kwargs=kwargs, queue="videos").get(timeout=30)
+        elapsed = time.perf_counter() - started
+        if not (isinstance(envelope, dict) and envelope.get("ok")):
+            raise RuntimeError(f"{name}({kwargs}) answered {envelope!r}")
+        return elapsed
+
+    def get() -> float:
+        return call("videos.get", {"video_id": next(ids), "auth": admin})
+
+    calls = min(args.calls, COMBINATION_CALLS)
+    with stopping(caller, worker):
+        log(f"videos.list per combination: {len(cases)} x {calls} calls, against videos.get")
+        worker.start()
+        worker.wait_ready(ping(caller.app, "videos.stats", {"auth": admin}, "videos"))
+        table = Table(
+            f"videos.list per filter combination, page 1 of 20 + exact total, vs videos.get,"
+            f" end to end, {calls} calls each, AUTH_MODE=jwt (ms; {run_label()})",
+            ["combination", "total", "list p50", "list p95", "get p50", "list / get", "ok"],
+        )
+        met = 0
+        for label, token, kwargs in cases:
+            sent = {**kwargs, "auth": token}
+            envelope = caller.app.send_task("videos.list", kwargs=sent, queue="videos").get(30)
+            total = envelope["data"]["total"]
+            for _ in range(3):
+                call("videos.list", sent)
+                get()
+            lists: list[float] = []
+            gets: list[float] = []
+            while len(lists) < calls:
+                n = min(COMBINATION_BLOCK, calls - len(lists))
+                lists.extend(call("videos.list", sent) for _ in range(n))
+                gets.extend(get() for _ in range(n))
+            ours, base = summary([ms(x) for x in lists]), summary([ms(x) for x in gets])
+            within = ours.p50 <= LIST_OVER_GET * base.p50
+            met += within
+            table.add(
+                label,
+                f"{total:,}",
+                ours.p50,
+                ours.p95,
+                base.p50,
+                ratio(ours.p50, base.p50),
+                "yes" if within else "NO",
+            )
+        table.notes.append(
+            f"every combination's videos.list p50 <= {LIST_OVER_GET:.0f}x videos.get p50: "
+            f"{'yes' if met == len(cases) else 'NO'} ({met} of {len(cases)})"
+        )
+        table.print()
+
+
 def ping(app: Any, name: str, kwargs: dict[str, Any], queue: str) -> Callable[[], None]:
     def call() -> None:
         app.send_task(name, kwargs=kwargs, queue=queue).get(timeout=3)
@@ -664,6 +801,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--only", help="comma-separated substrings: run only the variants whose label has one"
     )
     parser.add_argument("--profile", type=Path, help="write a profile of the task body here")
+    parser.add_argument(
+        "--no-combinations",
+        action="store_true",
+        help="skip videos.list per filter combination (scope, trash and q) against get",
+    )
     args = parser.parse_args(argv)
     if args.tune_only:
         args.tune = True
@@ -673,7 +815,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from bench.dataset import load
 
     with Stack() as stack:
-        load(stack.database_url, args.videos, log=False)
+        load(stack.database_url, args.videos, log=False, trashed=0.01)
         config = CallerConfig(
             stack.broker_url,
             stack.backend_url,
@@ -684,6 +826,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         with stopping(pool):
             if not args.tune_only:
                 main_tables(stack, pool, config, caller_counts, args)
+                if not args.no_combinations:
+                    combination_table(stack, config, args)
             if args.tune:
                 tune(stack, pool, config, args)
     return 0
@@ -694,7 +838,9 @@ def task_body(config: CallerConfig, calls: int, profile: Path | None = None) -> 
 
     ``task call`` runs the Celery task object locally (``ContractTask.respond``:
     kwargs validation, handler, envelope); ``handler`` calls the handler alone, on the
-    read path (a read-only unit of work: autocommit, no pre-ping). ``in a transaction``
+    read path (a read-only unit of work: autocommit, no pre-ping, the statement on the
+    process's held connection). ``pooled (SQLAlchemy)`` runs it through SQLAlchemy on a
+    pooled autocommit connection, as the read path did before. ``in a transaction``
     runs the same handler on the write path's unit of work (BEGIN ... ROLLBACK around
     the SELECT), which is how every read ran before. ``bench.noop`` is the no-op task
     called the same way: the floor of a task call in process. ``profile``: a
@@ -706,20 +852,30 @@ def task_body(config: CallerConfig, calls: int, profile: Path | None = None) -> 
     from bench.noop_app import noop
     from schemas import GetVideo, SignUrl
     from tasks.videos import get_video, sign_url
+    from worker.adapters.postgres.uow import PostgresUnitOfWork, reading
     from worker.runtime.app import get_deps
 
     deps = get_deps()
     transactional = dataclasses.replace(deps, read=None)
+    # The read path before the held connection: autocommit, through SQLAlchemy's pool.
+    reader = reading(deps.uow().engine)
+    pooled = dataclasses.replace(deps, read=lambda: PostgresUnitOfWork(reader))
     ids = itertools.cycle(config.video_ids)
     variants: dict[str, Callable[[], object]] = {
         "bench.noop task call": lambda: noop(),
         "videos.sign_url task call": lambda: sign_url(video_id=next(ids)),
         "sign_url handler": lambda: handlers.sign_url(SignUrl(video_id=next(ids)), deps),
+        "sign_url handler, pooled (SQLAlchemy)": lambda: handlers.sign_url(
+            SignUrl(video_id=next(ids)), pooled
+        ),
         "sign_url handler, in a transaction": lambda: handlers.sign_url(
             SignUrl(video_id=next(ids)), transactional
         ),
         "videos.get task call": lambda: get_video(video_id=next(ids)),
         "get handler": lambda: handlers.get_video(GetVideo(video_id=next(ids)), deps),
+        "get handler, pooled (SQLAlchemy)": lambda: handlers.get_video(
+            GetVideo(video_id=next(ids)), pooled
+        ),
         "get handler, in a transaction": lambda: handlers.get_video(
             GetVideo(video_id=next(ids)), transactional
         ),

@@ -12,7 +12,7 @@ the trash; the same database as ``bench.search``, reused with ``--keep``):
    in blocks of ``BLOCK``. ``=`` when both gave the same number. Then a whole page 1
    (``list``: total and page) against a ``get`` of one video, in the repository (the
    end-to-end ratio, through the broker, is ``bench.roundtrip``'s). Target: DB p95 of
-   the total <= 20 ms (at 10M rows: ``--videos 10000000``).
+   the page with its total <= 20 ms (at 10M rows: ``--videos 10000000``).
 2. **Statistics.** The full refresh's two queries (the global figure and every mall)
    from the figures, against the same aggregate over ``videos``. Target: <= 1 s.
 3. **Writers.** What another service's statements cost with the triggers and without
@@ -142,7 +142,7 @@ def totals_table(conn: Connection, args: argparse.Namespace) -> Table:
     table = Table(
         f"list totals, {args.videos:,} videos, {args.samples} samples, ms ({run_label()})",
         ["case", "videos", "same", "kept p50", "kept p95", "count p50", "count p95",
-         "count / kept", "list p50", "get p50", "list / get", "ok"],
+         "count / kept", "list p50", "list p95", "get p50", "list / get", "ok"],
     )  # fmt: skip
     some_id = conn.execute(select(videos.c.id).limit(1)).scalar_one()
     ok_count = 0
@@ -161,21 +161,21 @@ def totals_table(conn: Connection, args: argparse.Namespace) -> Table:
             args.samples,
         )
         list_over_get = listed.p50 / got.p50
-        ok = kept.p95 <= TOTAL_TARGET_MS and k == c
+        ok = listed.p95 <= TOTAL_TARGET_MS and k == c
         ok_count += ok
         table.add(
             case.name, f"{c:,}", "=" if k == c else f"{k:,}", kept.p50, kept.p95, counted.p50,
-            counted.p95, f"{counted.p50 / kept.p50:.1f}x", listed.p50, got.p50,
+            counted.p95, f"{counted.p50 / kept.p50:.1f}x", listed.p50, listed.p95, got.p50,
             f"{list_over_get:.2f}x", "yes" if ok else "NO",
         )  # fmt: skip
     table.notes.append(
         f"kept: the total from the trigger-kept figures; count: count(*) of the same "
         f"conditions; list / get: page 1 with its total over a get, in the repository "
-        f"(end to end, through the broker: python -m bench.roundtrip); ok: kept p95 <= "
-        f"{TOTAL_TARGET_MS:.0f} ms and the same total"
+        f"(end to end, through the broker: python -m bench.roundtrip); ok: list (page 1 "
+        f"and its total) p95 <= {TOTAL_TARGET_MS:.0f} ms and the same total"
     )
     table.notes.append(
-        f"every total's DB time p95 <= {TOTAL_TARGET_MS:.0f} ms and exact, {args.videos:,} "
+        f"every list's DB time p95 <= {TOTAL_TARGET_MS:.0f} ms, total exact, {args.videos:,} "
         f"rows: {'yes' if ok_count == len(cases) else 'NO'} ({ok_count} of {len(cases)})"
     )
     return table
