@@ -69,6 +69,7 @@ def sweep_retention(cmd: SweepRetention, deps: Deps) -> RetentionSweepResult:
             )
         ]
         summaries = [uow.videos.summarise_expired(deps.scope, scope) for scope in scopes]
+        trash_due = uow.videos.summarise_trash_due(deps.scope, cmd.mall_id, trash_before)
         quotas = uow.videos.mall_quotas(cmd.mall_id)
     matched = sum(s.count for s in summaries)
     matched_bytes = sum(s.bytes for s in summaries)
@@ -133,6 +134,8 @@ def sweep_retention(cmd: SweepRetention, deps: Deps) -> RetentionSweepResult:
         dry_run=cmd.dry_run,
         deleted_from_trash=from_trash.deleted,
         deleted_for_quota=for_quota.deleted,
+        matched_from_trash=trash_due.count,
+        matched_from_trash_bytes=trash_due.bytes,
     )
 
 

@@ -234,6 +234,10 @@ class RetentionSweepResult(Result):
     # bring a mall with a storage quota back under it.
     deleted_from_trash: int = 0
     deleted_for_quota: int = 0
+    # Videos trashed more than TRASH_DAYS ago when the sweep began, and their originals
+    # plus proxies: what a dry run says the trash rule would take.
+    matched_from_trash: int = 0
+    matched_from_trash_bytes: int = 0
 
 
 class PurgeResult(Result):

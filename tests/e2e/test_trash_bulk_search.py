@@ -124,6 +124,13 @@ def test_the_sweep_empties_only_the_expired_trash_and_a_purged_video_cannot_be_r
             {"id": expired["id"]},
         )
 
+    dry = data(caller, "videos.retention_sweep", dry_run=True)
+    assert (dry["matched_from_trash"], dry["deleted_from_trash"], dry["dry_run"]) == (1, 0, True)
+    assert (
+        dry["matched_from_trash_bytes"]
+        == expired["file_size_bytes"] + (expired["proxy_size_bytes"])
+    )
+
     swept = data(caller, "videos.retention_sweep")
 
     assert (swept["deleted"], swept["deleted_from_trash"], swept["deleted_for_quota"]) == (0, 1, 0)

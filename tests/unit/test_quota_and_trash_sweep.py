@@ -83,6 +83,9 @@ def test_a_dry_run_leaves_the_trash_alone():
     result = sweep(fakes, dry_run=True)
 
     assert (result.deleted_from_trash, result.dry_run) == (0, True)
+    # What the trash rule would take, counted apart from the age rule's videos.
+    assert (result.matched_from_trash, result.matched_from_trash_bytes) == (1, 100)
+    assert result.matched == 0
     assert video.id in fakes.uow.videos.trashed and fakes.uow.audit.entries == []
 
 
