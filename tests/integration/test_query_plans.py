@@ -125,10 +125,31 @@ def test_has_proxy_total_sums_the_kept_figures_and_the_deep_page_uses_the_partia
     count_plan = scans(plan_of(engine, *count_statement))
     page_plan = scans(plan_of(engine, *page_statement))
 
-    # Without a date range the total is whole months: the videos table is not read.
-    assert {relation for _, relation, _ in count_plan} - {None} == {"video_counts_monthly"}
+    # Without a date range the total is whole months, and without a pin the mall's:
+    # the videos table is not read.
+    assert {relation for _, relation, _ in count_plan} - {None} == {"video_counts_mall_monthly"}
     assert index in {name for _, _, name in page_plan}
     assert ("Seq Scan", "videos", None) not in page_plan
+
+
+@pytest.mark.parametrize("by", ["pin filter", "tenant scope"])
+def test_a_pins_total_sums_the_per_pin_figures(by, deps, catalog, engine):
+    from dataclasses import replace
+
+    from handlers.access import Scope
+
+    fill(catalog, engine)
+    with engine.connect() as conn:
+        pin_id = conn.execute(text("SELECT pin_id FROM videos LIMIT 1")).scalar_one()
+    if by == "pin filter":
+        wiring, query = deps, ListVideos(pin_id=str(pin_id), page_size=20)
+    else:
+        wiring, query = replace(deps, scope=Scope.tenant([pin_id])), ListVideos(page_size=20)
+
+    count_statement = captured_statements(wiring, query)[-2]
+    count_plan = scans(plan_of(engine, *count_statement))
+
+    assert {relation for _, relation, _ in count_plan} - {None} == {"video_counts_monthly"}
 
 
 def test_a_dated_total_counts_only_its_partial_edge_days_from_the_list_index(deps, catalog, engine):
@@ -148,8 +169,10 @@ def test_a_dated_total_counts_only_its_partial_edge_days_from_the_list_index(dep
 
     relations = {relation for _, relation, _ in count_plan} - {None}
     # Whole months between the whole days depend on today's date; days and edges do not.
-    assert {"video_counts_daily", "videos"} <= relations, count_plan
-    assert relations <= {"video_counts_monthly", "video_counts_daily", "videos"}, count_plan
+    assert {"video_counts_mall_daily", "videos"} <= relations, count_plan
+    assert relations <= {"video_counts_mall_monthly", "video_counts_mall_daily", "videos"}, (
+        count_plan
+    )
     assert ("Seq Scan", "videos", None) not in count_plan, count_plan
     # Index scans of videos, or bitmap scans whose index nodes carry no relation.
     assert any((name or "").startswith("ix_videos_live_mall") for _, _, name in count_plan), (

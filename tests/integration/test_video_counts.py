@@ -1,4 +1,4 @@
-"""The trigger-kept figures (migration 0008) stay exact under other services' writes.
+"""The trigger-kept figures (migrations 0008 and 0009) stay exact under other services' writes.
 
 Four writers, each on its own connection, insert, update (status, proxy, pin, trash,
 upload time, size, duration, notes) and delete rows at once, in transactions of one to
@@ -31,7 +31,12 @@ STATUSES = ("pending", "processing", "completed", "failed")
 
 # Every figure against a fresh aggregate of the rows: what `videoworker figures check`
 # runs, written apart from the triggers' SQL (migration 0008) it checks.
-EXACT = {"video_counts_daily": 0, "video_counts_monthly": 0}
+EXACT = {
+    "video_counts_daily": 0,
+    "video_counts_monthly": 0,
+    "video_counts_mall_daily": 0,
+    "video_counts_mall_monthly": 0,
+}
 
 
 def _uploaded(rng: random.Random) -> datetime:
@@ -227,7 +232,10 @@ def test_four_concurrent_writers_leave_the_figures_exact_and_every_total_equal_t
     with engine.connect() as conn:
         assert (
             conn.execute(
-                text("SELECT count(*) FROM video_counts_daily WHERE slot <> 0")
+                text(
+                    "SELECT (SELECT count(*) FROM video_counts_daily WHERE slot <> 0)"
+                    " + (SELECT count(*) FROM video_counts_mall_monthly WHERE slot <> 0)"
+                )
             ).scalar_one()
             == 0
         )
@@ -280,7 +288,7 @@ def test_truncate_empties_the_figures(engine, catalog):
     with engine.begin() as conn:
         assert conn.execute(text("SELECT sum(videos) FROM video_counts_monthly")).scalar() == 1
         conn.execute(text("TRUNCATE videos CASCADE"))
-        for table in ("video_counts_daily", "video_counts_monthly"):
+        for table in EXACT:
             assert conn.execute(text(f"SELECT count(*) FROM {table}")).scalar_one() == 0  # noqa: S608
 
 
@@ -380,3 +388,43 @@ def test_upserts_and_merge_by_other_services_keep_the_figures_exact(engine, cata
     with engine.connect() as conn:
         assert conn.execute(text("SELECT count(*) FROM videos")).scalar_one() == 5
         assert figures.differences(conn) == EXACT
+
+
+def test_migration_0009_fills_the_mall_figures_from_the_pin_figures(
+    engine, services, catalog, deps
+):
+    """Rows written while the database was at 0008 (per-pin figures only) are in the
+    per-mall figures 0009 fills, to the byte; writes after it reach all four tables."""
+    from worker.adapters.postgres.migrate import downgrade, upgrade
+
+    url = services["DATABASE_URL"]
+    malls = [catalog.mall(f"Mall {n}") for n in range(2)]
+    pins = [catalog.pin(mall) for mall in malls for _ in range(2)]
+    downgrade(url, "0008")
+    try:
+        for n in range(12):
+            pin = pins[n % 4]
+            catalog.video(
+                malls[n % 4 // 2],
+                pin,
+                upload_objects=False,
+                proxy=n % 3 != 0,
+                processing_status=STATUSES[n % 4],
+                uploaded_at=NOW - timedelta(days=17 * n, hours=n),
+                duration_seconds=[12.5, None, float("inf")][n % 3],
+                trashed_at=NOW if n % 5 == 0 else None,
+            )
+        with engine.connect() as conn:
+            missing = conn.execute(
+                text("SELECT to_regclass('video_counts_mall_monthly') IS NULL")
+            ).scalar_one()
+            assert missing
+    finally:
+        upgrade(url, "head")
+    catalog.video(malls[1], pins[3], upload_objects=False)
+    with engine.connect() as conn:
+        assert figures.differences(conn) == EXACT
+        mall_videos = conn.execute(
+            text("SELECT sum(videos) FROM video_counts_mall_monthly")
+        ).scalar_one()
+    assert mall_videos == 13

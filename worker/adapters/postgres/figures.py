@@ -1,5 +1,5 @@
-"""Checking the trigger-kept figures (migration 0008) against the rows, and rebuilding
-them from the rows.
+"""Checking the trigger-kept figures (migrations 0008 and 0009) against the rows, and
+rebuilding them from the rows.
 
 The triggers keep the figures exact for every write that fires them. A write that
 does not fire them leaves them wrong:
@@ -18,20 +18,29 @@ from __future__ import annotations
 from sqlalchemy import Connection, text
 
 KEY = "mall_id, pin_id, processing_status, has_proxy, trashed"
-# (table, its period column, that period of a row of videos)
+MALL_KEY = "mall_id, processing_status, has_proxy, trashed"
+DAY = "(uploaded_at AT TIME ZONE 'UTC')::date"
+MONTH = "date_trunc('month', uploaded_at AT TIME ZONE 'UTC')::date"
+# (table, its key, its period column, that period of a row of videos)
 TABLES = (
-    ("video_counts_daily", "day", "(uploaded_at AT TIME ZONE 'UTC')::date"),
-    ("video_counts_monthly", "month", "date_trunc('month', uploaded_at AT TIME ZONE 'UTC')::date"),
+    ("video_counts_daily", KEY, "day", DAY),
+    ("video_counts_monthly", KEY, "month", MONTH),
+    ("video_counts_mall_daily", MALL_KEY, "day", DAY),
+    ("video_counts_mall_monthly", MALL_KEY, "month", MONTH),
 )
-# A video as the triggers count it (see migration 0008).
+# A video as the triggers count it (see migration 0008), summed per key and period.
 FRESH = """
-SELECT {period} AS period, mall_id, pin_id, processing_status,
-       proxy_path IS NOT NULL AS has_proxy, trashed_at IS NOT NULL AS trashed,
-       count(*) AS videos,
-       sum(file_size_bytes::numeric + coalesce(proxy_size_bytes, 0)) AS stored_bytes,
-       sum(CASE WHEN duration_seconds BETWEEN -1e300 AND 1e300
-                THEN duration_seconds::numeric ELSE 0 END) AS duration_seconds
-FROM videos GROUP BY 1, 2, 3, 4, 5, 6
+SELECT {period} AS period, {key}, count(*) AS videos, sum(stored_bytes) AS stored_bytes,
+       sum(duration_seconds) AS duration_seconds
+FROM (
+    SELECT uploaded_at, mall_id, pin_id, processing_status,
+           proxy_path IS NOT NULL AS has_proxy, trashed_at IS NOT NULL AS trashed,
+           file_size_bytes::numeric + coalesce(proxy_size_bytes, 0) AS stored_bytes,
+           CASE WHEN duration_seconds BETWEEN -1e300 AND 1e300
+                THEN duration_seconds::numeric ELSE 0 END AS duration_seconds
+    FROM videos
+) AS counted
+GROUP BY {period}, {key}
 """
 KEPT = """
 SELECT {period} AS period, {key}, sum(videos) AS videos, sum(stored_bytes) AS stored_bytes,
@@ -50,9 +59,9 @@ def differences(connection: Connection) -> dict[str, int]:
     """Per table, how many (period, key) figures differ from a fresh aggregate of the
     rows, in one snapshot (run it in a REPEATABLE READ transaction for that)."""
     found = {}
-    for table, period, expression in TABLES:
-        kept = KEPT.format(period=period, key=KEY, table=table)
-        fresh = FRESH.format(period=expression)
+    for table, key, period, expression in TABLES:
+        kept = KEPT.format(period=period, key=key, table=table)
+        fresh = FRESH.format(period=expression, key=key)
         found[table] = connection.execute(
             text(DIFFERENCES.format(kept=kept, fresh=fresh))
         ).scalar_one()
@@ -65,13 +74,14 @@ def rebuild(connection: Connection) -> dict[str, int]:
     write is missed or counted twice. Answers how many rows each table holds after."""
     connection.execute(text("LOCK TABLE videos IN SHARE ROW EXCLUSIVE MODE"))
     rows = {}
-    for table, period, expression in TABLES:
+    for table, key, period, expression in TABLES:
         connection.execute(text(f"DELETE FROM {table}"))  # noqa: S608 - a constant
+        fresh = FRESH.format(period=expression, key=key)
         rows[table] = connection.execute(
             text(
-                f"INSERT INTO {table} ({period}, {KEY}, slot, videos, stored_bytes,"  # noqa: S608
-                f" duration_seconds) SELECT period, {KEY}, 0, videos, stored_bytes,"
-                f" duration_seconds FROM ({FRESH.format(period=expression)}) AS fresh"
+                f"INSERT INTO {table} ({period}, {key}, slot, videos, stored_bytes,"  # noqa: S608
+                f" duration_seconds) SELECT period, {key}, 0, videos, stored_bytes,"
+                f" duration_seconds FROM ({fresh}) AS fresh"
             )
         ).rowcount
     return rows

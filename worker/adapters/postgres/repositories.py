@@ -72,6 +72,7 @@ from schemas.responses import (
 from worker.adapters.postgres import spans
 from worker.adapters.postgres.tables import (
     COUNT_KEY,
+    MALL_COUNT_KEY,
     CameraPin,
     DeletionAudit,
     Mall,
@@ -79,6 +80,8 @@ from worker.adapters.postgres.tables import (
     StorageDeletion,
     Video,
     VideoCountsDaily,
+    VideoCountsMallDaily,
+    VideoCountsMallMonthly,
     VideoCountsMonthly,
 )
 
@@ -90,6 +93,28 @@ mall_retention = MallRetention.__table__
 audit = DeletionAudit.__table__
 counts_daily = VideoCountsDaily.__table__
 counts_monthly = VideoCountsMonthly.__table__
+counts_mall_daily = VideoCountsMallDaily.__table__
+counts_mall_monthly = VideoCountsMallMonthly.__table__
+# (table, its key) of every table of figures, for the fold.
+FIGURE_TABLES = (
+    (counts_daily, COUNT_KEY),
+    (counts_monthly, COUNT_KEY),
+    (counts_mall_daily, MALL_COUNT_KEY),
+    (counts_mall_monthly, MALL_COUNT_KEY),
+)
+
+
+def by_pin(scope: Scope, pin_id: UUID | None) -> bool:
+    """Whether a total or a statistic must read the per-pin figures: it names a pin, or
+    the caller sees only some pins. Every other one sums the per-mall figures, a few
+    rows per mall and period instead of a few per pin."""
+    return pin_id is not None or scope.role == "tenant"
+
+
+def figure_tables(pinned: bool) -> tuple[Table, Table]:
+    """(daily, monthly) figures: per pin, or per mall."""
+    return (counts_daily, counts_monthly) if pinned else (counts_mall_daily, counts_mall_monthly)
+
 
 HAS_PROXY = videos.c.proxy_path.is_not(None)
 # Written exactly as the partial indexes' predicates, so the planner matches them.
@@ -179,8 +204,8 @@ WITH_PIN = videos.outerjoin(pins, pins.c.id == videos.c.pin_id)
 def visible(scope: Scope, table: Table = videos) -> list[ColumnElement[bool]]:
     """The conditions that keep a statement to what the scope sees: the one place the
     access scope becomes SQL, added to every read and every delete of ``videos`` and to
-    every sum of its trigger-kept figures (``table``: a table with the same ``mall_id``
-    and ``pin_id``).
+    every sum of its trigger-kept figures (``table``: a table with the same ``mall_id``,
+    and ``pin_id`` for a tenant's scope; see ``by_pin``).
 
     An operator's malls and a tenant's pins are equality-indexed columns, so the filter
     narrows the same indexes the other filters use. The ids are one array parameter
@@ -330,23 +355,26 @@ def exact_total(
     for i, (start, end) in enumerate(parts.edges):
         _bounds(f"edge{i}", start, end, values)
 
+    pinned = by_pin(scope, query.pin_id)
+    daily, monthly = figure_tables(pinned)
+
     def build() -> Select:
         terms: list[ColumnElement[Any]] = []
         if parts.months is not None:
             terms.append(
                 _summed(
-                    counts_monthly,
-                    _in(counts_monthly.c.month, "month", *parts.months),
-                    _figure_filters(counts_monthly, scope, query, query.trashed),
+                    monthly,
+                    _in(monthly.c.month, "month", *parts.months),
+                    _figure_filters(monthly, scope, query, query.trashed),
                 )
             )
         if parts.days:
-            day = counts_daily.c.day
+            day = daily.c.day
             terms.append(
                 _summed(
-                    counts_daily,
+                    daily,
                     or_(*(_in(day, f"day{i}", *bounds) for i, bounds in enumerate(parts.days))),
-                    _figure_filters(counts_daily, scope, query, query.trashed),
+                    _figure_filters(daily, scope, query, query.trashed),
                 )
             )
         if parts.edges:
@@ -364,7 +392,7 @@ def exact_total(
             total = total + term
         return select(total)
 
-    return (parts.months is not None,), values, build
+    return (parts.months is not None, pinned), values, build
 
 
 class _Shaped:
@@ -432,10 +460,10 @@ def _figure(column: Any, *where: Any) -> ColumnElement[Any]:
     return func.coalesce(func.sum(column).filter(*where), 0)
 
 
-def _stats_columns() -> tuple[Any, ...]:
+def _stats_columns(t: Table) -> tuple[Any, ...]:
     """Figures of what is not in the trash, and of what is, summed from the trigger-kept
-    monthly figures (a few rows per pin and month): FILTERs of one aggregate."""
-    t = counts_monthly
+    monthly figures ``t`` (a few rows per mall, or pin, and month): FILTERs of one
+    aggregate."""
     live, trashed, status = t.c.trashed.is_(False), t.c.trashed.is_(True), t.c.processing_status
     return (
         _figure(t.c.videos, live).label("total_videos"),
@@ -452,7 +480,6 @@ def _stats_columns() -> tuple[Any, ...]:
 
 # A constant of this worker's own (an arbitrary bigint): the fold's advisory lock.
 FOLD_LOCK = 0x76776F666F6C64
-COUNT_KEY_LIST = ", ".join(COUNT_KEY)
 # Every writer's rows (slot = its pid) of one table moved into slot 0, summed per key
 # and period; rows a writer's open transaction holds are skipped.
 FOLD = """
@@ -880,8 +907,8 @@ class PostgresVideoRepository:
     def stats(
         self, scope: Scope, mall_id: UUID | None, at: datetime, pin_id: UUID | None = None
     ) -> VideoStats:
-        t = counts_monthly
-        stmt = select(*_stats_columns()).where(*visible(scope, t))
+        _, t = figure_tables(by_pin(scope, pin_id))
+        stmt = select(*_stats_columns(t)).where(*visible(scope, t))
         if mall_id is not None:
             stmt = stmt.where(t.c.mall_id == mall_id)
         if pin_id is not None:
@@ -928,7 +955,7 @@ class PostgresVideoRepository:
             return {}
         t = counts_monthly
         stmt = (
-            select(t.c.pin_id, *_stats_columns())
+            select(t.c.pin_id, *_stats_columns(t))
             .where(t.c.pin_id.in_(wanted), *visible(scope, t))
             .group_by(t.c.pin_id)
         )
@@ -947,13 +974,14 @@ class PostgresVideoRepository:
         ).scalar_one():
             return 0
         folded = 0
-        for table, period in ((counts_daily, "day"), (counts_monthly, "month")):
+        for table, key in FIGURE_TABLES:
+            period = "day" if "day" in table.c else "month"
             folded += self.connection.execute(
                 text(
                     FOLD.format(
                         table=table.name,
                         period=period,
-                        key=COUNT_KEY_LIST,
+                        key=", ".join(key),
                         pk=table.primary_key.name,
                     )
                 )
@@ -969,8 +997,8 @@ class PostgresVideoRepository:
     def stats_per_mall(self, at: datetime) -> list[VideoStats]:
         # Malls with no video left still get their zeros, so a mall whose last video just
         # went is not cached stale.
-        t = counts_monthly
-        stmt = select(t.c.mall_id, *_stats_columns()).group_by(t.c.mall_id)
+        t = counts_mall_monthly
+        stmt = select(t.c.mall_id, *_stats_columns(t)).group_by(t.c.mall_id)
         found = {
             row.mall_id: _stats_from_row(row, row.mall_id, at)
             for row in self.connection.execute(stmt)

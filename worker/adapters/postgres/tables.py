@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import date, datetime
+from typing import ClassVar
 
 from sqlalchemy import (
     BigInteger,
@@ -178,55 +179,88 @@ class Video(Base):
     )
 
 
-# The columns of a figure's key, in the order of the count tables' primary keys.
+# The columns of a figure's key, in the order of the count tables' primary keys: per
+# pin (migration 0008) and per mall (0009).
 COUNT_KEY = ("mall_id", "pin_id", "processing_status", "has_proxy", "trashed")
+MALL_COUNT_KEY = ("mall_id", "processing_status", "has_proxy", "trashed")
 
 
-class _VideoCounts:
+class _MallCounts:
     """The figures of the videos with one key uploaded in one period (a UTC day or month),
-    kept exact by statement-level triggers on ``videos`` (migration 0008): list totals
-    and statistics sum a few of these rows instead of counting millions.
+    kept exact by statement-level triggers on ``videos`` (migrations 0008 and 0009): list
+    totals and statistics sum a few of these rows instead of counting millions.
 
     Each writing backend adds to rows of its own (``slot`` is its pid), so concurrent
     writers of one key never wait on each other's row; a reader sums the slots, and the
     stats refresh folds them into slot 0.
     """
 
-    mall_id: Mapped[uuid.UUID] = mapped_column(Uuid)
-    pin_id: Mapped[uuid.UUID] = mapped_column(Uuid)
-    processing_status: Mapped[str] = mapped_column(Text)
-    has_proxy: Mapped[bool] = mapped_column(Boolean)
-    trashed: Mapped[bool] = mapped_column(Boolean)
-    slot: Mapped[int] = mapped_column(Integer)
-    videos: Mapped[int] = mapped_column(BigInteger)
+    # sort_order: the migrations' column order, a per-pin table's pin after the mall.
+    mall_id: Mapped[uuid.UUID] = mapped_column(Uuid, sort_order=1)
+    processing_status: Mapped[str] = mapped_column(Text, sort_order=3)
+    has_proxy: Mapped[bool] = mapped_column(Boolean, sort_order=4)
+    trashed: Mapped[bool] = mapped_column(Boolean, sort_order=5)
+    slot: Mapped[int] = mapped_column(Integer, sort_order=6)
+    videos: Mapped[int] = mapped_column(BigInteger, sort_order=7)
     # Originals plus proxies; durations within +-1e300 (see migration 0008).
-    stored_bytes: Mapped[int] = mapped_column(Numeric)
-    duration_seconds: Mapped[float] = mapped_column(Numeric)
+    stored_bytes: Mapped[int] = mapped_column(Numeric, sort_order=8)
+    duration_seconds: Mapped[float] = mapped_column(Numeric, sort_order=9)
 
 
-class VideoCountsDaily(_VideoCounts, Base):
+class _VideoCounts(_MallCounts):
+    """Figures per pin as well: what a pin's or a tenant's total sums."""
+
+    pin_id: Mapped[uuid.UUID] = mapped_column(Uuid, sort_order=2)
+
+
+class _Daily:
     """Per UTC day of ``uploaded_at``: read only near a range's edges, so led by the day."""
 
-    __tablename__ = "video_counts_daily"
-
-    day: Mapped[date] = mapped_column(Date)
+    key_columns: ClassVar[tuple[str, ...]]
+    day: Mapped[date] = mapped_column(Date, sort_order=10)
 
     @declared_attr.directive
     def __table_args__(cls) -> tuple[PrimaryKeyConstraint]:
-        return (PrimaryKeyConstraint("day", *COUNT_KEY, "slot", name="pk_video_counts_daily"),)
+        name = f"pk_{cls.__tablename__}"  # type: ignore[attr-defined]
+        return (PrimaryKeyConstraint("day", *cls.key_columns, "slot", name=name),)
 
 
-class VideoCountsMonthly(_VideoCounts, Base):
+class _Monthly:
     """Per UTC month (its first day): what a total without a date range sums, a few rows
-    per pin and month whatever the number of videos."""
+    per key and month whatever the number of videos."""
 
-    __tablename__ = "video_counts_monthly"
-
-    month: Mapped[date] = mapped_column(Date)
+    key_columns: ClassVar[tuple[str, ...]]
+    month: Mapped[date] = mapped_column(Date, sort_order=10)
 
     @declared_attr.directive
     def __table_args__(cls) -> tuple[PrimaryKeyConstraint]:
-        return (PrimaryKeyConstraint(*COUNT_KEY, "month", "slot", name="pk_video_counts_monthly"),)
+        name = f"pk_{cls.__tablename__}"  # type: ignore[attr-defined]
+        return (PrimaryKeyConstraint(*cls.key_columns, "month", "slot", name=name),)
+
+
+class VideoCountsDaily(_Daily, _VideoCounts, Base):
+    __tablename__ = "video_counts_daily"
+    key_columns = COUNT_KEY
+
+
+class VideoCountsMonthly(_Monthly, _VideoCounts, Base):
+    __tablename__ = "video_counts_monthly"
+    key_columns = COUNT_KEY
+
+
+class VideoCountsMallDaily(_Daily, _MallCounts, Base):
+    """``video_counts_daily`` without the pin: a dated total that names no pin."""
+
+    __tablename__ = "video_counts_mall_daily"
+    key_columns = MALL_COUNT_KEY
+
+
+class VideoCountsMallMonthly(_Monthly, _MallCounts, Base):
+    """``video_counts_monthly`` without the pin: what a total or a statistic that names
+    no pin sums, a few rows per mall and month."""
+
+    __tablename__ = "video_counts_mall_monthly"
+    key_columns = MALL_COUNT_KEY
 
 
 class ProcessingJob(Base):
