@@ -32,8 +32,6 @@ Revises: 0007
 Create Date: 2026-12-01
 """
 
-from dataclasses import dataclass
-
 import sqlalchemy as sa
 from alembic import op
 
@@ -83,62 +81,42 @@ ADD = (
 )
 
 
-@dataclass(frozen=True)
-class Target:
-    """One table of figures a statement's changes are added to."""
-
-    table: str
-    key: tuple[str, ...]
-    period: str  # the column: day or month
-    of_day: str  # that period, from a change's ``day``
-
-    def upsert(self, changes: str) -> str:
-        key = ", ".join(self.key)
-        if self.period == "day":
-            columns, grouped = f"day, {key}", f"day, {key}"
-            selected = f"day, {key}"
-        else:
-            columns, grouped = f"{key}, {self.period}", f"{key}, {self.of_day}"
-            selected = f"{key}, {self.of_day} AS {self.period}"
-        return f"""
-    INSERT INTO {self.table} AS c ({columns}, slot, videos, stored_bytes,
+def _apply(changes: str) -> str:
+    """The two upserts of one statement's changes (rows with a ``sign`` of +1 or -1),
+    built from this module's constants only."""
+    return f"""
+    INSERT INTO video_counts_daily AS c (day, {KEY_LIST}, slot, videos, stored_bytes,
                                          duration_seconds)
-    SELECT {selected}, slot, {SUMS}
+    SELECT day, {KEY_LIST}, slot, {SUMS}
     FROM ({changes}) AS changes
-    GROUP BY {grouped}, slot
+    GROUP BY day, {KEY_LIST}, slot
     {MOVED}
-    ORDER BY {grouped}
-    {ADD.format(pk=f"pk_{self.table}")};
+    ORDER BY day, {KEY_LIST}
+    {ADD.format(pk="pk_video_counts_daily")};
+
+    INSERT INTO video_counts_monthly AS c ({KEY_LIST}, month, slot, videos, stored_bytes,
+                                           duration_seconds)
+    SELECT {KEY_LIST}, date_trunc('month', day)::date AS month, slot, {SUMS}
+    FROM ({changes}) AS changes
+    GROUP BY {KEY_LIST}, date_trunc('month', day)::date, slot
+    {MOVED}
+    ORDER BY {KEY_LIST}, date_trunc('month', day)::date
+    {ADD.format(pk="pk_video_counts_monthly")};
 """  # noqa: S608
-
-
-MONTH_OF_DAY = "date_trunc('month', day)::date"
-TARGETS = (
-    Target("video_counts_daily", KEY, "day", "day"),
-    Target("video_counts_monthly", KEY, "month", MONTH_OF_DAY),
-)
-
-
-def _apply(changes: str, targets: tuple[Target, ...] = TARGETS) -> str:
-    """The upserts of one statement's changes (rows with a ``sign`` of +1 or -1), one
-    per table of figures, built from this module's constants only."""
-    return "".join(target.upsert(changes) for target in targets)
 
 
 def _side(table: str, sign: int, slot: str = "writer_slot") -> str:
     return f"{ROW_FIGURES}, {sign} AS sign, {slot} AS slot FROM {table}"
 
 
-def _function(
-    name: str, changes: str, targets: tuple[Target, ...] = TARGETS, create: str = "CREATE"
-) -> str:
+def _function(name: str, changes: str) -> str:
     return f"""
-{create} FUNCTION {name}() RETURNS trigger
+CREATE FUNCTION {name}() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path FROM CURRENT AS $$
 DECLARE
     writer_slot integer := pg_backend_pid();
 BEGIN
-    {_apply(changes, targets)}
+    {_apply(changes)}
     RETURN NULL;
 END
 $$"""

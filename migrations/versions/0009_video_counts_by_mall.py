@@ -10,10 +10,12 @@ A pin's total and a tenant's (scoped by pins) still read the per-pin tables.
 
 The same statement-level triggers keep them, in the same way (one aggregate per
 statement, each writer on rows of its own, nothing written by an update that moves no
-figure): the functions of 0008 are replaced by ones that upsert these two tables too.
-Writers of ``videos`` pay two more upserts per statement (``bench/totals.py`` measures
-it). The new tables are filled from the per-pin figures, which are exact, while writers
-of ``videos`` wait on the trigger's lock, so no write is missed or counted twice.
+figure). Their functions are replaced by ones that run a single statement: the
+statement's changes are aggregated once, per day and pin, and the four tables are
+upserted from that aggregate, instead of each upsert reading the transition tables
+again. The new tables are filled from the per-pin figures, which are exact, while
+writers of ``videos`` wait on the trigger's lock, so no write is missed or counted
+twice.
 
 Revision ID: 0009
 Revises: 0008
@@ -44,12 +46,75 @@ def _figures_0008() -> ModuleType:
 
 
 V8 = _figures_0008()
+PIN_KEY = V8.KEY
 MALL_KEY = ("mall_id", "processing_status", "has_proxy", "trashed")
-BY_MALL = (
-    V8.Target("video_counts_mall_daily", MALL_KEY, "day", "day"),
-    V8.Target("video_counts_mall_monthly", MALL_KEY, "month", V8.MONTH_OF_DAY),
+MONTH = "date_trunc('month', day)::date"
+# (table, its key, its period column, that period of a change's day)
+TARGETS = (
+    ("video_counts_daily", PIN_KEY, "day", "day"),
+    ("video_counts_monthly", PIN_KEY, "month", MONTH),
+    ("video_counts_mall_daily", MALL_KEY, "day", "day"),
+    ("video_counts_mall_monthly", MALL_KEY, "month", MONTH),
 )
-TABLES = ("video_counts_daily", "video_counts_monthly") + tuple(t.table for t in BY_MALL)
+TABLES = tuple(target[0] for target in TARGETS)
+SUMMED = (
+    "sum(videos) AS videos, sum(stored_bytes) AS stored_bytes, "
+    "sum(duration_seconds) AS duration_seconds"
+)
+MOVED = "HAVING sum(videos) <> 0 OR sum(stored_bytes) <> 0 OR sum(duration_seconds) <> 0"
+
+
+def _upsert(table: str, key: tuple[str, ...], period: str, of_day: str) -> str:
+    """One table's upsert from the statement's aggregated ``changes``, in key order."""
+    columns = ", ".join(key)
+    return f"""
+    INSERT INTO {table} AS c ({period}, {columns}, slot, videos, stored_bytes,
+                               duration_seconds)
+    SELECT {of_day} AS {period}, {columns}, slot, {SUMMED}
+    FROM changes
+    GROUP BY {of_day}, {columns}, slot
+    {MOVED}
+    ORDER BY {of_day}, {columns}
+    {V8.ADD.format(pk=f"pk_{table}")}"""  # noqa: S608
+
+
+def _apply(changes: str) -> str:
+    """One statement: a statement's changes (rows with a ``sign`` of +1 or -1) summed
+    once per day, pin and slot, and every table upserted from that, each in its own
+    data-modifying CTE (a materialized CTE is computed once)."""
+    pin_key = ", ".join(PIN_KEY)
+    upserts = [_upsert(*target) for target in TARGETS]
+    ctes = ",\n".join(f"upsert_{n} AS ({upsert})" for n, upsert in enumerate(upserts[:-1]))
+    return f"""
+    WITH changes AS MATERIALIZED (
+        SELECT day, {pin_key}, slot, {V8.SUMS}
+        FROM ({changes}) AS change_rows
+        GROUP BY day, {pin_key}, slot
+    ),
+    {ctes}
+    {upserts[-1]};
+"""  # noqa: S608
+
+
+def _function(name: str, changes: str) -> str:
+    return f"""
+CREATE OR REPLACE FUNCTION {name}() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path FROM CURRENT AS $$
+DECLARE
+    writer_slot integer := pg_backend_pid();
+BEGIN
+    {_apply(changes)}
+    RETURN NULL;
+END
+$$"""
+
+
+def _truncated(tables: tuple[str, ...]) -> str:
+    return (
+        "CREATE OR REPLACE FUNCTION videoworker_count_truncated() RETURNS trigger "
+        "LANGUAGE plpgsql SECURITY DEFINER SET search_path FROM CURRENT AS $$ "
+        f"BEGIN TRUNCATE {', '.join(tables)}; RETURN NULL; END $$"
+    )
 
 
 def _create(table: str, period: str, primary_key: tuple[str, ...]) -> None:
@@ -65,36 +130,30 @@ def _create(table: str, period: str, primary_key: tuple[str, ...]) -> None:
     )
 
 
-def _functions(targets: tuple, tables: tuple[str, ...]) -> None:
-    for name, changes in V8.FUNCTIONS.items():
-        op.execute(V8._function(name, changes, targets, create="CREATE OR REPLACE"))
-    op.execute(
-        "CREATE OR REPLACE FUNCTION videoworker_count_truncated() RETURNS trigger "
-        "LANGUAGE plpgsql SECURITY DEFINER SET search_path FROM CURRENT AS $$ "
-        f"BEGIN TRUNCATE {', '.join(tables)}; RETURN NULL; END $$"
-    )
-
-
 def upgrade() -> None:
     _create("video_counts_mall_daily", "day", ("day", *MALL_KEY, "slot"))
     _create("video_counts_mall_monthly", "month", (*MALL_KEY, "month", "slot"))
     # Writers wait from here to the commit: the new functions and the figures start
     # together.
     op.execute("LOCK TABLE videos IN SHARE ROW EXCLUSIVE MODE")
-    _functions(V8.TARGETS + BY_MALL, TABLES)
+    for name, changes in V8.FUNCTIONS.items():
+        op.execute(_function(name, changes))
+    op.execute(_truncated(TABLES))
     key = ", ".join(MALL_KEY)
-    for target, source in zip(BY_MALL, ("video_counts_daily", "video_counts_monthly"), strict=True):
+    for (table, _, period, _), source in zip(
+        TARGETS[2:], ("video_counts_daily", "video_counts_monthly"), strict=True
+    ):
         op.execute(
-            f"INSERT INTO {target.table} ({key}, {target.period}, slot, videos, stored_bytes,"  # noqa: S608
-            f" duration_seconds) SELECT {key}, {target.period}, 0, sum(videos),"
-            f" sum(stored_bytes), sum(duration_seconds) FROM {source}"
-            f" GROUP BY {key}, {target.period}"
-            " HAVING sum(videos) <> 0 OR sum(stored_bytes) <> 0 OR sum(duration_seconds) <> 0"
+            f"INSERT INTO {table} ({key}, {period}, slot, videos, stored_bytes,"  # noqa: S608
+            f" duration_seconds) SELECT {key}, {period}, 0, {SUMMED} FROM {source}"
+            f" GROUP BY {key}, {period} {MOVED}"
         )
 
 
 def downgrade() -> None:
     op.execute("LOCK TABLE videos IN SHARE ROW EXCLUSIVE MODE")
-    _functions(V8.TARGETS, TABLES[:2])
+    for name, changes in V8.FUNCTIONS.items():
+        op.execute(V8._function(name, changes).replace("CREATE", "CREATE OR REPLACE", 1))
+    op.execute(_truncated(TABLES[:2]))
     op.drop_table("video_counts_mall_monthly")
     op.drop_table("video_counts_mall_daily")
