@@ -35,8 +35,11 @@ lint: $(STAMP)
 schemas: $(STAMP)
 	$(BIN)/videoworker schemas
 
+## Every bench, then search and totals at 10M rows (kept in .videoworker/bench-search for the next run).
+BENCH_SCALE_VIDEOS ?= 10000000
 bench: $(STAMP)
 	$(BIN)/python -m bench
+	$(BIN)/python -m bench search totals --videos $(BENCH_SCALE_VIDEOS) --samples 10 --keep
 
 clean:
 	rm -rf $(VENV) .videoworker .pytest_cache

@@ -1,5 +1,6 @@
 """Totals bench: exact list totals and statistics from the trigger-kept figures
-(migration 0008), against counting the rows, and what the triggers cost writers.
+(migrations 0008 and 0009), against counting the rows, and what the triggers cost
+writers.
 
 Three tables, on ``bench.dataset``'s catalog (``--videos``, default 1,000,000, 1% in
 the trash; the same database as ``bench.search``, reused with ``--keep``):

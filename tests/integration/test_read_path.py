@@ -218,7 +218,13 @@ def test_the_held_path_answers_every_read_as_sqlalchemy_does(deps, catalog):
         )
     held = replace(deps, clock=lambda: start)
     through_sqlalchemy = replace(held, read=None)
-    scopes = [UNRESTRICTED, Scope.operator([malls[0]]), Scope.tenant([pins[malls[1]][0]])]
+    scopes = [
+        UNRESTRICTED,
+        Scope.operator([malls[0]]),
+        Scope.operator(malls),
+        Scope.tenant([pins[malls[1]][0]]),
+        Scope.tenant([pins[malls[0]][1], pins[malls[1]][0]]),
+    ]
     queries = [
         ListVideos(),
         ListVideos(page_size=7, page=2),

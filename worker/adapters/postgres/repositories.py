@@ -208,10 +208,13 @@ def visible(scope: Scope, table: Table = videos) -> list[ColumnElement[bool]]:
     and ``pin_id`` for a tenant's scope; see ``by_pin``).
 
     An operator's malls and a tenant's pins are equality-indexed columns, so the filter
-    narrows the same indexes the other filters use. The ids are one array parameter
+    narrows the same indexes the other filters use. Several ids are one array parameter
     (``mall_id = ANY(:scope_ids)``, which PostgreSQL plans as it plans ``IN``), so a
     statement's text is the same for every caller of a role: it can be built once and
-    prepared once (see ``_Shaped``).
+    prepared once (see ``_Shaped``). One id (a tenant of one pin, an operator of one
+    mall: the common case) is an equality, ``pin_id = :scope_id``: then the newest-first
+    page is read from the pin's or the mall's own list index, as for a ``pin_id``
+    filter, where an ``ANY`` may be planned as a scan of every live video's index.
     """
     ids = _scope_ids(scope)
     if ids is None:
@@ -219,10 +222,13 @@ def visible(scope: Scope, table: Table = videos) -> list[ColumnElement[bool]]:
     if not ids:
         return [false()]
     column = table.c.mall_id if scope.role == "operator" else table.c.pin_id
+    if len(ids) == 1:
+        return [column == bindparam(SCOPE_ID, next(iter(ids)), type_=Uuid)]
     return [column == any_(bindparam(SCOPE_IDS, sorted(ids), type_=ARRAY(Uuid)))]
 
 
 SCOPE_IDS = "scope_ids"
+SCOPE_ID = "scope_id"
 
 
 def _scope_ids(scope: Scope) -> frozenset[UUID] | None:
@@ -235,13 +241,19 @@ def _scope_ids(scope: Scope) -> frozenset[UUID] | None:
 def scope_shape(scope: Scope) -> str:
     """What ``visible`` makes of a scope, without its ids."""
     ids = _scope_ids(scope)
-    return "admin" if ids is None else scope.role if ids else "nobody"
+    if ids is None:
+        return "admin"
+    if not ids:
+        return "nobody"
+    return f"{scope.role}:one" if len(ids) == 1 else scope.role
 
 
 def scope_parameters(scope: Scope) -> dict[str, Any]:
     """The ids ``visible`` binds, as execution parameters of a statement built once."""
     ids = _scope_ids(scope)
-    return {SCOPE_IDS: sorted(ids)} if ids else {}
+    if not ids:
+        return {}
+    return {SCOPE_ID: next(iter(ids))} if len(ids) == 1 else {SCOPE_IDS: sorted(ids)}
 
 
 def search_pattern(q: str) -> str:
