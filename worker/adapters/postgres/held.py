@@ -29,10 +29,21 @@ from typing import Any
 
 import psycopg
 from sqlalchemy import Connection, Engine, Select
+from sqlalchemy import exc as sa_exc
 
 from handlers.errors import DatabaseUnavailable
 
 Processor = Callable[[Any], Any] | None
+# Why a connection could not be had: the server is down or restarting (the pool hands
+# on the driver's own error, unwrapped), or the pool is exhausted for longer than its
+# timeout. Anything else is a bug, answered ``internal``.
+UNREACHABLE = (
+    psycopg.OperationalError,
+    psycopg.InterfaceError,
+    sa_exc.OperationalError,
+    sa_exc.InterfaceError,
+    sa_exc.TimeoutError,
+)
 
 
 @dataclass
@@ -182,7 +193,7 @@ class HeldConnections:
         if held is None:
             try:
                 held = self.engine.raw_connection()
-            except Exception as exc:
+            except UNREACHABLE as exc:
                 raise DatabaseUnavailable(f"PostgreSQL unreachable: {_first_line(exc)}") from exc
             held.driver_connection.autocommit = True
             self._local.held = held
