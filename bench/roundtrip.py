@@ -176,16 +176,20 @@ class Caller:
             return next(self.filters)
         return {}
 
-    def call(self, name: str, queue: str) -> None:
+    def call(self, name: str, queue: str, kwargs: dict[str, Any] | None = None) -> Any:
+        """One request and its answer (the envelope); ``kwargs``: the kind's own
+        rotation when not given."""
         if name == ECHO:
             self.redis.lpush(ECHO_REQUESTS, self.reply_key)
             if self.redis.brpop(self.reply_key, timeout=10) is None:
                 raise RuntimeError("echo server did not answer")
-            return
-        result = self.app.send_task(name, kwargs=self.kwargs(name), queue=queue)
+            return None
+        sent = self.kwargs(name) if kwargs is None else kwargs
+        result = self.app.send_task(name, kwargs=sent, queue=queue)
         envelope = self._poll(result) if self.config.getter == "poll" else result.get(timeout=15)
         if not (isinstance(envelope, dict) and envelope.get("ok")):
-            raise RuntimeError(f"{name} answered {envelope!r}")
+            raise RuntimeError(f"{name}({sent}) answered {envelope!r}")
+        return envelope
 
     def _poll(self, result: Any) -> Any:
         from celery import states
@@ -200,9 +204,9 @@ class Caller:
             time.sleep(0.0005)
         raise TimeoutError(result.id)
 
-    def timed(self, name: str, queue: str) -> float:
+    def timed(self, name: str, queue: str, kwargs: dict[str, Any] | None = None) -> float:
         started = time.perf_counter()
-        self.call(name, queue)
+        self.call(name, queue, kwargs)
         return time.perf_counter() - started
 
     def stop(self) -> None:
@@ -330,31 +334,66 @@ def ms(seconds: float) -> float:
     return seconds * 1000
 
 
-def list_filters(database_url: str) -> tuple[str, ...]:
-    """videos.list kwargs a caller rotates over: each filter the contract allows without
-    a token (the scope is the access tests'), alone and combined, on the busiest mall
-    and pin, and a date range whose bounds are not midnights."""
+@dataclass(frozen=True)
+class Landmarks:
+    """Where the lists look in the loaded catalog: the busiest mall and pin, the two
+    busiest malls, and date ranges whose bounds are not midnights."""
+
+    mall: str
+    pin: str
+    malls: list[str]
+    # ~180 days, and ~30 days, ending some weeks before the newest upload.
+    dates: dict[str, str]
+    month: dict[str, str]
+
+
+def landmarks(database_url: str) -> Landmarks:
     import psycopg
 
     from bench.dataset import conninfo
 
     with psycopg.connect(conninfo(database_url)) as conn:
-        mall, pin, newest = conn.execute(
-            "SELECT mall_id, pin_id, (SELECT max(uploaded_at) FROM videos) FROM videos"
-            " GROUP BY mall_id, pin_id ORDER BY count(*) DESC LIMIT 1"
+        mall, pin = conn.execute(
+            "SELECT mall_id, pin_id FROM videos GROUP BY mall_id, pin_id"
+            " ORDER BY count(*) DESC LIMIT 1"
         ).fetchone()
-    after = (newest - timedelta(days=200, hours=5)).isoformat()
-    before = (newest - timedelta(days=20, hours=7)).isoformat()
-    mall, pin = str(mall), str(pin)
+        malls = [
+            str(row[0])
+            for row in conn.execute(
+                "SELECT mall_id FROM videos GROUP BY mall_id ORDER BY count(*) DESC LIMIT 2"
+            )
+        ]
+        newest = conn.execute("SELECT max(uploaded_at) FROM videos").fetchone()[0]
+
+    def span(start: timedelta, end: timedelta) -> dict[str, str]:
+        return {
+            "uploaded_after": (newest - start).isoformat(),
+            "uploaded_before": (newest - end).isoformat(),
+        }
+
+    return Landmarks(
+        str(mall),
+        str(pin),
+        malls,
+        dates=span(timedelta(days=200, hours=5), timedelta(days=20, hours=7)),
+        month=span(timedelta(days=45, hours=3), timedelta(days=15, hours=9)),
+    )
+
+
+def list_filters(database_url: str) -> tuple[str, ...]:
+    """videos.list kwargs a caller rotates over: each filter the contract allows without
+    a token (the scope is the access tests'), alone and combined, on the busiest mall
+    and pin, and a date range whose bounds are not midnights."""
+    at = landmarks(database_url)
     combos: list[dict[str, Any]] = [
         {},
         {"processing_status": "completed"},
         {"has_proxy": True},
-        {"mall_id": mall},
-        {"pin_id": pin},
-        {"mall_id": mall, "processing_status": "completed", "has_proxy": True},
-        {"uploaded_after": after, "uploaded_before": before},
-        {"mall_id": mall, "uploaded_after": after, "uploaded_before": before},
+        {"mall_id": at.mall},
+        {"pin_id": at.pin},
+        {"mall_id": at.mall, "processing_status": "completed", "has_proxy": True},
+        at.dates,
+        {"mall_id": at.mall, **at.dates},
         {"trashed": True},
     ]
     return tuple(json.dumps(c) for c in combos)
@@ -377,31 +416,10 @@ def caller_token(role: str, **scope: list[str]) -> str:
 def combinations(database_url: str) -> list[tuple[str, str, dict[str, Any]]]:
     """(label, token, videos.list kwargs) for each kind of filter the contract allows,
     scope, trash and ``q`` included: page 1 of 20 with its exact total."""
-    import psycopg
-
-    from bench.dataset import conninfo
-
-    with psycopg.connect(conninfo(database_url)) as conn:
-        busiest = conn.execute(
-            "SELECT mall_id, pin_id FROM videos GROUP BY mall_id, pin_id"
-            " ORDER BY count(*) DESC LIMIT 1"
-        ).fetchone()
-        malls = [
-            str(row[0])
-            for row in conn.execute(
-                "SELECT mall_id FROM videos GROUP BY mall_id ORDER BY count(*) DESC LIMIT 2"
-            )
-        ]
-        newest = conn.execute("SELECT max(uploaded_at) FROM videos").fetchone()[0]
-    mall, pin = str(busiest[0]), str(busiest[1])
-    after = (newest - timedelta(days=200, hours=5)).isoformat()
-    before = (newest - timedelta(days=20, hours=7)).isoformat()
-    month = {
-        "uploaded_after": (newest - timedelta(days=45, hours=3)).isoformat(),
-        "uploaded_before": (newest - timedelta(days=15, hours=9)).isoformat(),
-    }
+    at = landmarks(database_url)
+    mall, pin, month = at.mall, at.pin, at.month
     admin = caller_token("admin")
-    operator = caller_token("operator", malls=malls)
+    operator = caller_token("operator", malls=at.malls)
     tenant = caller_token("tenant", pins=[pin])
     return [
         ("admin, no filter", admin, {}),
@@ -415,7 +433,7 @@ def combinations(database_url: str) -> list[tuple[str, str, dict[str, Any]]]:
             admin,
             {"mall_id": mall, "processing_status": "completed", "has_proxy": True},
         ),
-        ("admin, date range", admin, {"uploaded_after": after, "uploaded_before": before}),
+        ("admin, date range", admin, at.dates),
         ("admin, mall + month", admin, {"mall_id": mall, **month}),
         ("admin, trash", admin, {"trashed": True}),
         ("operator (2 malls)", operator, {}),
@@ -443,16 +461,8 @@ def combination_table(stack: Stack, config: CallerConfig, args: argparse.Namespa
     admin = cases[0][1]
     ids = itertools.cycle(config.video_ids)
 
-    def call(name: str, kwargs: dict[str, Any]) -> float:
-        started = time.perf_counter()
-        envelope = caller.app.send_task(name, kwargs=kwargs, queue="videos").get(timeout=30)
-        elapsed = time.perf_counter() - started
-        if not (isinstance(envelope, dict) and envelope.get("ok")):
-            raise RuntimeError(f"{name}({kwargs}) answered {envelope!r}")
-        return elapsed
-
     def get() -> float:
-        return call("videos.get", {"video_id": next(ids), "auth": admin})
+        return caller.timed("videos.get", "videos", {"video_id": next(ids), "auth": admin})
 
     calls = min(args.calls, COMBINATION_CALLS)
     with stopping(caller, worker):
@@ -467,16 +477,15 @@ def combination_table(stack: Stack, config: CallerConfig, args: argparse.Namespa
         met = 0
         for label, token, kwargs in cases:
             sent = {**kwargs, "auth": token}
-            envelope = caller.app.send_task("videos.list", kwargs=sent, queue="videos").get(30)
-            total = envelope["data"]["total"]
+            total = caller.call("videos.list", "videos", sent)["data"]["total"]
             for _ in range(3):
-                call("videos.list", sent)
+                caller.call("videos.list", "videos", sent)
                 get()
             lists: list[float] = []
             gets: list[float] = []
             while len(lists) < calls:
                 n = min(COMBINATION_BLOCK, calls - len(lists))
-                lists.extend(call("videos.list", sent) for _ in range(n))
+                lists.extend(caller.timed("videos.list", "videos", sent) for _ in range(n))
                 gets.extend(get() for _ in range(n))
             ours, base = summary([ms(x) for x in lists]), summary([ms(x) for x in gets])
             within = ours.p50 <= LIST_OVER_GET * base.p50

@@ -140,9 +140,8 @@ def upgrade() -> None:
         op.execute(_function(name, changes))
     op.execute(_truncated(TABLES))
     key = ", ".join(MALL_KEY)
-    for (table, _, period, _), source in zip(
-        TARGETS[2:], ("video_counts_daily", "video_counts_monthly"), strict=True
-    ):
+    # Each per-mall table from the per-pin table of the same period.
+    for (table, _, period, _), source in zip(TARGETS[2:], TABLES[:2], strict=True):
         op.execute(
             f"INSERT INTO {table} ({key}, {period}, slot, videos, stored_bytes,"  # noqa: S608
             f" duration_seconds) SELECT {key}, {period}, 0, {SUMMED} FROM {source}"

@@ -10,23 +10,24 @@ does not fire them leaves them wrong:
 
 ``videoworker figures check`` says whether the figures still match; ``videoworker
 figures rebuild`` recomputes them while writers of ``videos`` wait. The SQL is this
-module's constants only.
+module's constants and the ORM's table names and keys only.
 """
 
 from __future__ import annotations
 
 from sqlalchemy import Connection, text
 
-KEY = "mall_id, pin_id, processing_status, has_proxy, trashed"
-MALL_KEY = "mall_id, processing_status, has_proxy, trashed"
-DAY = "(uploaded_at AT TIME ZONE 'UTC')::date"
-MONTH = "date_trunc('month', uploaded_at AT TIME ZONE 'UTC')::date"
+from worker.adapters.postgres.tables import FIGURE_MODELS
+
+# A row of videos' period, by the name of a table's period column.
+PERIOD_OF_ROW = {
+    "day": "(uploaded_at AT TIME ZONE 'UTC')::date",
+    "month": "date_trunc('month', uploaded_at AT TIME ZONE 'UTC')::date",
+}
 # (table, its key, its period column, that period of a row of videos)
-TABLES = (
-    ("video_counts_daily", KEY, "day", DAY),
-    ("video_counts_monthly", KEY, "month", MONTH),
-    ("video_counts_mall_daily", MALL_KEY, "day", DAY),
-    ("video_counts_mall_monthly", MALL_KEY, "month", MONTH),
+TABLES = tuple(
+    (model.__tablename__, ", ".join(model.key_columns), model.period, PERIOD_OF_ROW[model.period])
+    for model in FIGURE_MODELS
 )
 # A video as the triggers count it (see migration 0008), summed per key and period.
 FRESH = """

@@ -103,7 +103,7 @@ def compile_for(statement: Select, engine: Engine) -> Compiled:
 
 
 class HeldRow:
-    """A row as the repository reads one: by position, by name, or ``_mapping``."""
+    """A row as the repository's reads use one: by position, by name, or ``_mapping``."""
 
     __slots__ = ("_names", "_values")
 
@@ -124,12 +124,6 @@ class HeldRow:
     def __getitem__(self, index: int) -> Any:
         return self._values[index]
 
-    def __iter__(self) -> Iterator[Any]:
-        return iter(self._values)
-
-    def __len__(self) -> int:
-        return len(self._values)
-
 
 class HeldResult:
     """The part of SQLAlchemy's result the repository's reads use."""
@@ -144,9 +138,6 @@ class HeldResult:
         if len(self._rows) != 1:
             raise LookupError(f"expected one row, got {len(self._rows)}")
         return self._rows[0][0]
-
-    def all(self) -> list[HeldRow]:
-        return list(self._rows)
 
     def __iter__(self) -> Iterator[HeldRow]:
         return iter(self._rows)
@@ -194,7 +185,7 @@ class HeldConnections:
             try:
                 held = self.engine.raw_connection()
             except UNREACHABLE as exc:
-                raise DatabaseUnavailable(f"PostgreSQL unreachable: {_first_line(exc)}") from exc
+                raise unreachable(exc) from exc
             held.driver_connection.autocommit = True
             self._local.held = held
         return held
@@ -214,7 +205,7 @@ class HeldConnections:
             connection = held.driver_connection
             if connection.closed or connection.broken:
                 self.forget()
-            raise DatabaseUnavailable(f"PostgreSQL unreachable: {_first_line(exc)}") from exc
+            raise unreachable(exc) from exc
         self.runs += 1
         return HeldResult([compiled.row(row) for row in raw])
 
@@ -258,6 +249,10 @@ class ReadConnection:
             self._pooled = None
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(getattr(exc, "orig", None) or exc).strip()
-    return text.splitlines()[0][:200] if text else type(exc).__name__
+def unreachable(exc: BaseException) -> DatabaseUnavailable:
+    """The error a connection-level failure becomes: the first line of the driver's
+    message, without the SQL or bound parameters."""
+    original = getattr(exc, "orig", None) or exc
+    text = str(original).strip()
+    reason = text.splitlines()[0][:200] if text else type(exc).__name__
+    return DatabaseUnavailable(f"PostgreSQL unreachable: {reason}")

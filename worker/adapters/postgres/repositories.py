@@ -71,8 +71,7 @@ from schemas.responses import (
 )
 from worker.adapters.postgres import spans
 from worker.adapters.postgres.tables import (
-    COUNT_KEY,
-    MALL_COUNT_KEY,
+    FIGURE_MODELS,
     CameraPin,
     DeletionAudit,
     Mall,
@@ -95,13 +94,6 @@ counts_daily = VideoCountsDaily.__table__
 counts_monthly = VideoCountsMonthly.__table__
 counts_mall_daily = VideoCountsMallDaily.__table__
 counts_mall_monthly = VideoCountsMallMonthly.__table__
-# (table, its key) of every table of figures, for the fold.
-FIGURE_TABLES = (
-    (counts_daily, COUNT_KEY),
-    (counts_monthly, COUNT_KEY),
-    (counts_mall_daily, MALL_COUNT_KEY),
-    (counts_mall_monthly, MALL_COUNT_KEY),
-)
 
 
 def by_pin(scope: Scope, pin_id: UUID | None) -> bool:
@@ -986,14 +978,14 @@ class PostgresVideoRepository:
         ).scalar_one():
             return 0
         folded = 0
-        for table, key in FIGURE_TABLES:
-            period = "day" if "day" in table.c else "month"
+        for model in FIGURE_MODELS:
+            table = model.__table__
             folded += self.connection.execute(
                 text(
                     FOLD.format(
                         table=table.name,
-                        period=period,
-                        key=", ".join(key),
+                        period=model.period,
+                        key=", ".join(model.key_columns),
                         pk=table.primary_key.name,
                     )
                 )

@@ -217,6 +217,7 @@ class _Daily:
     """Per UTC day of ``uploaded_at``: read only near a range's edges, so led by the day."""
 
     key_columns: ClassVar[tuple[str, ...]]
+    period: ClassVar[str] = "day"
     day: Mapped[date] = mapped_column(Date, sort_order=10)
 
     @declared_attr.directive
@@ -230,6 +231,7 @@ class _Monthly:
     per key and month whatever the number of videos."""
 
     key_columns: ClassVar[tuple[str, ...]]
+    period: ClassVar[str] = "month"
     month: Mapped[date] = mapped_column(Date, sort_order=10)
 
     @declared_attr.directive
@@ -261,6 +263,10 @@ class VideoCountsMallMonthly(_Monthly, _MallCounts, Base):
 
     __tablename__ = "video_counts_mall_monthly"
     key_columns = MALL_COUNT_KEY
+
+
+# Every table of figures: what the fold, the check and the rebuild go over.
+FIGURE_MODELS = (VideoCountsDaily, VideoCountsMonthly, VideoCountsMallDaily, VideoCountsMallMonthly)
 
 
 class ProcessingJob(Base):

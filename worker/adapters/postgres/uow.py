@@ -11,8 +11,7 @@ from types import TracebackType
 from sqlalchemy import Connection, Engine, create_engine
 from sqlalchemy import exc as sa_exc
 
-from handlers.errors import DatabaseUnavailable
-from worker.adapters.postgres.held import HeldConnections, ReadConnection
+from worker.adapters.postgres.held import HeldConnections, ReadConnection, unreachable
 from worker.adapters.postgres.repositories import (
     SHAPED,
     PostgresDeletionAudit,
@@ -87,7 +86,7 @@ class PostgresUnitOfWork:
             else:
                 self.connection = self.engine.connect()
         except CONNECTION_ERRORS as exc:
-            raise DatabaseUnavailable(f"PostgreSQL unreachable: {_reason(exc)}") from exc
+            raise unreachable(exc) from exc
         self.videos = PostgresVideoRepository(self.connection)
         self.deletions = PostgresDeletionQueue(self.connection)
         self.audit = PostgresDeletionAudit(self.connection)
@@ -110,18 +109,10 @@ class PostgresUnitOfWork:
             self.connection.close()
             self.connection = None
         if isinstance(exc, CONNECTION_ERRORS):
-            raise DatabaseUnavailable(f"PostgreSQL unreachable: {_reason(exc)}") from exc
+            raise unreachable(exc) from exc
 
     def commit(self) -> None:
         assert self.connection is not None
         if self.read_only:
             raise RuntimeError("a read-only unit of work has nothing to commit")
         self.connection.commit()
-
-
-def _reason(exc: BaseException) -> str:
-    # The first line of the driver's message, without the SQL or bound parameters.
-    original = getattr(exc, "orig", None) or exc
-    return (
-        str(original).strip().splitlines()[0][:200] if str(original).strip() else type(exc).__name__
-    )
