@@ -8,16 +8,20 @@ from celery.schedules import crontab
 from kombu import Exchange, Queue
 
 from schemas.contract import (
+    LONGEST_HARD_LIMIT,
     MAINTENANCE_QUEUE,
+    QUEUES,
     QUORUM_QUEUE_ARGUMENTS,
     REQUESTS_QUEUE,
     ROUTES,
     is_amqp,
 )
-from worker.runtime.limits import LONGEST_HARD_LIMIT, VISIBILITY_MARGIN_SECONDS
 from worker.settings import get_settings
 
 _settings = get_settings()
+# Room for a task that ends right at its hard limit (the task table's longest) to be
+# acknowledged before Redis would give its message back.
+VISIBILITY_MARGIN_SECONDS = 60
 
 broker_url = _settings.celery_broker_url
 _rabbitmq = is_amqp(broker_url)
@@ -65,7 +69,7 @@ task_queues = tuple(
         routing_key=name,
         queue_arguments=QUORUM_QUEUE_ARGUMENTS if _rabbitmq else None,
     )
-    for name in (REQUESTS_QUEUE, MAINTENANCE_QUEUE)
+    for name in QUEUES
 )
 task_default_queue = REQUESTS_QUEUE
 task_default_exchange = REQUESTS_QUEUE

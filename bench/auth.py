@@ -7,7 +7,7 @@ What it measures:
   claims) and for a token seen before (the verdict remembered until its ``exp``, what a
   caller reusing its token pays from its second call on);
 * ``sign_url``: microseconds per ``videos.sign_url`` through the real task entry point
-  (``tasks.videos.sign_url.apply``: Celery's tracer, ``ContractTask.respond``, the
+  (``ENTRY_POINTS["videos.sign_url"].apply``: Celery's tracer, ``ContractTask.respond``, the
   handler, the real S3 presigner) with ``AUTH_MODE=off`` and ``jwt`` (HS256), the
   repository an in-memory one so that the edge's share is not hidden behind PostgreSQL.
 
@@ -145,10 +145,10 @@ class OneVideo:
 
 
 def bench_sign_url(calls: int) -> Table:
-    import tasks.videos as video_tasks
     from bench.signing import make_store
     from handlers.deps import Deps
     from schemas.responses import VideoDetailResponse
+    from tasks.entrypoints import ENTRY_POINTS
     from worker.runtime import auth, tasking
     from worker.runtime.tokens import mint_token
     from worker.settings import load_settings
@@ -205,7 +205,7 @@ def bench_sign_url(calls: int) -> Table:
         def run() -> object:
             current["settings"] = modes[mode]
             sent = dict(kwargs, auth=token) if token else kwargs
-            envelope = video_tasks.sign_url.apply(kwargs=sent).get()
+            envelope = ENTRY_POINTS["videos.sign_url"].apply(kwargs=sent).get()
             if not envelope["ok"]:
                 raise SystemExit(f"sign_url failed in the bench: {envelope['error']}")
             return envelope

@@ -860,10 +860,11 @@ def task_body(config: CallerConfig, calls: int, profile: Path | None = None) -> 
     import handlers
     from bench.noop_app import noop
     from schemas import GetVideo, SignUrl
-    from tasks.videos import get_video, sign_url
+    from tasks.entrypoints import ENTRY_POINTS
     from worker.adapters.postgres.uow import PostgresUnitOfWork, reading
     from worker.runtime.app import get_deps
 
+    sign_url, get_video = ENTRY_POINTS["videos.sign_url"], ENTRY_POINTS["videos.get"]
     deps = get_deps()
     transactional = dataclasses.replace(deps, read=None)
     # The read path before the held connection: autocommit, through SQLAlchemy's pool.

@@ -10,37 +10,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Literal
 from uuid import UUID
 
-Role = Literal["admin", "operator", "tenant"]
-ROLES: tuple[Role, ...] = ("admin", "operator", "tenant")
-
-EVERY_ROLE = frozenset(ROLES)
-MANAGERS = frozenset({"admin", "operator"})
-ADMIN_ONLY = frozenset({"admin"})
-
-# Which role runs which task (the contract's table). A task missing here is refused to
-# every role: a new task is closed until it is given a row.
-ROLES_OF_TASK: dict[str, frozenset[str]] = {
-    "videos.list": EVERY_ROLE,
-    "videos.get": EVERY_ROLE,
-    "videos.sign_url": EVERY_ROLE,
-    "videos.sign_urls": EVERY_ROLE,
-    "videos.stats": EVERY_ROLE,
-    "videos.delete": MANAGERS,
-    "videos.bulk_delete": MANAGERS,
-    "videos.restore": MANAGERS,
-    "videos.retention_sweep": ADMIN_ONLY,
-    "videos.purge_storage": ADMIN_ONLY,
-    "videos.refresh_stats": ADMIN_ONLY,
-    # Internal: queued by the worker after a delete of any caller allowed to delete; it
-    # only recomputes the figures those deletes marked stale.
-    "videos.flush_stale_stats": EVERY_ROLE,
-}
+from schemas.contract import ROLES_OF_TASK, Role
 
 
 def may_run(role: str, task: str) -> bool:
+    """Whether the role may run the task: a column of the task table, so a name not in
+    it (a task not written yet, a typo) is refused to every role."""
     return role in ROLES_OF_TASK.get(task, frozenset())
 
 

@@ -1,6 +1,52 @@
-"""Task names and queues of the message contract, shared by the worker and its callers."""
+"""The task table: every task of the message contract, declared once.
+
+A row names everything there is to know about one task: its name, its kwargs and its
+answer, the handler that serves it, its queue, the roles that may run it, its time
+limits, and why running it twice is safe (every task is acknowledged late). Celery's
+tasks and routes (``tasks.entrypoints``), the role table (``handlers.access``), the
+visibility timeout (``celeryconfig``), the callers' queues (``worker.client``) and the
+JSON Schemas (``worker.ops.schema_export``) are all derived from these rows, so a new
+task is one row, one request and answer model, and one handler: a part forgotten is an
+error when the worker imports its tasks, not a surprise when a message arrives.
+
+Callers import this module too (the typed client): it holds data only, and names each
+handler by its import path rather than importing it.
+"""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from pydantic import BaseModel
+
+from schemas.requests import (
+    BulkDelete,
+    DeleteVideo,
+    FlushStaleStats,
+    GetStats,
+    GetVideo,
+    ListVideos,
+    PurgeStorage,
+    RefreshStats,
+    RestoreVideo,
+    SignUrl,
+    SignUrls,
+    SweepRetention,
+)
+from schemas.responses import (
+    BulkDeleteResult,
+    PurgeResult,
+    RefreshStatsResult,
+    RestoreResult,
+    RetentionSweepResult,
+    SignUrlsResult,
+    VideoDeleteResponse,
+    VideoDetailResponse,
+    VideoListResponse,
+    VideoStats,
+    VideoStreamUrlResponse,
+)
 
 REQUESTS_QUEUE = "videos"
 MAINTENANCE_QUEUE = "videos.maintenance"
@@ -17,27 +63,185 @@ def is_amqp(broker_url: str) -> bool:
     return broker_url.startswith(AMQP_SCHEMES)
 
 
-REQUEST_TASKS = (
-    "videos.list",
-    "videos.get",
-    "videos.sign_url",
-    "videos.sign_urls",
-    "videos.stats",
-)
-MAINTENANCE_TASKS = (
-    "videos.delete",
-    "videos.restore",
-    "videos.bulk_delete",
-    "videos.refresh_stats",
-    "videos.retention_sweep",
-    "videos.purge_storage",
-)
-# Queued by the worker itself, not part of the callers' contract.
-INTERNAL_TASKS = ("videos.flush_stale_stats",)
-TASK_NAMES = REQUEST_TASKS + MAINTENANCE_TASKS
+Role = Literal["admin", "operator", "tenant"]
+ROLES: tuple[Role, ...] = ("admin", "operator", "tenant")
+EVERY_ROLE: frozenset[str] = frozenset(ROLES)
+MANAGERS: frozenset[str] = frozenset({"admin", "operator"})
+ADMIN_ONLY: frozenset[str] = frozenset({"admin"})
 
-QUEUE_OF = {
-    **dict.fromkeys(REQUEST_TASKS, REQUESTS_QUEUE),
-    **dict.fromkeys(MAINTENANCE_TASKS + INTERNAL_TASKS, MAINTENANCE_QUEUE),
-}
+# Soft and hard time limits, in seconds, by the kind of work. A caller waits on a
+# request; a sweep or a bulk delete works in batches under a budget within its limit.
+REQUEST_LIMITS = (20, 30)
+SINGLE_CHANGE_LIMITS = (60, 90)
+STATS_LIMITS = (120, 150)
+PURGE_LIMITS = (240, 300)
+BATCHED_LIMITS = (540, 600)
+
+
+@dataclass(frozen=True, slots=True)
+class TaskSpec:
+    """One task of the contract (or of the worker's own plumbing, ``internal``)."""
+
+    name: str
+    request: type[BaseModel]
+    answer: type[BaseModel]
+    # The handler's import path, ``package.module.function``: resolved when the worker
+    # registers its tasks, never imported by a caller.
+    handler: str
+    queue: str
+    roles: frozenset[str]
+    limits: tuple[int, int]
+    # Why a second delivery of the same message does no harm: every task is
+    # acknowledged late, so a worker lost mid-task means the message runs again.
+    rerun: str
+    # Queued by the worker itself (a debounced flush), not part of the callers' contract:
+    # no JSON Schema is published for it.
+    internal: bool = False
+
+    @property
+    def soft_limit(self) -> int:
+        return self.limits[0]
+
+    @property
+    def hard_limit(self) -> int:
+        return self.limits[1]
+
+
+_READS_NOTHING_CHANGES = "it only reads"
+
+TASKS: tuple[TaskSpec, ...] = (
+    TaskSpec(
+        "videos.list",
+        ListVideos,
+        VideoListResponse,
+        "handlers.catalog.list_videos",
+        REQUESTS_QUEUE,
+        EVERY_ROLE,
+        REQUEST_LIMITS,
+        _READS_NOTHING_CHANGES,
+    ),
+    TaskSpec(
+        "videos.get",
+        GetVideo,
+        VideoDetailResponse,
+        "handlers.catalog.get_video",
+        REQUESTS_QUEUE,
+        EVERY_ROLE,
+        REQUEST_LIMITS,
+        _READS_NOTHING_CHANGES,
+    ),
+    TaskSpec(
+        "videos.sign_url",
+        SignUrl,
+        VideoStreamUrlResponse,
+        "handlers.urls.sign_url",
+        REQUESTS_QUEUE,
+        EVERY_ROLE,
+        REQUEST_LIMITS,
+        "signing is computation over a read; a second URL is as valid as the first",
+    ),
+    TaskSpec(
+        "videos.sign_urls",
+        SignUrls,
+        SignUrlsResult,
+        "handlers.urls.sign_urls",
+        REQUESTS_QUEUE,
+        EVERY_ROLE,
+        REQUEST_LIMITS,
+        "signing is computation over a read; a second URL is as valid as the first",
+    ),
+    TaskSpec(
+        "videos.stats",
+        GetStats,
+        VideoStats,
+        "handlers.stats.get_stats",
+        REQUESTS_QUEUE,
+        EVERY_ROLE,
+        REQUEST_LIMITS,
+        "it reads, and at most fills the cache with the same figures",
+    ),
+    TaskSpec(
+        "videos.delete",
+        DeleteVideo,
+        VideoDeleteResponse,
+        "handlers.deletion.delete_video",
+        MAINTENANCE_QUEUE,
+        MANAGERS,
+        SINGLE_CHANGE_LIMITS,
+        "a row already gone answers as the audit recorded it, its keys already queued",
+    ),
+    TaskSpec(
+        "videos.restore",
+        RestoreVideo,
+        RestoreResult,
+        "handlers.trash.restore_video",
+        MAINTENANCE_QUEUE,
+        MANAGERS,
+        SINGLE_CHANGE_LIMITS,
+        "restoring a video already restored answers not_found",
+    ),
+    TaskSpec(
+        "videos.bulk_delete",
+        BulkDelete,
+        BulkDeleteResult,
+        "handlers.bulk.bulk_delete",
+        MAINTENANCE_QUEUE,
+        MANAGERS,
+        BATCHED_LIMITS,
+        "what a first run deleted no longer matches",
+    ),
+    TaskSpec(
+        "videos.refresh_stats",
+        RefreshStats,
+        RefreshStatsResult,
+        "handlers.stats.refresh_stats",
+        MAINTENANCE_QUEUE,
+        ADMIN_ONLY,
+        STATS_LIMITS,
+        "it recomputes the same figures from the rows",
+    ),
+    TaskSpec(
+        "videos.retention_sweep",
+        SweepRetention,
+        RetentionSweepResult,
+        "handlers.retention.sweep_retention",
+        MAINTENANCE_QUEUE,
+        ADMIN_ONLY,
+        BATCHED_LIMITS,
+        "what a first run deleted is no longer past its cutoff",
+    ),
+    TaskSpec(
+        "videos.purge_storage",
+        PurgeStorage,
+        PurgeResult,
+        "handlers.deletion.purge_storage",
+        MAINTENANCE_QUEUE,
+        ADMIN_ONLY,
+        PURGE_LIMITS,
+        "a key already removed has left the queue; S3 deletes are idempotent",
+    ),
+    TaskSpec(
+        "videos.flush_stale_stats",
+        FlushStaleStats,
+        RefreshStatsResult,
+        "handlers.stats.flush_stale_stats",
+        MAINTENANCE_QUEUE,
+        # Queued by the worker after a delete of any caller allowed to delete; it only
+        # recomputes the figures those deletes marked stale.
+        EVERY_ROLE,
+        STATS_LIMITS,
+        "it recomputes the figures marked stale, which a first run already cleared",
+        internal=True,
+    ),
+)
+
+TASK_OF: dict[str, TaskSpec] = {spec.name: spec for spec in TASKS}
+# The callers' contract, and the worker's own plumbing beside it.
+TASK_NAMES = tuple(spec.name for spec in TASKS if not spec.internal)
+INTERNAL_TASKS = tuple(spec.name for spec in TASKS if spec.internal)
+# Every queue a task is routed to, in the order the rows first name them.
+QUEUES = tuple(dict.fromkeys(spec.queue for spec in TASKS))
+QUEUE_OF = {spec.name: spec.queue for spec in TASKS}
 ROUTES = {name: {"queue": queue} for name, queue in QUEUE_OF.items()}
+ROLES_OF_TASK: dict[str, frozenset[str]] = {spec.name: spec.roles for spec in TASKS}
+LONGEST_HARD_LIMIT = max(spec.hard_limit for spec in TASKS)

@@ -24,13 +24,7 @@ from celery.result import AsyncResult
 from kombu import Exchange, Queue
 from pydantic import BaseModel
 
-from schemas.contract import (
-    MAINTENANCE_QUEUE,
-    QUEUE_OF,
-    QUORUM_QUEUE_ARGUMENTS,
-    REQUESTS_QUEUE,
-    is_amqp,
-)
+from schemas.contract import QUEUE_OF, QUEUES, QUORUM_QUEUE_ARGUMENTS, REQUESTS_QUEUE, is_amqp
 from schemas.responses import (
     BulkDeleteResult,
     PurgeResult,
@@ -57,7 +51,7 @@ def contract_queues(broker_url: str) -> list[Queue]:
     arguments = QUORUM_QUEUE_ARGUMENTS if is_amqp(broker_url) else None
     return [
         Queue(name, Exchange(name, type="direct"), routing_key=name, queue_arguments=arguments)
-        for name in (REQUESTS_QUEUE, MAINTENANCE_QUEUE)
+        for name in QUEUES
     ]
 
 
@@ -199,7 +193,7 @@ class VideoClient:
         auth = token or self.token
         if auth is not None and "auth" not in kwargs:
             kwargs["auth"] = auth
-        queue = QUEUE_OF.get(task, "videos")
+        queue = QUEUE_OF.get(task, REQUESTS_QUEUE)
         return self.app.send_task(task, kwargs=_jsonable(kwargs), queue=queue, routing_key=queue)
 
     def call(

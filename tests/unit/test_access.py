@@ -10,12 +10,11 @@ from datetime import timedelta
 
 import pytest
 
-import tasks.lifecycle as lifecycle_tasks
-import tasks.videos as video_tasks
 from handlers import get_stats
-from handlers.access import ROLES_OF_TASK, UNRESTRICTED, Scope, may_run
+from handlers.access import UNRESTRICTED, Scope, may_run
 from schemas import BulkDeleteProgress, GetStats
-from schemas.contract import TASK_NAMES
+from schemas.contract import ROLES_OF_TASK, TASK_NAMES
+from tasks.entrypoints import ENTRY_POINTS
 from tests.unit.fakes import T0, Fakes, make_video
 from worker import logs
 from worker.runtime import auth as edge
@@ -25,19 +24,7 @@ from worker.settings import load_settings
 SECRET = "unit-test-secret-of-at-least-32-bytes"
 MALL_A, MALL_B = uuid.uuid4(), uuid.uuid4()
 PIN_A1, PIN_A2, PIN_B1 = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
-TASKS = {
-    "videos.list": video_tasks.list_videos,
-    "videos.get": video_tasks.get_video,
-    "videos.sign_url": video_tasks.sign_url,
-    "videos.sign_urls": video_tasks.sign_urls,
-    "videos.stats": video_tasks.stats,
-    "videos.delete": video_tasks.delete_video,
-    "videos.restore": video_tasks.restore_video,
-    "videos.bulk_delete": video_tasks.bulk_delete,
-    "videos.refresh_stats": lifecycle_tasks.refresh_stats,
-    "videos.retention_sweep": lifecycle_tasks.retention_sweep,
-    "videos.purge_storage": lifecycle_tasks.purge_storage,
-}
+TASKS = {name: ENTRY_POINTS[name] for name in TASK_NAMES}
 
 
 @pytest.fixture
@@ -376,7 +363,7 @@ def test_an_operators_bulk_delete_takes_only_its_malls_and_names_the_rest_not_fo
     ours = ids_of(fakes, mall_id=MALL_A)
     [theirs] = ids_of(fakes, mall_id=MALL_B)
 
-    applied = video_tasks.bulk_delete.apply(
+    applied = TASKS["videos.bulk_delete"].apply(
         kwargs={
             "video_ids": [theirs, *ours],
             "batch_size": 1,

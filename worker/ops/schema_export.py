@@ -12,19 +12,11 @@ import json
 from pydantic import BaseModel
 
 import schemas as s
+from schemas import contract
 
+# The callers' tasks of the task table; the worker's internal ones publish no schema.
 TASKS: dict[str, tuple[type[BaseModel], type[BaseModel]]] = {
-    "videos.list": (s.ListVideos, s.VideoListResponse),
-    "videos.get": (s.GetVideo, s.VideoDetailResponse),
-    "videos.sign_url": (s.SignUrl, s.VideoStreamUrlResponse),
-    "videos.sign_urls": (s.SignUrls, s.SignUrlsResult),
-    "videos.delete": (s.DeleteVideo, s.VideoDeleteResponse),
-    "videos.restore": (s.RestoreVideo, s.RestoreResult),
-    "videos.bulk_delete": (s.BulkDelete, s.BulkDeleteResult),
-    "videos.stats": (s.GetStats, s.VideoStats),
-    "videos.refresh_stats": (s.RefreshStats, s.RefreshStatsResult),
-    "videos.retention_sweep": (s.SweepRetention, s.RetentionSweepResult),
-    "videos.purge_storage": (s.PurgeStorage, s.PurgeResult),
+    spec.name: (spec.request, spec.answer) for spec in contract.TASKS if not spec.internal
 }
 OTHERS: dict[str, type[BaseModel]] = {
     "envelope": s.Envelope,

@@ -23,7 +23,7 @@ from worker.settings import get_settings
 
 app = Celery("videoworker")
 app.config_from_object("celeryconfig")
-app.conf.include = ["tasks.videos", "tasks.lifecycle"]
+app.conf.include = ["tasks.entrypoints"]
 if get_settings().signing:
     app.setup_security(allowed_serializers=["json"], serializer="json")
 auth.check_configuration()

@@ -24,7 +24,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from jwt import exceptions as jwt_errors
 
-from handlers.access import ROLES, Scope
+from handlers.access import Scope
+from schemas.contract import ROLES
 from worker.settings import ConfigError, Settings
 
 LEEWAY_SECONDS = 30
