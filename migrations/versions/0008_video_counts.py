@@ -16,8 +16,8 @@ rows:
 - A writer adds to rows of its own: ``slot`` is its backend's pid. Two backends never
   write one row, so the triggers add no lock wait and no deadlock to concurrent writers
   of the same key; readers sum the slots. The worker's stats refresh folds the slots
-  into slot 0 (``PostgresVideoRepository.compact_figures``), skipping rows a writer
-  holds, so the tables stay a few rows per key and period.
+  into slot 0 (``fold_figures`` in ``worker/adapters/postgres/repositories.py``),
+  skipping rows a writer holds, so the tables stay a few rows per key and period.
 - An update that moves no figure (notes, paths of the same kind, the hold) writes
   nothing: its old and new rows cancel out before any row is touched.
 - The functions are ``SECURITY DEFINER``: a service allowed to write ``videos`` need not
@@ -26,6 +26,11 @@ rows:
 The tables are filled in the migration's transaction, after the triggers exist and with
 writers of ``videos`` held back by the trigger's lock, so no write is counted twice or
 missed. At ten million rows that is seconds of blocked writes, once.
+
+The SQL is written out as the literal text this revision installs, so that no later
+edit can change what a database already at this revision runs (migration 0010 now
+holds the one definition of a video's figure). Trailing spaces of that text are written
+``\\x20``: what an editor trims is then not the installed text.
 
 Revision ID: 0008
 Revises: 0007
@@ -40,7 +45,219 @@ down_revision = "0007"
 branch_labels = None
 depends_on = None
 
-KEY = ("mall_id", "pin_id", "processing_status", "has_proxy", "trashed")
+# One video as the tables see it. Bytes are added as numeric (two bigints another
+# service stored may overflow bigint). A duration outside +-1e300 counts as 0: double
+# precision also holds NaN and +-Infinity, which would turn a sum into NaN, and values
+# that large stand for no real clip (PostgreSQL orders NaN above every number, so one
+# BETWEEN leaves all three out). An update adds its new rows and takes its old rows
+# away (``sign``), each statement once per key, period and writer (``slot``).
+COUNT_INSERTED = """
+CREATE FUNCTION videoworker_count_inserted() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path FROM CURRENT AS $$
+DECLARE
+    writer_slot integer := pg_backend_pid();
+BEGIN
+   \x20
+    INSERT INTO video_counts_daily AS c (day, mall_id, pin_id, processing_status, has_proxy, trashed, slot, videos, stored_bytes,
+                                         duration_seconds)
+    SELECT day, mall_id, pin_id, processing_status, has_proxy, trashed, slot, sum(sign) AS videos, sum(sign * stored_bytes) AS stored_bytes, sum(sign * duration_seconds) AS duration_seconds
+    FROM (
+    SELECT mall_id, pin_id, processing_status,
+           proxy_path IS NOT NULL AS has_proxy,
+           trashed_at IS NOT NULL AS trashed,
+           (uploaded_at AT TIME ZONE 'UTC')::date AS day,
+           file_size_bytes::numeric + coalesce(proxy_size_bytes, 0) AS stored_bytes,
+           CASE WHEN duration_seconds BETWEEN -1e300 AND 1e300
+                THEN duration_seconds::numeric ELSE 0 END AS duration_seconds
+, 1 AS sign, writer_slot AS slot FROM new_rows) AS changes
+    GROUP BY day, mall_id, pin_id, processing_status, has_proxy, trashed, slot
+    HAVING sum(sign) <> 0 OR sum(sign * stored_bytes) <> 0 OR sum(sign * duration_seconds) <> 0
+    ORDER BY day, mall_id, pin_id, processing_status, has_proxy, trashed
+    ON CONFLICT ON CONSTRAINT pk_video_counts_daily DO UPDATE SET videos = c.videos + excluded.videos, stored_bytes = c.stored_bytes + excluded.stored_bytes, duration_seconds = c.duration_seconds + excluded.duration_seconds;
+
+    INSERT INTO video_counts_monthly AS c (mall_id, pin_id, processing_status, has_proxy, trashed, month, slot, videos, stored_bytes,
+                                           duration_seconds)
+    SELECT mall_id, pin_id, processing_status, has_proxy, trashed, date_trunc('month', day)::date AS month, slot, sum(sign) AS videos, sum(sign * stored_bytes) AS stored_bytes, sum(sign * duration_seconds) AS duration_seconds
+    FROM (
+    SELECT mall_id, pin_id, processing_status,
+           proxy_path IS NOT NULL AS has_proxy,
+           trashed_at IS NOT NULL AS trashed,
+           (uploaded_at AT TIME ZONE 'UTC')::date AS day,
+           file_size_bytes::numeric + coalesce(proxy_size_bytes, 0) AS stored_bytes,
+           CASE WHEN duration_seconds BETWEEN -1e300 AND 1e300
+                THEN duration_seconds::numeric ELSE 0 END AS duration_seconds
+, 1 AS sign, writer_slot AS slot FROM new_rows) AS changes
+    GROUP BY mall_id, pin_id, processing_status, has_proxy, trashed, date_trunc('month', day)::date, slot
+    HAVING sum(sign) <> 0 OR sum(sign * stored_bytes) <> 0 OR sum(sign * duration_seconds) <> 0
+    ORDER BY mall_id, pin_id, processing_status, has_proxy, trashed, date_trunc('month', day)::date
+    ON CONFLICT ON CONSTRAINT pk_video_counts_monthly DO UPDATE SET videos = c.videos + excluded.videos, stored_bytes = c.stored_bytes + excluded.stored_bytes, duration_seconds = c.duration_seconds + excluded.duration_seconds;
+
+    RETURN NULL;
+END
+$$"""  # noqa: E501
+
+COUNT_DELETED = """
+CREATE FUNCTION videoworker_count_deleted() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path FROM CURRENT AS $$
+DECLARE
+    writer_slot integer := pg_backend_pid();
+BEGIN
+   \x20
+    INSERT INTO video_counts_daily AS c (day, mall_id, pin_id, processing_status, has_proxy, trashed, slot, videos, stored_bytes,
+                                         duration_seconds)
+    SELECT day, mall_id, pin_id, processing_status, has_proxy, trashed, slot, sum(sign) AS videos, sum(sign * stored_bytes) AS stored_bytes, sum(sign * duration_seconds) AS duration_seconds
+    FROM (
+    SELECT mall_id, pin_id, processing_status,
+           proxy_path IS NOT NULL AS has_proxy,
+           trashed_at IS NOT NULL AS trashed,
+           (uploaded_at AT TIME ZONE 'UTC')::date AS day,
+           file_size_bytes::numeric + coalesce(proxy_size_bytes, 0) AS stored_bytes,
+           CASE WHEN duration_seconds BETWEEN -1e300 AND 1e300
+                THEN duration_seconds::numeric ELSE 0 END AS duration_seconds
+, -1 AS sign, writer_slot AS slot FROM old_rows) AS changes
+    GROUP BY day, mall_id, pin_id, processing_status, has_proxy, trashed, slot
+    HAVING sum(sign) <> 0 OR sum(sign * stored_bytes) <> 0 OR sum(sign * duration_seconds) <> 0
+    ORDER BY day, mall_id, pin_id, processing_status, has_proxy, trashed
+    ON CONFLICT ON CONSTRAINT pk_video_counts_daily DO UPDATE SET videos = c.videos + excluded.videos, stored_bytes = c.stored_bytes + excluded.stored_bytes, duration_seconds = c.duration_seconds + excluded.duration_seconds;
+
+    INSERT INTO video_counts_monthly AS c (mall_id, pin_id, processing_status, has_proxy, trashed, month, slot, videos, stored_bytes,
+                                           duration_seconds)
+    SELECT mall_id, pin_id, processing_status, has_proxy, trashed, date_trunc('month', day)::date AS month, slot, sum(sign) AS videos, sum(sign * stored_bytes) AS stored_bytes, sum(sign * duration_seconds) AS duration_seconds
+    FROM (
+    SELECT mall_id, pin_id, processing_status,
+           proxy_path IS NOT NULL AS has_proxy,
+           trashed_at IS NOT NULL AS trashed,
+           (uploaded_at AT TIME ZONE 'UTC')::date AS day,
+           file_size_bytes::numeric + coalesce(proxy_size_bytes, 0) AS stored_bytes,
+           CASE WHEN duration_seconds BETWEEN -1e300 AND 1e300
+                THEN duration_seconds::numeric ELSE 0 END AS duration_seconds
+, -1 AS sign, writer_slot AS slot FROM old_rows) AS changes
+    GROUP BY mall_id, pin_id, processing_status, has_proxy, trashed, date_trunc('month', day)::date, slot
+    HAVING sum(sign) <> 0 OR sum(sign * stored_bytes) <> 0 OR sum(sign * duration_seconds) <> 0
+    ORDER BY mall_id, pin_id, processing_status, has_proxy, trashed, date_trunc('month', day)::date
+    ON CONFLICT ON CONSTRAINT pk_video_counts_monthly DO UPDATE SET videos = c.videos + excluded.videos, stored_bytes = c.stored_bytes + excluded.stored_bytes, duration_seconds = c.duration_seconds + excluded.duration_seconds;
+
+    RETURN NULL;
+END
+$$"""  # noqa: E501
+
+COUNT_UPDATED = """
+CREATE FUNCTION videoworker_count_updated() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path FROM CURRENT AS $$
+DECLARE
+    writer_slot integer := pg_backend_pid();
+BEGIN
+   \x20
+    INSERT INTO video_counts_daily AS c (day, mall_id, pin_id, processing_status, has_proxy, trashed, slot, videos, stored_bytes,
+                                         duration_seconds)
+    SELECT day, mall_id, pin_id, processing_status, has_proxy, trashed, slot, sum(sign) AS videos, sum(sign * stored_bytes) AS stored_bytes, sum(sign * duration_seconds) AS duration_seconds
+    FROM (
+    SELECT mall_id, pin_id, processing_status,
+           proxy_path IS NOT NULL AS has_proxy,
+           trashed_at IS NOT NULL AS trashed,
+           (uploaded_at AT TIME ZONE 'UTC')::date AS day,
+           file_size_bytes::numeric + coalesce(proxy_size_bytes, 0) AS stored_bytes,
+           CASE WHEN duration_seconds BETWEEN -1e300 AND 1e300
+                THEN duration_seconds::numeric ELSE 0 END AS duration_seconds
+, 1 AS sign, writer_slot AS slot FROM new_rows UNION ALL\x20
+    SELECT mall_id, pin_id, processing_status,
+           proxy_path IS NOT NULL AS has_proxy,
+           trashed_at IS NOT NULL AS trashed,
+           (uploaded_at AT TIME ZONE 'UTC')::date AS day,
+           file_size_bytes::numeric + coalesce(proxy_size_bytes, 0) AS stored_bytes,
+           CASE WHEN duration_seconds BETWEEN -1e300 AND 1e300
+                THEN duration_seconds::numeric ELSE 0 END AS duration_seconds
+, -1 AS sign, writer_slot AS slot FROM old_rows) AS changes
+    GROUP BY day, mall_id, pin_id, processing_status, has_proxy, trashed, slot
+    HAVING sum(sign) <> 0 OR sum(sign * stored_bytes) <> 0 OR sum(sign * duration_seconds) <> 0
+    ORDER BY day, mall_id, pin_id, processing_status, has_proxy, trashed
+    ON CONFLICT ON CONSTRAINT pk_video_counts_daily DO UPDATE SET videos = c.videos + excluded.videos, stored_bytes = c.stored_bytes + excluded.stored_bytes, duration_seconds = c.duration_seconds + excluded.duration_seconds;
+
+    INSERT INTO video_counts_monthly AS c (mall_id, pin_id, processing_status, has_proxy, trashed, month, slot, videos, stored_bytes,
+                                           duration_seconds)
+    SELECT mall_id, pin_id, processing_status, has_proxy, trashed, date_trunc('month', day)::date AS month, slot, sum(sign) AS videos, sum(sign * stored_bytes) AS stored_bytes, sum(sign * duration_seconds) AS duration_seconds
+    FROM (
+    SELECT mall_id, pin_id, processing_status,
+           proxy_path IS NOT NULL AS has_proxy,
+           trashed_at IS NOT NULL AS trashed,
+           (uploaded_at AT TIME ZONE 'UTC')::date AS day,
+           file_size_bytes::numeric + coalesce(proxy_size_bytes, 0) AS stored_bytes,
+           CASE WHEN duration_seconds BETWEEN -1e300 AND 1e300
+                THEN duration_seconds::numeric ELSE 0 END AS duration_seconds
+, 1 AS sign, writer_slot AS slot FROM new_rows UNION ALL\x20
+    SELECT mall_id, pin_id, processing_status,
+           proxy_path IS NOT NULL AS has_proxy,
+           trashed_at IS NOT NULL AS trashed,
+           (uploaded_at AT TIME ZONE 'UTC')::date AS day,
+           file_size_bytes::numeric + coalesce(proxy_size_bytes, 0) AS stored_bytes,
+           CASE WHEN duration_seconds BETWEEN -1e300 AND 1e300
+                THEN duration_seconds::numeric ELSE 0 END AS duration_seconds
+, -1 AS sign, writer_slot AS slot FROM old_rows) AS changes
+    GROUP BY mall_id, pin_id, processing_status, has_proxy, trashed, date_trunc('month', day)::date, slot
+    HAVING sum(sign) <> 0 OR sum(sign * stored_bytes) <> 0 OR sum(sign * duration_seconds) <> 0
+    ORDER BY mall_id, pin_id, processing_status, has_proxy, trashed, date_trunc('month', day)::date
+    ON CONFLICT ON CONSTRAINT pk_video_counts_monthly DO UPDATE SET videos = c.videos + excluded.videos, stored_bytes = c.stored_bytes + excluded.stored_bytes, duration_seconds = c.duration_seconds + excluded.duration_seconds;
+
+    RETURN NULL;
+END
+$$"""  # noqa: E501
+
+COUNT_TRUNCATED = (
+    "CREATE FUNCTION videoworker_count_truncated() RETURNS trigger "
+    "LANGUAGE plpgsql SECURITY DEFINER SET search_path FROM CURRENT AS $$ "
+    "BEGIN TRUNCATE video_counts_daily, video_counts_monthly; RETURN NULL; END $$"
+)
+
+TRIGGERS = (
+    "CREATE TRIGGER videos_count_inserted AFTER INSERT ON videos "
+    "REFERENCING NEW TABLE AS new_rows "
+    "FOR EACH STATEMENT EXECUTE FUNCTION videoworker_count_inserted()",
+    "CREATE TRIGGER videos_count_deleted AFTER DELETE ON videos "
+    "REFERENCING OLD TABLE AS old_rows "
+    "FOR EACH STATEMENT EXECUTE FUNCTION videoworker_count_deleted()",
+    "CREATE TRIGGER videos_count_updated AFTER UPDATE ON videos "
+    "REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows "
+    "FOR EACH STATEMENT EXECUTE FUNCTION videoworker_count_updated()",
+    "CREATE TRIGGER videos_count_truncated AFTER TRUNCATE ON videos "
+    "FOR EACH STATEMENT EXECUTE FUNCTION videoworker_count_truncated()",
+)
+
+# Every row of videos as it stands, added to slot 0.
+FILL = """
+    INSERT INTO video_counts_daily AS c (day, mall_id, pin_id, processing_status, has_proxy, trashed, slot, videos, stored_bytes,
+                                         duration_seconds)
+    SELECT day, mall_id, pin_id, processing_status, has_proxy, trashed, slot, sum(sign) AS videos, sum(sign * stored_bytes) AS stored_bytes, sum(sign * duration_seconds) AS duration_seconds
+    FROM (
+    SELECT mall_id, pin_id, processing_status,
+           proxy_path IS NOT NULL AS has_proxy,
+           trashed_at IS NOT NULL AS trashed,
+           (uploaded_at AT TIME ZONE 'UTC')::date AS day,
+           file_size_bytes::numeric + coalesce(proxy_size_bytes, 0) AS stored_bytes,
+           CASE WHEN duration_seconds BETWEEN -1e300 AND 1e300
+                THEN duration_seconds::numeric ELSE 0 END AS duration_seconds
+, 1 AS sign, 0 AS slot FROM videos) AS changes
+    GROUP BY day, mall_id, pin_id, processing_status, has_proxy, trashed, slot
+    HAVING sum(sign) <> 0 OR sum(sign * stored_bytes) <> 0 OR sum(sign * duration_seconds) <> 0
+    ORDER BY day, mall_id, pin_id, processing_status, has_proxy, trashed
+    ON CONFLICT ON CONSTRAINT pk_video_counts_daily DO UPDATE SET videos = c.videos + excluded.videos, stored_bytes = c.stored_bytes + excluded.stored_bytes, duration_seconds = c.duration_seconds + excluded.duration_seconds;
+
+    INSERT INTO video_counts_monthly AS c (mall_id, pin_id, processing_status, has_proxy, trashed, month, slot, videos, stored_bytes,
+                                           duration_seconds)
+    SELECT mall_id, pin_id, processing_status, has_proxy, trashed, date_trunc('month', day)::date AS month, slot, sum(sign) AS videos, sum(sign * stored_bytes) AS stored_bytes, sum(sign * duration_seconds) AS duration_seconds
+    FROM (
+    SELECT mall_id, pin_id, processing_status,
+           proxy_path IS NOT NULL AS has_proxy,
+           trashed_at IS NOT NULL AS trashed,
+           (uploaded_at AT TIME ZONE 'UTC')::date AS day,
+           file_size_bytes::numeric + coalesce(proxy_size_bytes, 0) AS stored_bytes,
+           CASE WHEN duration_seconds BETWEEN -1e300 AND 1e300
+                THEN duration_seconds::numeric ELSE 0 END AS duration_seconds
+, 1 AS sign, 0 AS slot FROM videos) AS changes
+    GROUP BY mall_id, pin_id, processing_status, has_proxy, trashed, date_trunc('month', day)::date, slot
+    HAVING sum(sign) <> 0 OR sum(sign * stored_bytes) <> 0 OR sum(sign * duration_seconds) <> 0
+    ORDER BY mall_id, pin_id, processing_status, has_proxy, trashed, date_trunc('month', day)::date
+    ON CONFLICT ON CONSTRAINT pk_video_counts_monthly DO UPDATE SET videos = c.videos + excluded.videos, stored_bytes = c.stored_bytes + excluded.stored_bytes, duration_seconds = c.duration_seconds + excluded.duration_seconds;
+"""  # noqa: E501
 
 
 def _figures() -> tuple[sa.Column, ...]:
@@ -52,135 +269,65 @@ def _figures() -> tuple[sa.Column, ...]:
     )
 
 
-# One video as the tables see it. Bytes are added as numeric (two bigints another
-# service stored may overflow bigint). A duration outside +-1e300 counts as 0: double
-# precision also holds NaN and +-Infinity, which would turn a sum into NaN, and values
-# that large stand for no real clip (PostgreSQL orders NaN above every number, so one
-# BETWEEN leaves all three out).
-ROW_FIGURES = """
-    SELECT mall_id, pin_id, processing_status,
-           proxy_path IS NOT NULL AS has_proxy,
-           trashed_at IS NOT NULL AS trashed,
-           (uploaded_at AT TIME ZONE 'UTC')::date AS day,
-           file_size_bytes::numeric + coalesce(proxy_size_bytes, 0) AS stored_bytes,
-           CASE WHEN duration_seconds BETWEEN -1e300 AND 1e300
-                THEN duration_seconds::numeric ELSE 0 END AS duration_seconds
-"""
-KEY_LIST = ", ".join(KEY)
-SUMS = (
-    "sum(sign) AS videos, sum(sign * stored_bytes) AS stored_bytes, "
-    "sum(sign * duration_seconds) AS duration_seconds"
-)
-MOVED = (
-    "HAVING sum(sign) <> 0 OR sum(sign * stored_bytes) <> 0 OR sum(sign * duration_seconds) <> 0"
-)
-ADD = (
-    "ON CONFLICT ON CONSTRAINT {pk} DO UPDATE SET videos = c.videos + excluded.videos, "
-    "stored_bytes = c.stored_bytes + excluded.stored_bytes, "
-    "duration_seconds = c.duration_seconds + excluded.duration_seconds"
-)
-
-
-def _apply(changes: str) -> str:
-    """The two upserts of one statement's changes (rows with a ``sign`` of +1 or -1),
-    built from this module's constants only."""
-    return f"""
-    INSERT INTO video_counts_daily AS c (day, {KEY_LIST}, slot, videos, stored_bytes,
-                                         duration_seconds)
-    SELECT day, {KEY_LIST}, slot, {SUMS}
-    FROM ({changes}) AS changes
-    GROUP BY day, {KEY_LIST}, slot
-    {MOVED}
-    ORDER BY day, {KEY_LIST}
-    {ADD.format(pk="pk_video_counts_daily")};
-
-    INSERT INTO video_counts_monthly AS c ({KEY_LIST}, month, slot, videos, stored_bytes,
-                                           duration_seconds)
-    SELECT {KEY_LIST}, date_trunc('month', day)::date AS month, slot, {SUMS}
-    FROM ({changes}) AS changes
-    GROUP BY {KEY_LIST}, date_trunc('month', day)::date, slot
-    {MOVED}
-    ORDER BY {KEY_LIST}, date_trunc('month', day)::date
-    {ADD.format(pk="pk_video_counts_monthly")};
-"""  # noqa: S608
-
-
-def _side(table: str, sign: int, slot: str = "writer_slot") -> str:
-    return f"{ROW_FIGURES}, {sign} AS sign, {slot} AS slot FROM {table}"
-
-
-def _function(name: str, changes: str) -> str:
-    return f"""
-CREATE FUNCTION {name}() RETURNS trigger
-LANGUAGE plpgsql SECURITY DEFINER SET search_path FROM CURRENT AS $$
-DECLARE
-    writer_slot integer := pg_backend_pid();
-BEGIN
-    {_apply(changes)}
-    RETURN NULL;
-END
-$$"""
-
-
-FUNCTIONS = {
-    "videoworker_count_inserted": _side("new_rows", 1),
-    "videoworker_count_deleted": _side("old_rows", -1),
-    "videoworker_count_updated": f"{_side('new_rows', 1)} UNION ALL {_side('old_rows', -1)}",
-}
-TRIGGERS = (
-    ("videos_count_inserted", "INSERT", "NEW TABLE AS new_rows", "videoworker_count_inserted"),
-    ("videos_count_deleted", "DELETE", "OLD TABLE AS old_rows", "videoworker_count_deleted"),
-    (
-        "videos_count_updated",
-        "UPDATE",
-        "OLD TABLE AS old_rows NEW TABLE AS new_rows",
-        "videoworker_count_updated",
-    ),
-)
-
-
-def _create(table: str, period: str, primary_key: tuple[str, ...]) -> None:
+def upgrade() -> None:
     # Column order follows the ORM's (the schema test compares them).
     op.create_table(
-        table,
-        *(sa.Column(name, sa.Uuid(), nullable=False) for name in ("mall_id", "pin_id")),
+        "video_counts_daily",
+        sa.Column("mall_id", sa.Uuid(), nullable=False),
+        sa.Column("pin_id", sa.Uuid(), nullable=False),
         sa.Column("processing_status", sa.Text(), nullable=False),
-        *(sa.Column(name, sa.Boolean(), nullable=False) for name in ("has_proxy", "trashed")),
+        sa.Column("has_proxy", sa.Boolean(), nullable=False),
+        sa.Column("trashed", sa.Boolean(), nullable=False),
         *_figures(),
-        sa.Column(period, sa.Date(), nullable=False),
-        sa.PrimaryKeyConstraint(*primary_key, name=f"pk_{table}"),
+        sa.Column("day", sa.Date(), nullable=False),
+        sa.PrimaryKeyConstraint(
+            "day",
+            "mall_id",
+            "pin_id",
+            "processing_status",
+            "has_proxy",
+            "trashed",
+            "slot",
+            name="pk_video_counts_daily",
+        ),
     )
-
-
-def upgrade() -> None:
-    _create("video_counts_daily", "day", ("day", *KEY, "slot"))
-    _create("video_counts_monthly", "month", (*KEY, "month", "slot"))
-    for name, changes in FUNCTIONS.items():
-        op.execute(_function(name, changes))
-    op.execute(
-        "CREATE FUNCTION videoworker_count_truncated() RETURNS trigger "
-        "LANGUAGE plpgsql SECURITY DEFINER SET search_path FROM CURRENT AS $$ "
-        "BEGIN TRUNCATE video_counts_daily, video_counts_monthly; RETURN NULL; END $$"
+    op.create_table(
+        "video_counts_monthly",
+        sa.Column("mall_id", sa.Uuid(), nullable=False),
+        sa.Column("pin_id", sa.Uuid(), nullable=False),
+        sa.Column("processing_status", sa.Text(), nullable=False),
+        sa.Column("has_proxy", sa.Boolean(), nullable=False),
+        sa.Column("trashed", sa.Boolean(), nullable=False),
+        *_figures(),
+        sa.Column("month", sa.Date(), nullable=False),
+        sa.PrimaryKeyConstraint(
+            "mall_id",
+            "pin_id",
+            "processing_status",
+            "has_proxy",
+            "trashed",
+            "month",
+            "slot",
+            name="pk_video_counts_monthly",
+        ),
     )
+    for function in (COUNT_INSERTED, COUNT_DELETED, COUNT_UPDATED, COUNT_TRUNCATED):
+        op.execute(function)
     # Writers wait from here to the commit: the triggers and the figures start together.
     op.execute("LOCK TABLE videos IN SHARE ROW EXCLUSIVE MODE")
-    for trigger, event, referencing, function in TRIGGERS:
-        op.execute(
-            f"CREATE TRIGGER {trigger} AFTER {event} ON videos "
-            f"REFERENCING {referencing} FOR EACH STATEMENT EXECUTE FUNCTION {function}()"
-        )
-    op.execute(
-        "CREATE TRIGGER videos_count_truncated AFTER TRUNCATE ON videos "
-        "FOR EACH STATEMENT EXECUTE FUNCTION videoworker_count_truncated()"
-    )
-    op.execute(_apply(_side("videos", 1, slot="0")))
+    for trigger in TRIGGERS:
+        op.execute(trigger)
+    op.execute(FILL)
 
 
 def downgrade() -> None:
     op.execute("DROP TRIGGER IF EXISTS videos_count_truncated ON videos")
-    for trigger, _, _, _ in TRIGGERS:
-        op.execute(f"DROP TRIGGER IF EXISTS {trigger} ON videos")
-    for name in (*FUNCTIONS, "videoworker_count_truncated"):
-        op.execute(f"DROP FUNCTION IF EXISTS {name}()")
+    op.execute("DROP TRIGGER IF EXISTS videos_count_inserted ON videos")
+    op.execute("DROP TRIGGER IF EXISTS videos_count_deleted ON videos")
+    op.execute("DROP TRIGGER IF EXISTS videos_count_updated ON videos")
+    op.execute("DROP FUNCTION IF EXISTS videoworker_count_inserted()")
+    op.execute("DROP FUNCTION IF EXISTS videoworker_count_deleted()")
+    op.execute("DROP FUNCTION IF EXISTS videoworker_count_updated()")
+    op.execute("DROP FUNCTION IF EXISTS videoworker_count_truncated()")
     op.drop_table("video_counts_monthly")
     op.drop_table("video_counts_daily")

@@ -17,14 +17,15 @@ again. The new tables are filled from the per-pin figures, which are exact, whil
 writers of ``videos`` wait on the trigger's lock, so no write is missed or counted
 twice.
 
+The SQL is written out as the literal text this revision installs, and its downgrade
+reinstalls migration 0008's functions from their own literal copy here: no migration
+reads another's code, so editing one never changes what another installs. Trailing
+spaces of that text are written ``\\x20``.
+
 Revision ID: 0009
 Revises: 0008
 Create Date: 2026-12-01
 """
-
-import importlib.util
-from pathlib import Path
-from types import ModuleType
 
 import sqlalchemy as sa
 from alembic import op
@@ -34,125 +35,450 @@ down_revision = "0008"
 branch_labels = None
 depends_on = None
 
-
-def _figures_0008() -> ModuleType:
-    """Migration 0008, whose SQL builders the triggers' functions are made of."""
-    path = Path(__file__).with_name("0008_video_counts.py")
-    spec = importlib.util.spec_from_file_location("videoworker_migration_0008", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-V8 = _figures_0008()
-PIN_KEY = V8.KEY
-MALL_KEY = ("mall_id", "processing_status", "has_proxy", "trashed")
-MONTH = "date_trunc('month', day)::date"
-# (table, its key, its period column, that period of a change's day)
-TARGETS = (
-    ("video_counts_daily", PIN_KEY, "day", "day"),
-    ("video_counts_monthly", PIN_KEY, "month", MONTH),
-    ("video_counts_mall_daily", MALL_KEY, "day", "day"),
-    ("video_counts_mall_monthly", MALL_KEY, "month", MONTH),
-)
-TABLES = tuple(target[0] for target in TARGETS)
-SUMMED = (
-    "sum(videos) AS videos, sum(stored_bytes) AS stored_bytes, "
-    "sum(duration_seconds) AS duration_seconds"
-)
-MOVED = "HAVING sum(videos) <> 0 OR sum(stored_bytes) <> 0 OR sum(duration_seconds) <> 0"
-
-
-def _upsert(table: str, key: tuple[str, ...], period: str, of_day: str) -> str:
-    """One table's upsert from the statement's aggregated ``changes``, in key order."""
-    columns = ", ".join(key)
-    return f"""
-    INSERT INTO {table} AS c ({period}, {columns}, slot, videos, stored_bytes,
-                               duration_seconds)
-    SELECT {of_day} AS {period}, {columns}, slot, {SUMMED}
-    FROM changes
-    GROUP BY {of_day}, {columns}, slot
-    {MOVED}
-    ORDER BY {of_day}, {columns}
-    {V8.ADD.format(pk=f"pk_{table}")}"""  # noqa: S608
-
-
-def _apply(changes: str) -> str:
-    """One statement: a statement's changes (rows with a ``sign`` of +1 or -1) summed
-    once per day, pin and slot, and every table upserted from that, each in its own
-    data-modifying CTE (a materialized CTE is computed once)."""
-    pin_key = ", ".join(PIN_KEY)
-    upserts = [_upsert(*target) for target in TARGETS]
-    ctes = ",\n".join(f"upsert_{n} AS ({upsert})" for n, upsert in enumerate(upserts[:-1]))
-    return f"""
-    WITH changes AS MATERIALIZED (
-        SELECT day, {pin_key}, slot, {V8.SUMS}
-        FROM ({changes}) AS change_rows
-        GROUP BY day, {pin_key}, slot
-    ),
-    {ctes}
-    {upserts[-1]};
-"""  # noqa: S608
-
-
-def _function(name: str, changes: str) -> str:
-    return f"""
-CREATE OR REPLACE FUNCTION {name}() RETURNS trigger
+# Each function: a statement's changes (rows with a ``sign`` of +1 or -1) summed once
+# per day, pin and slot, and every table upserted from that, each in its own
+# data-modifying CTE (a materialized CTE is computed once).
+COUNT_INSERTED = """
+CREATE OR REPLACE FUNCTION videoworker_count_inserted() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path FROM CURRENT AS $$
 DECLARE
     writer_slot integer := pg_backend_pid();
 BEGIN
-    {_apply(changes)}
+   \x20
+    WITH changes AS MATERIALIZED (
+        SELECT day, mall_id, pin_id, processing_status, has_proxy, trashed, slot, sum(sign) AS videos, sum(sign * stored_bytes) AS stored_bytes, sum(sign * duration_seconds) AS duration_seconds
+        FROM (
+    SELECT mall_id, pin_id, processing_status,
+           proxy_path IS NOT NULL AS has_proxy,
+           trashed_at IS NOT NULL AS trashed,
+           (uploaded_at AT TIME ZONE 'UTC')::date AS day,
+           file_size_bytes::numeric + coalesce(proxy_size_bytes, 0) AS stored_bytes,
+           CASE WHEN duration_seconds BETWEEN -1e300 AND 1e300
+                THEN duration_seconds::numeric ELSE 0 END AS duration_seconds
+, 1 AS sign, writer_slot AS slot FROM new_rows) AS change_rows
+        GROUP BY day, mall_id, pin_id, processing_status, has_proxy, trashed, slot
+    ),
+    upsert_0 AS (
+    INSERT INTO video_counts_daily AS c (day, mall_id, pin_id, processing_status, has_proxy, trashed, slot, videos, stored_bytes,
+                               duration_seconds)
+    SELECT day AS day, mall_id, pin_id, processing_status, has_proxy, trashed, slot, sum(videos) AS videos, sum(stored_bytes) AS stored_bytes, sum(duration_seconds) AS duration_seconds
+    FROM changes
+    GROUP BY day, mall_id, pin_id, processing_status, has_proxy, trashed, slot
+    HAVING sum(videos) <> 0 OR sum(stored_bytes) <> 0 OR sum(duration_seconds) <> 0
+    ORDER BY day, mall_id, pin_id, processing_status, has_proxy, trashed
+    ON CONFLICT ON CONSTRAINT pk_video_counts_daily DO UPDATE SET videos = c.videos + excluded.videos, stored_bytes = c.stored_bytes + excluded.stored_bytes, duration_seconds = c.duration_seconds + excluded.duration_seconds),
+upsert_1 AS (
+    INSERT INTO video_counts_monthly AS c (month, mall_id, pin_id, processing_status, has_proxy, trashed, slot, videos, stored_bytes,
+                               duration_seconds)
+    SELECT date_trunc('month', day)::date AS month, mall_id, pin_id, processing_status, has_proxy, trashed, slot, sum(videos) AS videos, sum(stored_bytes) AS stored_bytes, sum(duration_seconds) AS duration_seconds
+    FROM changes
+    GROUP BY date_trunc('month', day)::date, mall_id, pin_id, processing_status, has_proxy, trashed, slot
+    HAVING sum(videos) <> 0 OR sum(stored_bytes) <> 0 OR sum(duration_seconds) <> 0
+    ORDER BY date_trunc('month', day)::date, mall_id, pin_id, processing_status, has_proxy, trashed
+    ON CONFLICT ON CONSTRAINT pk_video_counts_monthly DO UPDATE SET videos = c.videos + excluded.videos, stored_bytes = c.stored_bytes + excluded.stored_bytes, duration_seconds = c.duration_seconds + excluded.duration_seconds),
+upsert_2 AS (
+    INSERT INTO video_counts_mall_daily AS c (day, mall_id, processing_status, has_proxy, trashed, slot, videos, stored_bytes,
+                               duration_seconds)
+    SELECT day AS day, mall_id, processing_status, has_proxy, trashed, slot, sum(videos) AS videos, sum(stored_bytes) AS stored_bytes, sum(duration_seconds) AS duration_seconds
+    FROM changes
+    GROUP BY day, mall_id, processing_status, has_proxy, trashed, slot
+    HAVING sum(videos) <> 0 OR sum(stored_bytes) <> 0 OR sum(duration_seconds) <> 0
+    ORDER BY day, mall_id, processing_status, has_proxy, trashed
+    ON CONFLICT ON CONSTRAINT pk_video_counts_mall_daily DO UPDATE SET videos = c.videos + excluded.videos, stored_bytes = c.stored_bytes + excluded.stored_bytes, duration_seconds = c.duration_seconds + excluded.duration_seconds)
+   \x20
+    INSERT INTO video_counts_mall_monthly AS c (month, mall_id, processing_status, has_proxy, trashed, slot, videos, stored_bytes,
+                               duration_seconds)
+    SELECT date_trunc('month', day)::date AS month, mall_id, processing_status, has_proxy, trashed, slot, sum(videos) AS videos, sum(stored_bytes) AS stored_bytes, sum(duration_seconds) AS duration_seconds
+    FROM changes
+    GROUP BY date_trunc('month', day)::date, mall_id, processing_status, has_proxy, trashed, slot
+    HAVING sum(videos) <> 0 OR sum(stored_bytes) <> 0 OR sum(duration_seconds) <> 0
+    ORDER BY date_trunc('month', day)::date, mall_id, processing_status, has_proxy, trashed
+    ON CONFLICT ON CONSTRAINT pk_video_counts_mall_monthly DO UPDATE SET videos = c.videos + excluded.videos, stored_bytes = c.stored_bytes + excluded.stored_bytes, duration_seconds = c.duration_seconds + excluded.duration_seconds;
+
     RETURN NULL;
 END
-$$"""
+$$"""  # noqa: E501
+
+COUNT_DELETED = """
+CREATE OR REPLACE FUNCTION videoworker_count_deleted() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path FROM CURRENT AS $$
+DECLARE
+    writer_slot integer := pg_backend_pid();
+BEGIN
+   \x20
+    WITH changes AS MATERIALIZED (
+        SELECT day, mall_id, pin_id, processing_status, has_proxy, trashed, slot, sum(sign) AS videos, sum(sign * stored_bytes) AS stored_bytes, sum(sign * duration_seconds) AS duration_seconds
+        FROM (
+    SELECT mall_id, pin_id, processing_status,
+           proxy_path IS NOT NULL AS has_proxy,
+           trashed_at IS NOT NULL AS trashed,
+           (uploaded_at AT TIME ZONE 'UTC')::date AS day,
+           file_size_bytes::numeric + coalesce(proxy_size_bytes, 0) AS stored_bytes,
+           CASE WHEN duration_seconds BETWEEN -1e300 AND 1e300
+                THEN duration_seconds::numeric ELSE 0 END AS duration_seconds
+, -1 AS sign, writer_slot AS slot FROM old_rows) AS change_rows
+        GROUP BY day, mall_id, pin_id, processing_status, has_proxy, trashed, slot
+    ),
+    upsert_0 AS (
+    INSERT INTO video_counts_daily AS c (day, mall_id, pin_id, processing_status, has_proxy, trashed, slot, videos, stored_bytes,
+                               duration_seconds)
+    SELECT day AS day, mall_id, pin_id, processing_status, has_proxy, trashed, slot, sum(videos) AS videos, sum(stored_bytes) AS stored_bytes, sum(duration_seconds) AS duration_seconds
+    FROM changes
+    GROUP BY day, mall_id, pin_id, processing_status, has_proxy, trashed, slot
+    HAVING sum(videos) <> 0 OR sum(stored_bytes) <> 0 OR sum(duration_seconds) <> 0
+    ORDER BY day, mall_id, pin_id, processing_status, has_proxy, trashed
+    ON CONFLICT ON CONSTRAINT pk_video_counts_daily DO UPDATE SET videos = c.videos + excluded.videos, stored_bytes = c.stored_bytes + excluded.stored_bytes, duration_seconds = c.duration_seconds + excluded.duration_seconds),
+upsert_1 AS (
+    INSERT INTO video_counts_monthly AS c (month, mall_id, pin_id, processing_status, has_proxy, trashed, slot, videos, stored_bytes,
+                               duration_seconds)
+    SELECT date_trunc('month', day)::date AS month, mall_id, pin_id, processing_status, has_proxy, trashed, slot, sum(videos) AS videos, sum(stored_bytes) AS stored_bytes, sum(duration_seconds) AS duration_seconds
+    FROM changes
+    GROUP BY date_trunc('month', day)::date, mall_id, pin_id, processing_status, has_proxy, trashed, slot
+    HAVING sum(videos) <> 0 OR sum(stored_bytes) <> 0 OR sum(duration_seconds) <> 0
+    ORDER BY date_trunc('month', day)::date, mall_id, pin_id, processing_status, has_proxy, trashed
+    ON CONFLICT ON CONSTRAINT pk_video_counts_monthly DO UPDATE SET videos = c.videos + excluded.videos, stored_bytes = c.stored_bytes + excluded.stored_bytes, duration_seconds = c.duration_seconds + excluded.duration_seconds),
+upsert_2 AS (
+    INSERT INTO video_counts_mall_daily AS c (day, mall_id, processing_status, has_proxy, trashed, slot, videos, stored_bytes,
+                               duration_seconds)
+    SELECT day AS day, mall_id, processing_status, has_proxy, trashed, slot, sum(videos) AS videos, sum(stored_bytes) AS stored_bytes, sum(duration_seconds) AS duration_seconds
+    FROM changes
+    GROUP BY day, mall_id, processing_status, has_proxy, trashed, slot
+    HAVING sum(videos) <> 0 OR sum(stored_bytes) <> 0 OR sum(duration_seconds) <> 0
+    ORDER BY day, mall_id, processing_status, has_proxy, trashed
+    ON CONFLICT ON CONSTRAINT pk_video_counts_mall_daily DO UPDATE SET videos = c.videos + excluded.videos, stored_bytes = c.stored_bytes + excluded.stored_bytes, duration_seconds = c.duration_seconds + excluded.duration_seconds)
+   \x20
+    INSERT INTO video_counts_mall_monthly AS c (month, mall_id, processing_status, has_proxy, trashed, slot, videos, stored_bytes,
+                               duration_seconds)
+    SELECT date_trunc('month', day)::date AS month, mall_id, processing_status, has_proxy, trashed, slot, sum(videos) AS videos, sum(stored_bytes) AS stored_bytes, sum(duration_seconds) AS duration_seconds
+    FROM changes
+    GROUP BY date_trunc('month', day)::date, mall_id, processing_status, has_proxy, trashed, slot
+    HAVING sum(videos) <> 0 OR sum(stored_bytes) <> 0 OR sum(duration_seconds) <> 0
+    ORDER BY date_trunc('month', day)::date, mall_id, processing_status, has_proxy, trashed
+    ON CONFLICT ON CONSTRAINT pk_video_counts_mall_monthly DO UPDATE SET videos = c.videos + excluded.videos, stored_bytes = c.stored_bytes + excluded.stored_bytes, duration_seconds = c.duration_seconds + excluded.duration_seconds;
+
+    RETURN NULL;
+END
+$$"""  # noqa: E501
+
+COUNT_UPDATED = """
+CREATE OR REPLACE FUNCTION videoworker_count_updated() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path FROM CURRENT AS $$
+DECLARE
+    writer_slot integer := pg_backend_pid();
+BEGIN
+   \x20
+    WITH changes AS MATERIALIZED (
+        SELECT day, mall_id, pin_id, processing_status, has_proxy, trashed, slot, sum(sign) AS videos, sum(sign * stored_bytes) AS stored_bytes, sum(sign * duration_seconds) AS duration_seconds
+        FROM (
+    SELECT mall_id, pin_id, processing_status,
+           proxy_path IS NOT NULL AS has_proxy,
+           trashed_at IS NOT NULL AS trashed,
+           (uploaded_at AT TIME ZONE 'UTC')::date AS day,
+           file_size_bytes::numeric + coalesce(proxy_size_bytes, 0) AS stored_bytes,
+           CASE WHEN duration_seconds BETWEEN -1e300 AND 1e300
+                THEN duration_seconds::numeric ELSE 0 END AS duration_seconds
+, 1 AS sign, writer_slot AS slot FROM new_rows UNION ALL\x20
+    SELECT mall_id, pin_id, processing_status,
+           proxy_path IS NOT NULL AS has_proxy,
+           trashed_at IS NOT NULL AS trashed,
+           (uploaded_at AT TIME ZONE 'UTC')::date AS day,
+           file_size_bytes::numeric + coalesce(proxy_size_bytes, 0) AS stored_bytes,
+           CASE WHEN duration_seconds BETWEEN -1e300 AND 1e300
+                THEN duration_seconds::numeric ELSE 0 END AS duration_seconds
+, -1 AS sign, writer_slot AS slot FROM old_rows) AS change_rows
+        GROUP BY day, mall_id, pin_id, processing_status, has_proxy, trashed, slot
+    ),
+    upsert_0 AS (
+    INSERT INTO video_counts_daily AS c (day, mall_id, pin_id, processing_status, has_proxy, trashed, slot, videos, stored_bytes,
+                               duration_seconds)
+    SELECT day AS day, mall_id, pin_id, processing_status, has_proxy, trashed, slot, sum(videos) AS videos, sum(stored_bytes) AS stored_bytes, sum(duration_seconds) AS duration_seconds
+    FROM changes
+    GROUP BY day, mall_id, pin_id, processing_status, has_proxy, trashed, slot
+    HAVING sum(videos) <> 0 OR sum(stored_bytes) <> 0 OR sum(duration_seconds) <> 0
+    ORDER BY day, mall_id, pin_id, processing_status, has_proxy, trashed
+    ON CONFLICT ON CONSTRAINT pk_video_counts_daily DO UPDATE SET videos = c.videos + excluded.videos, stored_bytes = c.stored_bytes + excluded.stored_bytes, duration_seconds = c.duration_seconds + excluded.duration_seconds),
+upsert_1 AS (
+    INSERT INTO video_counts_monthly AS c (month, mall_id, pin_id, processing_status, has_proxy, trashed, slot, videos, stored_bytes,
+                               duration_seconds)
+    SELECT date_trunc('month', day)::date AS month, mall_id, pin_id, processing_status, has_proxy, trashed, slot, sum(videos) AS videos, sum(stored_bytes) AS stored_bytes, sum(duration_seconds) AS duration_seconds
+    FROM changes
+    GROUP BY date_trunc('month', day)::date, mall_id, pin_id, processing_status, has_proxy, trashed, slot
+    HAVING sum(videos) <> 0 OR sum(stored_bytes) <> 0 OR sum(duration_seconds) <> 0
+    ORDER BY date_trunc('month', day)::date, mall_id, pin_id, processing_status, has_proxy, trashed
+    ON CONFLICT ON CONSTRAINT pk_video_counts_monthly DO UPDATE SET videos = c.videos + excluded.videos, stored_bytes = c.stored_bytes + excluded.stored_bytes, duration_seconds = c.duration_seconds + excluded.duration_seconds),
+upsert_2 AS (
+    INSERT INTO video_counts_mall_daily AS c (day, mall_id, processing_status, has_proxy, trashed, slot, videos, stored_bytes,
+                               duration_seconds)
+    SELECT day AS day, mall_id, processing_status, has_proxy, trashed, slot, sum(videos) AS videos, sum(stored_bytes) AS stored_bytes, sum(duration_seconds) AS duration_seconds
+    FROM changes
+    GROUP BY day, mall_id, processing_status, has_proxy, trashed, slot
+    HAVING sum(videos) <> 0 OR sum(stored_bytes) <> 0 OR sum(duration_seconds) <> 0
+    ORDER BY day, mall_id, processing_status, has_proxy, trashed
+    ON CONFLICT ON CONSTRAINT pk_video_counts_mall_daily DO UPDATE SET videos = c.videos + excluded.videos, stored_bytes = c.stored_bytes + excluded.stored_bytes, duration_seconds = c.duration_seconds + excluded.duration_seconds)
+   \x20
+    INSERT INTO video_counts_mall_monthly AS c (month, mall_id, processing_status, has_proxy, trashed, slot, videos, stored_bytes,
+                               duration_seconds)
+    SELECT date_trunc('month', day)::date AS month, mall_id, processing_status, has_proxy, trashed, slot, sum(videos) AS videos, sum(stored_bytes) AS stored_bytes, sum(duration_seconds) AS duration_seconds
+    FROM changes
+    GROUP BY date_trunc('month', day)::date, mall_id, processing_status, has_proxy, trashed, slot
+    HAVING sum(videos) <> 0 OR sum(stored_bytes) <> 0 OR sum(duration_seconds) <> 0
+    ORDER BY date_trunc('month', day)::date, mall_id, processing_status, has_proxy, trashed
+    ON CONFLICT ON CONSTRAINT pk_video_counts_mall_monthly DO UPDATE SET videos = c.videos + excluded.videos, stored_bytes = c.stored_bytes + excluded.stored_bytes, duration_seconds = c.duration_seconds + excluded.duration_seconds;
+
+    RETURN NULL;
+END
+$$"""  # noqa: E501
+
+COUNT_TRUNCATED = (
+    "CREATE OR REPLACE FUNCTION videoworker_count_truncated() RETURNS trigger "
+    "LANGUAGE plpgsql SECURITY DEFINER SET search_path FROM CURRENT AS $$ "
+    "BEGIN TRUNCATE video_counts_daily, video_counts_monthly, video_counts_mall_daily, "
+    "video_counts_mall_monthly; RETURN NULL; END $$"
+)
+
+# Each per-mall table from the per-pin table of the same period.
+FILL_MALL_DAILY = (
+    "INSERT INTO video_counts_mall_daily (mall_id, processing_status, has_proxy, trashed,"
+    " day, slot, videos, stored_bytes, duration_seconds)"
+    " SELECT mall_id, processing_status, has_proxy, trashed, day, 0,"
+    " sum(videos) AS videos, sum(stored_bytes) AS stored_bytes,"
+    " sum(duration_seconds) AS duration_seconds FROM video_counts_daily"
+    " GROUP BY mall_id, processing_status, has_proxy, trashed, day"
+    " HAVING sum(videos) <> 0 OR sum(stored_bytes) <> 0 OR sum(duration_seconds) <> 0"
+)
+FILL_MALL_MONTHLY = (
+    "INSERT INTO video_counts_mall_monthly (mall_id, processing_status, has_proxy, trashed,"
+    " month, slot, videos, stored_bytes, duration_seconds)"
+    " SELECT mall_id, processing_status, has_proxy, trashed, month, 0,"
+    " sum(videos) AS videos, sum(stored_bytes) AS stored_bytes,"
+    " sum(duration_seconds) AS duration_seconds FROM video_counts_monthly"
+    " GROUP BY mall_id, processing_status, has_proxy, trashed, month"
+    " HAVING sum(videos) <> 0 OR sum(stored_bytes) <> 0 OR sum(duration_seconds) <> 0"
+)
+
+# Migration 0008's functions, as 0008 installed them, for the downgrade.
+COUNT_INSERTED_0008 = """
+CREATE OR REPLACE FUNCTION videoworker_count_inserted() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path FROM CURRENT AS $$
+DECLARE
+    writer_slot integer := pg_backend_pid();
+BEGIN
+   \x20
+    INSERT INTO video_counts_daily AS c (day, mall_id, pin_id, processing_status, has_proxy, trashed, slot, videos, stored_bytes,
+                                         duration_seconds)
+    SELECT day, mall_id, pin_id, processing_status, has_proxy, trashed, slot, sum(sign) AS videos, sum(sign * stored_bytes) AS stored_bytes, sum(sign * duration_seconds) AS duration_seconds
+    FROM (
+    SELECT mall_id, pin_id, processing_status,
+           proxy_path IS NOT NULL AS has_proxy,
+           trashed_at IS NOT NULL AS trashed,
+           (uploaded_at AT TIME ZONE 'UTC')::date AS day,
+           file_size_bytes::numeric + coalesce(proxy_size_bytes, 0) AS stored_bytes,
+           CASE WHEN duration_seconds BETWEEN -1e300 AND 1e300
+                THEN duration_seconds::numeric ELSE 0 END AS duration_seconds
+, 1 AS sign, writer_slot AS slot FROM new_rows) AS changes
+    GROUP BY day, mall_id, pin_id, processing_status, has_proxy, trashed, slot
+    HAVING sum(sign) <> 0 OR sum(sign * stored_bytes) <> 0 OR sum(sign * duration_seconds) <> 0
+    ORDER BY day, mall_id, pin_id, processing_status, has_proxy, trashed
+    ON CONFLICT ON CONSTRAINT pk_video_counts_daily DO UPDATE SET videos = c.videos + excluded.videos, stored_bytes = c.stored_bytes + excluded.stored_bytes, duration_seconds = c.duration_seconds + excluded.duration_seconds;
+
+    INSERT INTO video_counts_monthly AS c (mall_id, pin_id, processing_status, has_proxy, trashed, month, slot, videos, stored_bytes,
+                                           duration_seconds)
+    SELECT mall_id, pin_id, processing_status, has_proxy, trashed, date_trunc('month', day)::date AS month, slot, sum(sign) AS videos, sum(sign * stored_bytes) AS stored_bytes, sum(sign * duration_seconds) AS duration_seconds
+    FROM (
+    SELECT mall_id, pin_id, processing_status,
+           proxy_path IS NOT NULL AS has_proxy,
+           trashed_at IS NOT NULL AS trashed,
+           (uploaded_at AT TIME ZONE 'UTC')::date AS day,
+           file_size_bytes::numeric + coalesce(proxy_size_bytes, 0) AS stored_bytes,
+           CASE WHEN duration_seconds BETWEEN -1e300 AND 1e300
+                THEN duration_seconds::numeric ELSE 0 END AS duration_seconds
+, 1 AS sign, writer_slot AS slot FROM new_rows) AS changes
+    GROUP BY mall_id, pin_id, processing_status, has_proxy, trashed, date_trunc('month', day)::date, slot
+    HAVING sum(sign) <> 0 OR sum(sign * stored_bytes) <> 0 OR sum(sign * duration_seconds) <> 0
+    ORDER BY mall_id, pin_id, processing_status, has_proxy, trashed, date_trunc('month', day)::date
+    ON CONFLICT ON CONSTRAINT pk_video_counts_monthly DO UPDATE SET videos = c.videos + excluded.videos, stored_bytes = c.stored_bytes + excluded.stored_bytes, duration_seconds = c.duration_seconds + excluded.duration_seconds;
+
+    RETURN NULL;
+END
+$$"""  # noqa: E501
+
+COUNT_DELETED_0008 = """
+CREATE OR REPLACE FUNCTION videoworker_count_deleted() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path FROM CURRENT AS $$
+DECLARE
+    writer_slot integer := pg_backend_pid();
+BEGIN
+   \x20
+    INSERT INTO video_counts_daily AS c (day, mall_id, pin_id, processing_status, has_proxy, trashed, slot, videos, stored_bytes,
+                                         duration_seconds)
+    SELECT day, mall_id, pin_id, processing_status, has_proxy, trashed, slot, sum(sign) AS videos, sum(sign * stored_bytes) AS stored_bytes, sum(sign * duration_seconds) AS duration_seconds
+    FROM (
+    SELECT mall_id, pin_id, processing_status,
+           proxy_path IS NOT NULL AS has_proxy,
+           trashed_at IS NOT NULL AS trashed,
+           (uploaded_at AT TIME ZONE 'UTC')::date AS day,
+           file_size_bytes::numeric + coalesce(proxy_size_bytes, 0) AS stored_bytes,
+           CASE WHEN duration_seconds BETWEEN -1e300 AND 1e300
+                THEN duration_seconds::numeric ELSE 0 END AS duration_seconds
+, -1 AS sign, writer_slot AS slot FROM old_rows) AS changes
+    GROUP BY day, mall_id, pin_id, processing_status, has_proxy, trashed, slot
+    HAVING sum(sign) <> 0 OR sum(sign * stored_bytes) <> 0 OR sum(sign * duration_seconds) <> 0
+    ORDER BY day, mall_id, pin_id, processing_status, has_proxy, trashed
+    ON CONFLICT ON CONSTRAINT pk_video_counts_daily DO UPDATE SET videos = c.videos + excluded.videos, stored_bytes = c.stored_bytes + excluded.stored_bytes, duration_seconds = c.duration_seconds + excluded.duration_seconds;
+
+    INSERT INTO video_counts_monthly AS c (mall_id, pin_id, processing_status, has_proxy, trashed, month, slot, videos, stored_bytes,
+                                           duration_seconds)
+    SELECT mall_id, pin_id, processing_status, has_proxy, trashed, date_trunc('month', day)::date AS month, slot, sum(sign) AS videos, sum(sign * stored_bytes) AS stored_bytes, sum(sign * duration_seconds) AS duration_seconds
+    FROM (
+    SELECT mall_id, pin_id, processing_status,
+           proxy_path IS NOT NULL AS has_proxy,
+           trashed_at IS NOT NULL AS trashed,
+           (uploaded_at AT TIME ZONE 'UTC')::date AS day,
+           file_size_bytes::numeric + coalesce(proxy_size_bytes, 0) AS stored_bytes,
+           CASE WHEN duration_seconds BETWEEN -1e300 AND 1e300
+                THEN duration_seconds::numeric ELSE 0 END AS duration_seconds
+, -1 AS sign, writer_slot AS slot FROM old_rows) AS changes
+    GROUP BY mall_id, pin_id, processing_status, has_proxy, trashed, date_trunc('month', day)::date, slot
+    HAVING sum(sign) <> 0 OR sum(sign * stored_bytes) <> 0 OR sum(sign * duration_seconds) <> 0
+    ORDER BY mall_id, pin_id, processing_status, has_proxy, trashed, date_trunc('month', day)::date
+    ON CONFLICT ON CONSTRAINT pk_video_counts_monthly DO UPDATE SET videos = c.videos + excluded.videos, stored_bytes = c.stored_bytes + excluded.stored_bytes, duration_seconds = c.duration_seconds + excluded.duration_seconds;
+
+    RETURN NULL;
+END
+$$"""  # noqa: E501
+
+COUNT_UPDATED_0008 = """
+CREATE OR REPLACE FUNCTION videoworker_count_updated() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path FROM CURRENT AS $$
+DECLARE
+    writer_slot integer := pg_backend_pid();
+BEGIN
+   \x20
+    INSERT INTO video_counts_daily AS c (day, mall_id, pin_id, processing_status, has_proxy, trashed, slot, videos, stored_bytes,
+                                         duration_seconds)
+    SELECT day, mall_id, pin_id, processing_status, has_proxy, trashed, slot, sum(sign) AS videos, sum(sign * stored_bytes) AS stored_bytes, sum(sign * duration_seconds) AS duration_seconds
+    FROM (
+    SELECT mall_id, pin_id, processing_status,
+           proxy_path IS NOT NULL AS has_proxy,
+           trashed_at IS NOT NULL AS trashed,
+           (uploaded_at AT TIME ZONE 'UTC')::date AS day,
+           file_size_bytes::numeric + coalesce(proxy_size_bytes, 0) AS stored_bytes,
+           CASE WHEN duration_seconds BETWEEN -1e300 AND 1e300
+                THEN duration_seconds::numeric ELSE 0 END AS duration_seconds
+, 1 AS sign, writer_slot AS slot FROM new_rows UNION ALL\x20
+    SELECT mall_id, pin_id, processing_status,
+           proxy_path IS NOT NULL AS has_proxy,
+           trashed_at IS NOT NULL AS trashed,
+           (uploaded_at AT TIME ZONE 'UTC')::date AS day,
+           file_size_bytes::numeric + coalesce(proxy_size_bytes, 0) AS stored_bytes,
+           CASE WHEN duration_seconds BETWEEN -1e300 AND 1e300
+                THEN duration_seconds::numeric ELSE 0 END AS duration_seconds
+, -1 AS sign, writer_slot AS slot FROM old_rows) AS changes
+    GROUP BY day, mall_id, pin_id, processing_status, has_proxy, trashed, slot
+    HAVING sum(sign) <> 0 OR sum(sign * stored_bytes) <> 0 OR sum(sign * duration_seconds) <> 0
+    ORDER BY day, mall_id, pin_id, processing_status, has_proxy, trashed
+    ON CONFLICT ON CONSTRAINT pk_video_counts_daily DO UPDATE SET videos = c.videos + excluded.videos, stored_bytes = c.stored_bytes + excluded.stored_bytes, duration_seconds = c.duration_seconds + excluded.duration_seconds;
+
+    INSERT INTO video_counts_monthly AS c (mall_id, pin_id, processing_status, has_proxy, trashed, month, slot, videos, stored_bytes,
+                                           duration_seconds)
+    SELECT mall_id, pin_id, processing_status, has_proxy, trashed, date_trunc('month', day)::date AS month, slot, sum(sign) AS videos, sum(sign * stored_bytes) AS stored_bytes, sum(sign * duration_seconds) AS duration_seconds
+    FROM (
+    SELECT mall_id, pin_id, processing_status,
+           proxy_path IS NOT NULL AS has_proxy,
+           trashed_at IS NOT NULL AS trashed,
+           (uploaded_at AT TIME ZONE 'UTC')::date AS day,
+           file_size_bytes::numeric + coalesce(proxy_size_bytes, 0) AS stored_bytes,
+           CASE WHEN duration_seconds BETWEEN -1e300 AND 1e300
+                THEN duration_seconds::numeric ELSE 0 END AS duration_seconds
+, 1 AS sign, writer_slot AS slot FROM new_rows UNION ALL\x20
+    SELECT mall_id, pin_id, processing_status,
+           proxy_path IS NOT NULL AS has_proxy,
+           trashed_at IS NOT NULL AS trashed,
+           (uploaded_at AT TIME ZONE 'UTC')::date AS day,
+           file_size_bytes::numeric + coalesce(proxy_size_bytes, 0) AS stored_bytes,
+           CASE WHEN duration_seconds BETWEEN -1e300 AND 1e300
+                THEN duration_seconds::numeric ELSE 0 END AS duration_seconds
+, -1 AS sign, writer_slot AS slot FROM old_rows) AS changes
+    GROUP BY mall_id, pin_id, processing_status, has_proxy, trashed, date_trunc('month', day)::date, slot
+    HAVING sum(sign) <> 0 OR sum(sign * stored_bytes) <> 0 OR sum(sign * duration_seconds) <> 0
+    ORDER BY mall_id, pin_id, processing_status, has_proxy, trashed, date_trunc('month', day)::date
+    ON CONFLICT ON CONSTRAINT pk_video_counts_monthly DO UPDATE SET videos = c.videos + excluded.videos, stored_bytes = c.stored_bytes + excluded.stored_bytes, duration_seconds = c.duration_seconds + excluded.duration_seconds;
+
+    RETURN NULL;
+END
+$$"""  # noqa: E501
+
+COUNT_TRUNCATED_0008 = (
+    "CREATE OR REPLACE FUNCTION videoworker_count_truncated() RETURNS trigger "
+    "LANGUAGE plpgsql SECURITY DEFINER SET search_path FROM CURRENT AS $$ "
+    "BEGIN TRUNCATE video_counts_daily, video_counts_monthly; RETURN NULL; END $$"
+)
 
 
-def _truncated(tables: tuple[str, ...]) -> str:
+def _figures() -> tuple[sa.Column, ...]:
     return (
-        "CREATE OR REPLACE FUNCTION videoworker_count_truncated() RETURNS trigger "
-        "LANGUAGE plpgsql SECURITY DEFINER SET search_path FROM CURRENT AS $$ "
-        f"BEGIN TRUNCATE {', '.join(tables)}; RETURN NULL; END $$"
-    )
-
-
-def _create(table: str, period: str, primary_key: tuple[str, ...]) -> None:
-    # Column order follows the ORM's (the schema test compares them).
-    op.create_table(
-        table,
-        sa.Column("mall_id", sa.Uuid(), nullable=False),
-        sa.Column("processing_status", sa.Text(), nullable=False),
-        *(sa.Column(name, sa.Boolean(), nullable=False) for name in ("has_proxy", "trashed")),
-        *V8._figures(),
-        sa.Column(period, sa.Date(), nullable=False),
-        sa.PrimaryKeyConstraint(*primary_key, name=f"pk_{table}"),
+        sa.Column("slot", sa.Integer(), nullable=False),
+        sa.Column("videos", sa.BigInteger(), nullable=False),
+        sa.Column("stored_bytes", sa.Numeric(), nullable=False),
+        sa.Column("duration_seconds", sa.Numeric(), nullable=False),
     )
 
 
 def upgrade() -> None:
-    _create("video_counts_mall_daily", "day", ("day", *MALL_KEY, "slot"))
-    _create("video_counts_mall_monthly", "month", (*MALL_KEY, "month", "slot"))
+    # Column order follows the ORM's (the schema test compares them).
+    op.create_table(
+        "video_counts_mall_daily",
+        sa.Column("mall_id", sa.Uuid(), nullable=False),
+        sa.Column("processing_status", sa.Text(), nullable=False),
+        sa.Column("has_proxy", sa.Boolean(), nullable=False),
+        sa.Column("trashed", sa.Boolean(), nullable=False),
+        *_figures(),
+        sa.Column("day", sa.Date(), nullable=False),
+        sa.PrimaryKeyConstraint(
+            "day",
+            "mall_id",
+            "processing_status",
+            "has_proxy",
+            "trashed",
+            "slot",
+            name="pk_video_counts_mall_daily",
+        ),
+    )
+    op.create_table(
+        "video_counts_mall_monthly",
+        sa.Column("mall_id", sa.Uuid(), nullable=False),
+        sa.Column("processing_status", sa.Text(), nullable=False),
+        sa.Column("has_proxy", sa.Boolean(), nullable=False),
+        sa.Column("trashed", sa.Boolean(), nullable=False),
+        *_figures(),
+        sa.Column("month", sa.Date(), nullable=False),
+        sa.PrimaryKeyConstraint(
+            "mall_id",
+            "processing_status",
+            "has_proxy",
+            "trashed",
+            "month",
+            "slot",
+            name="pk_video_counts_mall_monthly",
+        ),
+    )
     # Writers wait from here to the commit: the new functions and the figures start
     # together.
     op.execute("LOCK TABLE videos IN SHARE ROW EXCLUSIVE MODE")
-    for name, changes in V8.FUNCTIONS.items():
-        op.execute(_function(name, changes))
-    op.execute(_truncated(TABLES))
-    key = ", ".join(MALL_KEY)
-    # Each per-mall table from the per-pin table of the same period.
-    for (table, _, period, _), source in zip(TARGETS[2:], TABLES[:2], strict=True):
-        op.execute(
-            f"INSERT INTO {table} ({key}, {period}, slot, videos, stored_bytes,"  # noqa: S608
-            f" duration_seconds) SELECT {key}, {period}, 0, {SUMMED} FROM {source}"
-            f" GROUP BY {key}, {period} {MOVED}"
-        )
+    for function in (COUNT_INSERTED, COUNT_DELETED, COUNT_UPDATED, COUNT_TRUNCATED):
+        op.execute(function)
+    op.execute(FILL_MALL_DAILY)
+    op.execute(FILL_MALL_MONTHLY)
 
 
 def downgrade() -> None:
     op.execute("LOCK TABLE videos IN SHARE ROW EXCLUSIVE MODE")
-    for name, changes in V8.FUNCTIONS.items():
-        op.execute(V8._function(name, changes).replace("CREATE", "CREATE OR REPLACE", 1))
-    op.execute(_truncated(TABLES[:2]))
+    for function in (
+        COUNT_INSERTED_0008,
+        COUNT_DELETED_0008,
+        COUNT_UPDATED_0008,
+        COUNT_TRUNCATED_0008,
+    ):
+        op.execute(function)
     op.drop_table("video_counts_mall_monthly")
     op.drop_table("video_counts_mall_daily")
