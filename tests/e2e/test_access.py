@@ -19,6 +19,8 @@ from pathlib import Path
 import jwt
 import pytest
 import redis
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 from sqlalchemy import select
 
 from tests.e2e.conftest import ROOT, start_worker, stop_worker
@@ -30,6 +32,12 @@ from worker.runtime.tokens import mint_token
 pytestmark = pytest.mark.e2e
 
 SECRET = "e2e-secret-for-hs256-tokens-0123456789"
+RS256_PUBLIC_PEM = (
+    rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    .public_key()
+    .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    .decode()
+)
 QUEUE = {"videos.list", "videos.get", "videos.sign_url", "videos.stats"}
 
 
@@ -341,6 +349,16 @@ def test_no_log_line_holds_a_token_and_the_sub_is_logged_with_the_task(caller, t
         ({}, "AUTH_JWT_PUBLIC_KEY"),
         ({"AUTH_JWT_PUBLIC_KEY": "-----BEGIN PUBLIC KEY-----\\nnot-a-key"}, "AUTH_JWT_PUBLIC_KEY"),
         ({"AUTH_JWT_SECRET": "short"}, "AUTH_JWT_SECRET"),
+        # Narrowed to RS256 with a leftover secret and no service token: beat's schedule
+        # would be refused at every run, so the worker does not start.
+        (
+            {
+                "AUTH_JWT_PUBLIC_KEY": RS256_PUBLIC_PEM,
+                "AUTH_JWT_ALGORITHMS": "RS256",
+                "AUTH_JWT_SECRET": SECRET,
+            },
+            "AUTH_SERVICE_TOKEN",
+        ),
     ],
 )
 def test_a_misconfigured_jwt_worker_does_not_start_and_names_the_variable(

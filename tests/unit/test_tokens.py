@@ -25,6 +25,11 @@ from worker.settings import ConfigError, load_settings
 SECRET = "a-development-secret-of-32-bytes+"
 MALL = uuid.uuid4()
 PIN = uuid.uuid4()
+SUB_SHAPE = (
+    "auth: claim sub must be a non-empty string of at most 256 characters, "
+    "without control characters"
+)
+EXP_NUMBER = "auth: claim exp must be a number (seconds since 1970)"
 
 
 def hs256_verifier(**overrides) -> TokenVerifier:
@@ -84,10 +89,14 @@ def test_a_minted_token_verifies_to_what_was_asked():
         (lambda: claims(sub=None), "auth: claim sub missing"),
         (lambda: claims(role=None), "auth: claim role missing"),
         (lambda: claims(role="root"), "auth: claim role must be admin, operator or tenant"),
-        (
-            lambda: claims(sub=""),
-            "auth: claim sub must be a non-empty string of at most 256 characters",
-        ),
+        (lambda: claims(sub=""), SUB_SHAPE),
+        # PostgreSQL refuses NUL in text: the audit's actor would fail the delete.
+        (lambda: claims(sub="ali\x00ce"), SUB_SHAPE),
+        (lambda: claims(sub="alice\nforged log line"), SUB_SHAPE),
+        # PyJWT's int() reads it; a float of it would overflow afterwards.
+        (lambda: claims(exp=10**400), "auth: claim exp must be a date before the year 10000"),
+        (lambda: claims(exp=str(int(time.time()) + 600)), EXP_NUMBER),
+        (lambda: claims(exp=-5), "auth: token expired"),
         (lambda: claims(sub=42), "auth: claim sub must be a string"),
         (
             lambda: claims(nbf=int(time.time()) + 120),
@@ -272,3 +281,50 @@ def test_the_verdict_cache_is_bounded_and_never_holds_a_refusal():
     refusal(verifier, signed(claims(role="root")))
     refusal(verifier, signed(claims(nbf=int(time.time()) + 120)))
     assert len(verifier._verified) == 3
+
+
+@pytest.fixture
+def start_with(monkeypatch: pytest.MonkeyPatch):
+    """Runs the worker's start-up check of AUTH_MODE=jwt under these settings."""
+    from worker.runtime import auth
+
+    def check(**settings) -> None:
+        loaded = load_settings(auth_mode="jwt", **settings)
+        monkeypatch.setattr(auth, "get_settings", lambda: loaded)
+        auth.reset()
+        auth.check_configuration()
+
+    yield check
+    auth.reset()
+
+
+def test_a_worker_whose_own_token_its_verification_refuses_does_not_start(start_with):
+    """AUTH_JWT_ALGORITHMS narrowed to RS256 with a leftover AUTH_JWT_SECRET: the secret
+    must not mint HS256 service tokens that every scheduled task would be refused."""
+    private_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    rs256 = {"auth_jwt_public_key": _pem(private_key), "auth_jwt_algorithms": "RS256"}
+    admin = signed(claims(sub="videoworker", exp=int(time.time()) + 86400), private_key, "RS256")
+
+    # The RS256 service token is what beat's schedule gets: the worker starts.
+    start_with(auth_jwt_secret=SECRET, auth_service_token=admin, **rs256)
+    from worker.runtime import auth
+
+    assert auth.service_token() == admin
+
+    with pytest.raises(ConfigError, match="AUTH_SERVICE_TOKEN: .*algorithm not accepted"):
+        start_with(auth_jwt_secret=SECRET, auth_service_token=signed(claims()), **rs256)
+    with pytest.raises(ConfigError, match="beat's schedule needs the worker's own token"):
+        start_with(auth_jwt_secret=SECRET, **rs256)
+    tenant = signed(claims(role="tenant", pins=[str(PIN)]), private_key, "RS256")
+    with pytest.raises(ConfigError, match="must be an admin's \\(it is a tenant's\\)"):
+        start_with(auth_service_token=tenant, **rs256)
+    expired = signed(claims(exp=int(time.time()) - 3600), private_key, "RS256")
+    with pytest.raises(ConfigError, match="AUTH_SERVICE_TOKEN: .*token expired"):
+        start_with(auth_service_token=expired, **rs256)
+
+
+def test_a_worker_with_a_secret_mints_its_own_admin_token_and_starts(start_with):
+    start_with(auth_jwt_secret=SECRET)
+    from worker.runtime import auth
+
+    assert auth.verifier().verify(auth.service_token()) == Scope.admin("videoworker")

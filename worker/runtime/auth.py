@@ -20,7 +20,7 @@ from typing import Any
 from handlers.access import UNRESTRICTED, Scope, may_run
 from worker import logs
 from worker.runtime.tokens import TokenVerifier, Unauthorized, auth_config, mint_token
-from worker.settings import get_settings
+from worker.settings import ConfigError, get_settings
 
 log = logging.getLogger("videoworker.auth")
 
@@ -65,10 +65,35 @@ def verifier() -> TokenVerifier:
 
 
 def check_configuration() -> None:
-    """At start-up: a jwt worker whose keys cannot verify anything stops here, with a
-    message naming the variable, instead of answering every task ``internal``."""
-    if get_settings().auth_mode == "jwt":
-        verifier()
+    """At start-up: a jwt worker that could not work stops here, with a sentence naming
+    the variable, instead of answering every task ``internal`` or, worse, starting and
+    letting beat's schedule be refused every time (no sweep, purge or refresh, ever).
+
+    Its keys must verify something, and the token it gives its own scheduled tasks
+    must pass its own verification as an admin's.
+    """
+    if get_settings().auth_mode != "jwt":
+        return
+    own = verifier()
+    token = service_token()
+    if token is None:
+        raise ConfigError(
+            "Invalid configuration: AUTH_MODE=jwt: beat's schedule needs the worker's own "
+            "token: set AUTH_JWT_SECRET (HS256) or AUTH_SERVICE_TOKEN (an admin token)"
+        )
+    source = "AUTH_SERVICE_TOKEN" if _minting_secret() is None else "AUTH_JWT_SECRET"
+    try:
+        scope = own.verify(token)
+    except Unauthorized as exc:
+        raise ConfigError(
+            f"Invalid configuration: {source}: the worker's own token is refused by its "
+            f"own verification ({exc.detail}), so beat's schedule could never run"
+        ) from None
+    if not scope.sees_everything:
+        raise ConfigError(
+            f"Invalid configuration: {source}: the worker's own token must be an admin's "
+            f"(it is a {scope.role}'s), or beat's schedule is forbidden"
+        )
 
 
 def reset() -> None:
@@ -117,12 +142,24 @@ def forget_caller() -> None:
     _caller_token.set(None)
 
 
+def _minting_secret() -> str | None:
+    """AUTH_JWT_SECRET, when the worker's own verification accepts what it signs: with
+    AUTH_JWT_ALGORITHMS narrowed to public-key algorithms, a leftover secret must not
+    mint HS256 tokens that every scheduled task would have refused."""
+    secret = get_settings().auth_jwt_secret
+    if secret and "HS256" in verifier().config.algorithms:
+        return secret.get_secret_value()
+    return None
+
+
 def service_token() -> str | None:
-    """The worker's own admin token: minted from AUTH_JWT_SECRET, else AUTH_SERVICE_TOKEN."""
+    """The worker's own admin token: minted from AUTH_JWT_SECRET (when HS256 is
+    accepted), else AUTH_SERVICE_TOKEN."""
     settings = get_settings()
-    if settings.auth_jwt_secret:
+    secret = _minting_secret()
+    if secret:
         return mint_token(
-            settings.auth_jwt_secret.get_secret_value(),
+            secret,
             role="admin",
             subject=SERVICE_SUBJECT,
             ttl=SERVICE_TOKEN_TTL,

@@ -40,6 +40,8 @@ MIN_SECRET_BYTES = 32
 MAX_TOKEN_CHARS = 64 * 1024
 MAX_SUBJECT_CHARS = 256
 MAX_SCOPE_IDS = 1_000
+# 9999-12-31T23:59:59Z: the last instant a datetime can hold.
+MAX_EXP = 253_402_300_799
 # Tokens verified lately, by digest: a caller sends the same token with call after call,
 # and a token's verdict changes only when it expires. First in, first out past the size.
 VERIFIED_CACHE_SIZE = 4096
@@ -164,9 +166,17 @@ def scope_of(claims: Mapping[str, Any]) -> Scope:
     """The scope a token's claims grant, or ``Unauthorized`` when they are of the wrong
     shape. An admin's ``malls`` and ``pins``, if any, grant nothing more and are ignored."""
     subject = claims.get("sub")
-    if not isinstance(subject, str) or not subject.strip() or len(subject) > MAX_SUBJECT_CHARS:
+    if (
+        not isinstance(subject, str)
+        or not subject.strip()
+        or len(subject) > MAX_SUBJECT_CHARS
+        # Stored as the audit's actor and written to logs: PostgreSQL refuses NUL in
+        # text, and other control characters would forge log lines.
+        or any(ord(char) < 0x20 or 0x7F <= ord(char) < 0xA0 for char in subject)
+    ):
         raise Unauthorized(
-            f"auth: claim sub must be a non-empty string of at most {MAX_SUBJECT_CHARS} characters"
+            f"auth: claim sub must be a non-empty string of at most {MAX_SUBJECT_CHARS} "
+            "characters, without control characters"
         )
     role = claims.get("role")
     if role not in ROLES:
@@ -254,12 +264,27 @@ class TokenVerifier:
             raise Unauthorized(f"auth: claim {exc.claim} missing") from None
         except jwt_errors.PyJWTError as exc:
             raise Unauthorized(_refusal(exc)) from None
-        except (TypeError, ValueError, AttributeError):
+        except (TypeError, ValueError, AttributeError, OverflowError):
             # A header that decodes to something other than an object, for one.
             raise Unauthorized("auth: not a well-formed JWT") from None
         if not isinstance(claims, dict):
             raise Unauthorized("auth: claims must be a JSON object")
-        return scope_of(claims), float(claims["exp"])
+        return scope_of(claims), expiry_of(claims)
+
+
+def expiry_of(claims: Mapping[str, Any]) -> float:
+    """``exp`` as RFC 7519 writes it, a JSON number of seconds, within what a clock shows.
+
+    PyJWT reads ``exp`` with ``int()``, so it lets a numeric string through, and a
+    400-digit number passes its comparison but overflows a float afterwards: both are
+    refused here rather than half-accepted.
+    """
+    exp = claims["exp"]
+    if isinstance(exp, bool) or not isinstance(exp, int | float):
+        raise Unauthorized("auth: claim exp must be a number (seconds since 1970)")
+    if not 0 <= exp <= MAX_EXP:
+        raise Unauthorized("auth: claim exp must be a date before the year 10000")
+    return float(exp)
 
 
 def _refusal(exc: Exception) -> str:
