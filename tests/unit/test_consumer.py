@@ -1,472 +1,148 @@
-"""The message checks of the guarded consumer and the Redis transport, on real kombu
-messages and raw items built as kombu lays them out.
+"""The guarded consumer's bookkeeping of lost workers, on a Redis stand-in.
+
+The message checks it runs are ``tests/unit/test_vetting.py``'s; the Redis transport's
+are ``tests/unit/test_transport.py``'s.
 """
 
 from __future__ import annotations
 
-import base64
-import bz2
-import json
 import uuid
-import zlib
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from celery import Celery
-from kombu import Message
 
 from schemas.contract import INTERNAL_TASKS, TASK_NAMES
-from worker.runtime.consumer import (
-    MAX_NESTING,
-    REFUSAL_PROPERTY,
-    RESERVED_HEADERS,
-    InflatesTooFar,
-    NotDecompressible,
-    Refusal,
-    inflated_size,
-    nested_deeper_than,
-    readable_task_id,
-    shown,
-    vet,
-)
-from worker.runtime.transport import (
-    KEPT_PREFIX_BYTES,
-    examine,
-    headers_of_oversize,
-    kept_form,
-    stand_in,
-)
-
-KNOWN = {*TASK_NAMES, *INTERNAL_TASKS, "celery.accumulate", "celery.chord_unlock"}
-MiB = 1024 * 1024
+from worker.runtime import consumer
+from worker.runtime.consumer import GuardedConsumer
+from worker.runtime.redeliveries import MARKER_TTL_SECONDS, Redeliveries
 
 
-@pytest.fixture(scope="module")
-def app() -> Celery:
-    return Celery("unit-caller", broker="memory://", set_as_current=False)
+class StandInRedis:
+    """The few Redis commands the counter sends, with their answers."""
+
+    def __init__(self) -> None:
+        self.values: dict[str, Any] = {}
+        self.ttls: dict[str, int] = {}
+
+    def set(self, key: str, value: Any, ex: int | None = None) -> None:
+        self.values[key] = value
+        if ex is not None:
+            self.ttls[key] = ex
+
+    def delete(self, *keys: str) -> int:
+        return sum(self.values.pop(key, None) is not None for key in keys)
+
+    def pipeline(self, transaction: bool = True) -> StandInPipeline:
+        return StandInPipeline(self)
 
 
-def celery_message(app: Celery, task: str = "videos.get", **options: Any) -> tuple[dict, bytes]:
-    """Headers and JSON body of the protocol 2 message Celery's own client would send."""
-    kwargs = options.pop("kwargs", {"video_id": str(uuid.uuid4())})
-    headers, _, body, _ = app.amqp.create_task_message(
-        str(uuid.uuid4()), task, (), kwargs, **options
+class StandInPipeline:
+    def __init__(self, redis: StandInRedis) -> None:
+        self.redis = redis
+        self.answers: list[Any] = []
+
+    def __enter__(self) -> StandInPipeline:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    def incr(self, key: str) -> None:
+        self.redis.values[key] = int(self.redis.values.get(key, 0)) + 1
+        self.answers.append(self.redis.values[key])
+
+    def expire(self, key: str, seconds: int) -> None:
+        self.redis.ttls[key] = seconds
+        self.answers.append(True)
+
+    def execute(self) -> list[Any]:
+        return self.answers
+
+
+class DownRedis:
+    def __getattr__(self, name: str) -> Any:
+        raise ConnectionError("Redis is down")
+
+
+@pytest.fixture
+def redis(monkeypatch) -> StandInRedis:
+    client = StandInRedis()
+    monkeypatch.setattr(consumer, "_redeliveries", Redeliveries(client))
+    monkeypatch.setattr(consumer, "delivery_limit", lambda: 2)
+    return client
+
+
+def redelivered(task_id: str, retries: int = 0) -> SimpleNamespace:
+    headers = {"id": task_id, "task": "videos.delete", "retries": retries, "redelivered": True}
+    return SimpleNamespace(headers=headers, delivery_info={"redelivered": True})
+
+
+def too_many(message: SimpleNamespace) -> bool:
+    # The check touches nothing of the consumer but the process's counter.
+    return GuardedConsumer.too_many_redeliveries(None, message)  # type: ignore[arg-type]
+
+
+def test_a_delivery_handed_back_unstarted_is_not_counted(redis):
+    task_id = str(uuid.uuid4())
+
+    assert too_many(redelivered(task_id)) is False
+    assert redis.values == {}
+
+
+def test_each_lost_worker_counts_once_and_past_the_limit_the_message_is_set_aside(redis):
+    task_id = str(uuid.uuid4())
+    answers = []
+    for _ in range(3):
+        consumer.mark_started(task_id, 0)
+        answers.append(too_many(redelivered(task_id)))
+        # A redelivery the worker hands back before starting it counts nothing.
+        answers.append(too_many(redelivered(task_id)))
+
+    assert answers == [False, False, False, False, True, False]
+    assert redis.values == {f"videoworker:redeliveries:{task_id}:0": 3}
+    assert redis.ttls[f"videoworker:redeliveries:{task_id}:0"] == MARKER_TTL_SECONDS
+
+
+def test_a_retry_is_a_new_delivery_counted_afresh(redis):
+    task_id = str(uuid.uuid4())
+    consumer.mark_started(task_id, 0)
+    consumer.mark_started(task_id, 1)
+
+    too_many(redelivered(task_id, retries=1))
+
+    assert f"videoworker:started:{task_id}:0" in redis.values
+    assert redis.values[f"videoworker:redeliveries:{task_id}:1"] == 1
+
+
+def test_without_redis_the_message_runs_and_the_task_does_not_fail(monkeypatch):
+    monkeypatch.setattr(consumer, "_redeliveries", Redeliveries(DownRedis()))
+
+    consumer.mark_started("t", 0)
+    assert too_many(redelivered("t")) is False
+
+
+def test_a_requeued_message_counts_its_lost_workers_from_zero(redis):
+    consumer.mark_started("t", 2)
+    too_many(redelivered("t", retries=2))
+    consumer.mark_started("t", 2)
+
+    Redeliveries(redis).forget("t", 2)
+
+    assert redis.values == {}
+
+
+def test_after_fork_the_process_builds_its_own_counter(monkeypatch):
+    monkeypatch.setattr(consumer, "_redeliveries", Redeliveries(StandInRedis()))
+
+    consumer.forget_connections()
+
+    assert consumer._redeliveries is None
+
+
+def test_the_names_other_modules_read_here_stay():
+    assert frozenset(TASK_NAMES + INTERNAL_TASKS) == consumer.ALLOWED_TASKS
+    assert consumer.REDELIVERIES_PREFIX == "videoworker:redeliveries:"
+    assert {"mark_started", "forget_connections", "GuardedConsumer", "Refusal"} <= set(
+        consumer.__all__
     )
-    return headers, json.dumps(body).encode()
-
-
-def message(
-    headers: dict | None,
-    body: bytes = b"[[], {}, {}]",
-    content_type: str | None = "application/json",
-    properties: dict | None = None,
-) -> Message:
-    return Message(
-        body=body,
-        headers=headers,
-        content_type=content_type,
-        content_encoding="utf-8",
-        properties=properties or {},
-        accept=["application/json"],
-    )
-
-
-def headers_for(task: str = "videos.get", **extra: Any) -> dict:
-    return {"task": task, "id": str(uuid.uuid4()), **extra}
-
-
-def refusal_of(headers: dict | None, body: bytes = b"[[], {}, {}]", **kw: Any) -> Refusal | None:
-    return vet(message(headers, body, **kw), KNOWN)
-
-
-# --- what Celery itself sends passes -------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    "options",
-    [
-        {},
-        {"countdown": 5},
-        {"expires": 60},
-        {"time_limit": 10, "soft_time_limit": 5},
-        {"retries": 2, "root_id": str(uuid.uuid4()), "parent_id": str(uuid.uuid4())},
-        {"group_id": str(uuid.uuid4()), "group_index": 0, "shadow": "videos.get"},
-        {"ignore_result": False, "origin": "gen1@host"},
-    ],
-)
-def test_what_celerys_client_sends_is_accepted(app, options):
-    headers, body = celery_message(app, **options)
-
-    assert vet(message(headers, body), KNOWN) is None
-
-
-def test_every_contract_task_is_accepted_and_celerys_builtins_are_not(app):
-    for name in (*TASK_NAMES, *INTERNAL_TASKS):
-        headers, body = celery_message(app, name, kwargs={})
-        assert vet(message(headers, body), KNOWN) is None, name
-
-    for builtin in ("celery.accumulate", "celery.chord_unlock"):
-        headers, body = celery_message(app, builtin, kwargs={})
-        assert vet(message(headers, body), KNOWN) == Refusal(f"Unknown task {builtin!r}")
-
-
-def test_a_contract_name_the_worker_has_not_registered_is_unknown(app):
-    headers, body = celery_message(app, "videos.stats", kwargs={})
-
-    assert vet(message(headers, body), {"videos.get"}) == Refusal("Unknown task 'videos.stats'")
-
-
-def test_an_unknown_task_name_is_echoed_cut_short():
-    refusal = refusal_of(headers_for("x" * 100_000))
-
-    assert refusal is not None and refusal.detail.startswith("Unknown task 'xxx")
-    assert len(refusal.detail) < 250
-
-
-# --- headers ----------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("header", "value"),
-    [
-        ("timelimit", ["a", "b"]),
-        ("timelimit", [1]),
-        ("timelimit", [-1, None]),
-        ("timelimit", [float("nan"), None]),
-        ("timelimit", "60"),
-        ("timelimit", [True, None]),
-        ("eta", "not a date"),
-        ("eta", 12),
-        ("eta", {"at": "now"}),
-        ("expires", "garbage"),
-        ("expires", 60),
-        ("countdown", "soon"),
-        ("countdown", -1),
-        ("retries", "1"),
-        ("retries", -1),
-        ("retries", None),
-        ("retries", True),
-        ("retries", 1.5),
-        ("group_index", "0"),
-        ("root_id", 5),
-        ("parent_id", ["x"]),
-        ("group", "g" * 300),
-        ("shadow", "s" * 300),
-        ("argsrepr", 5),
-        ("kwargsrepr", {"a": 1}),
-        ("ignore_result", "no"),
-        ("stamped_headers", "x"),
-        ("stamps", [1]),
-        ("compression", "rot13"),
-        ("compression", "application/zlib"),
-        ("compression", 5),
-    ],
-)
-def test_an_ill_typed_header_is_refused_by_name(header, value):
-    refusal = refusal_of(headers_for(**{header: value}))
-
-    assert refusal is not None
-    assert refusal.detail.startswith(f"Header {header!r} must be")
-    assert refusal.loc == ("headers", header)
-
-
-@pytest.mark.parametrize(
-    ("header", "value"),
-    [
-        ("timelimit", [None, None]),
-        ("timelimit", [60, 45.5]),
-        ("timelimit", (0, None)),
-        ("eta", "2025-10-31T10:00:00Z"),
-        ("eta", "2025-10-31T10:00:00+02:00"),
-        ("eta", None),
-        ("expires", "2025-10-31T10:00:00.123456+00:00"),
-        ("countdown", 2.5),
-        ("retries", 0),
-        ("compression", None),
-        ("callbacks", None),
-        ("traceparent", "00-abc-def-01"),
-    ],
-)
-def test_a_well_typed_header_is_accepted(header, value):
-    assert refusal_of(headers_for(**{header: value})) is None
-
-
-@pytest.mark.parametrize("header", ["callbacks", "chord", "is_eager", "hostname", "delivery_info"])
-def test_a_header_that_would_overwrite_the_task_request_is_refused(header):
-    assert header in RESERVED_HEADERS
-
-    refusal = refusal_of(headers_for(**{header: [{"task": "videos.delete"}]}))
-
-    assert refusal == Refusal(
-        f"Header {header!r} is reserved: the worker sets it itself", ("headers", header)
-    )
-
-
-def test_an_eta_out_of_a_timestamps_range_is_refused():
-    refusal = refusal_of(headers_for(eta="0001-01-01T00:00:00+14:00"))
-
-    assert refusal is not None and refusal.loc == ("headers", "eta")
-
-
-def test_headers_without_a_readable_task_id_are_refused():
-    for headers in ({"task": "videos.get"}, {"task": "videos.get", "id": ""}, {"id": "x"}):
-        refusal = refusal_of(headers)
-        assert refusal is not None and refusal.detail.startswith("Message headers must carry")
-    assert readable_task_id({"id": "x" * 256}) is None
-    assert readable_task_id({"id": "x" * 255}) == "x" * 255
-    assert readable_task_id(["id"]) is None
-
-
-# --- body and embed ---------------------------------------------------------------------
-
-
-def test_a_body_without_a_top_level_content_type_is_refused():
-    refusal = refusal_of(headers_for(), content_type=None)
-
-    assert refusal == Refusal("Message has no content type; send application/json")
-
-
-def test_a_body_larger_than_the_cap_is_refused():
-    body = json.dumps([[], {"video_id": "x" * 2000}, {}]).encode()
-
-    refusal = vet(message(headers_for(), body), KNOWN, max_bytes=1000)
-
-    assert refusal is not None
-    assert refusal.detail == (
-        f"Message body of {len(body)} bytes is larger than MESSAGE_MAX_BYTES (1000)"
-    )
-
-
-def test_a_body_nested_too_deep_is_refused():
-    deep = "[" * (MAX_NESTING + 1) + "]" * (MAX_NESTING + 1)
-    body = f'[[], {{"video_id": {deep}}}, {{}}]'.encode()
-
-    refusal = refusal_of(headers_for(), body)
-
-    assert refusal == Refusal(f"Message body nests deeper than {MAX_NESTING} levels")
-
-
-def test_nesting_is_measured_without_recursion():
-    value: Any = []
-    for _ in range(100_000):
-        value = [value]
-
-    assert nested_deeper_than(value, 32)
-    assert not nested_deeper_than([[{"a": [1]}]], 4)
-    assert nested_deeper_than([[{"a": [1]}]], 3)
-
-
-@pytest.mark.parametrize(
-    ("embed", "key"),
-    [
-        ({"callbacks": "garbage"}, "callbacks"),
-        ({"chain": 5}, "chain"),
-        ({"errbacks": [1]}, "errbacks"),
-        ({"chord": "x"}, "chord"),
-        ({"callbacks": [{"task": "videos.stats"}]}, "callbacks"),
-        ({"chain": [{"task": "videos.delete"}]}, "chain"),
-        ({"chord": {"task": "celery.chord_unlock"}}, "chord"),
-    ],
-)
-def test_any_workflow_in_the_embed_is_refused(embed, key):
-    body = json.dumps([[], {"video_id": str(uuid.uuid4())}, embed]).encode()
-
-    refusal = refusal_of(headers_for("videos.delete"), body)
-
-    assert refusal is not None
-    assert refusal.detail.startswith(f"Message embed {key!r} must be null")
-    assert refusal.loc == ("embed", key)
-
-
-def test_an_empty_or_null_embed_is_accepted_and_unknown_embed_keys_are_not():
-    for embed in (None, {}, {"callbacks": None, "errbacks": [], "chain": [], "chord": None}):
-        body = json.dumps([[], {}, embed]).encode()
-        assert refusal_of(headers_for(), body) is None
-
-    body = json.dumps([[], {}, {"id": "someone-else"}]).encode()
-    refusal = refusal_of(headers_for(), body)
-    assert refusal is not None and refusal.loc == ("embed", "id")
-
-
-def test_the_transports_verdict_is_what_the_consumer_answers():
-    refused = Refusal("Message body is not valid base64 (its body_encoding)")
-    properties = {REFUSAL_PROPERTY: refused.as_property(1234)}
-
-    assert refusal_of(headers_for(), b"", properties=properties) == Refusal(
-        refused.detail, ("message",), 1234
-    )
-
-
-def test_shown_cuts_and_quotes():
-    assert shown("celery.accumulate") == "'celery.accumulate'"
-    assert len(shown("\x00" * 10_000)) <= 200
-
-
-# --- bounded decompression ------------------------------------------------------------
-
-
-def test_a_zlib_bomb_is_stopped_at_the_cap_without_inflating_it():
-    bomb = zlib.compress(b"\x00" * (64 * MiB), 9)
-
-    with pytest.raises(InflatesTooFar):
-        inflated_size(bomb, "application/x-gzip", 4 * MiB)
-    assert inflated_size(zlib.compress(b"a" * 1000), "zlib", 1000) == 1000
-
-
-def test_a_second_bz2_stream_counts_toward_the_cap():
-    one = bz2.compress(b"\x00" * (3 * MiB))
-
-    assert inflated_size(one, "bzip2", 4 * MiB) == 3 * MiB
-    with pytest.raises(InflatesTooFar):
-        inflated_size(one + one, "application/x-bz2", 4 * MiB)
-
-
-@pytest.mark.parametrize(
-    "data", [b"not compressed", zlib.compress(b"a" * 10_000)[:20], b""], ids=str
-)
-def test_data_that_does_not_decompress_is_named_so(data):
-    with pytest.raises(NotDecompressible):
-        inflated_size(data, "gzip", MiB)
-
-
-# --- the Redis transport's examination of raw items ------------------------------------
-
-
-def kombu_item(
-    headers: dict | None = None,
-    body: bytes = b"[[], {}, {}]",
-    **overrides: Any,
-) -> dict:
-    """An envelope as kombu's Redis transport pushes it (base64 body, delivery info)."""
-    item = {
-        "body": base64.b64encode(body).decode(),
-        "content-encoding": "utf-8",
-        "content-type": "application/json",
-        "headers": headers_for() if headers is None else headers,
-        "properties": {
-            "correlation_id": "c",
-            "reply_to": "",
-            "delivery_mode": 2,
-            "delivery_info": {"exchange": "videos", "routing_key": "videos"},
-            "priority": 0,
-            "body_encoding": "base64",
-            "delivery_tag": str(uuid.uuid4()),
-        },
-    }
-    item.update(overrides)
-    return item
-
-
-def raw(item: object) -> bytes:
-    return json.dumps(item).encode()
-
-
-def test_a_kombu_envelope_passes_and_a_forged_verdict_is_dropped():
-    item = kombu_item()
-    item["properties"][REFUSAL_PROPERTY] = {"detail": "forged"}
-
-    examined = examine(raw(item))
-
-    assert examined.refusal is None
-    assert examined.payload is not None
-    assert REFUSAL_PROPERTY not in examined.payload["properties"]
-
-
-def _with_properties(**changes: Any) -> dict:
-    item = kombu_item()
-    for key, value in changes.items():
-        if value is ...:
-            del item["properties"][key]
-        else:
-            item["properties"][key] = value
-    return item
-
-
-BROKEN_ITEMS = {
-    "no properties": lambda: {k: v for k, v in kombu_item().items() if k != "properties"},
-    "no delivery_tag": lambda: _with_properties(delivery_tag=...),
-    "dict delivery_tag": lambda: _with_properties(delivery_tag={"a": 1}),
-    "null delivery_tag": lambda: _with_properties(delivery_tag=None),
-    "no delivery_info": lambda: _with_properties(delivery_info=...),
-    "empty delivery_info": lambda: _with_properties(delivery_info={}),
-    "rot13 body_encoding": lambda: _with_properties(body_encoding="rot13"),
-    "invalid base64": lambda: {**kombu_item(), "body": "@@@ not base64 @"},
-    "array body": lambda: {**kombu_item(), "body": [[], {}, {}]},
-    "compression rot13": lambda: kombu_item(headers_for(compression="rot13")),
-    "not zlib": lambda: kombu_item(headers_for(compression="zlib"), b"plain"),
-}
-
-
-@pytest.mark.parametrize("case", list(BROKEN_ITEMS))
-def test_a_broken_envelope_is_refused_with_its_headers_kept_for_the_answer(case):
-    item = BROKEN_ITEMS[case]()
-
-    examined = examine(raw(item))
-
-    assert examined.payload is None and examined.refusal is not None
-    assert readable_task_id(examined.headers) == item["headers"]["id"]
-
-
-@pytest.mark.parametrize(
-    "junk",
-    [b"[" * 100_000, b"\xff\xfe", b"[1, 2]", b'{"body": "x", "headers": [1]}', b"null"],
-    ids=["deep", "not utf-8", "array", "headers a list", "null"],
-)
-def test_junk_is_refused_with_no_headers(junk):
-    examined = examine(junk)
-
-    assert examined.payload is None and examined.refusal is not None
-    assert examined.headers is None
-
-
-def test_a_compression_bomb_is_refused_by_the_transport():
-    bomb = zlib.compress(b"\x00" * (64 * MiB), 9)
-    item = kombu_item(headers_for(compression="application/x-gzip"), bomb)
-
-    examined = examine(raw(item), 4 * MiB)
-
-    assert examined.refusal == Refusal(
-        f"Message body inflates to more than MESSAGE_MAX_BYTES ({4 * MiB} bytes)",
-        ("headers", "compression"),
-    )
-    assert examined.headers is not None
-
-
-def test_an_oversize_item_keeps_its_headers_readable_without_decoding_the_body():
-    headers = headers_for()
-    item = raw(kombu_item(headers, b"[[], {}, {}]" + b" " * (2 * MiB)))
-
-    examined = examine(item, MiB)
-
-    assert examined.refusal is not None and "larger than MESSAGE_MAX_BYTES" in (
-        examined.refusal.detail
-    )
-    assert examined.headers == headers
-    assert headers_of_oversize(b'{"body": "\\"headers\\": {\\"id\\": 1}"}') is None
-    assert headers_of_oversize(b"x" * 100) is None
-
-
-def test_the_stand_in_carries_the_id_and_the_reason_only():
-    headers = headers_for(task="t" * 1000, eta="garbage")
-    refusal = Refusal("why", ("headers", "eta"))
-
-    envelope = stand_in(headers, refusal, "videos", 99)
-
-    assert examine(raw(envelope)).refusal is None  # kombu can read it
-    assert envelope["headers"] == {"id": headers["id"], "task": "t" * 200}
-    assert envelope["properties"][REFUSAL_PROPERTY] == {
-        "detail": "why",
-        "loc": ["headers", "eta"],
-        "bytes": 99,
-    }
-
-
-def test_the_unparseable_list_keeps_a_capped_prefix_of_a_huge_item():
-    small = b"junk"
-    huge = b"y" * (10 * MiB)
-
-    assert kept_form(small) == small
-    kept = kept_form(huge)
-    assert kept.startswith(b"y" * KEPT_PREFIX_BYTES)
-    assert len(kept) < KEPT_PREFIX_BYTES + 100
-    assert kept.endswith(f"cut at {KEPT_PREFIX_BYTES} of {10 * MiB} bytes]".encode())

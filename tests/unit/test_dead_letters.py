@@ -7,8 +7,12 @@ from types import SimpleNamespace
 
 from worker.runtime.dead_letters import (
     FROM_QUEUE_HEADER,
+    KEPT_BODY_BYTES,
+    KEPT_BODY_BYTES_HEADER,
     REASON_HEADER,
+    kept_copy,
     publish_dead_letter,
+    raw_item,
     with_token,
     without_token,
 )
@@ -72,3 +76,39 @@ def test_a_body_cut_to_a_prefix_keeps_no_token_either():
 
     assert TOKEN.encode() not in kept
     assert kept.startswith(b'[[], {"video_id": "v1", "auth": "[redacted]"')
+
+
+def test_a_message_nobody_can_be_answered_for_is_kept_cut_to_a_prefix():
+    message = SimpleNamespace(
+        headers={"task": "videos.get", "compression": "zlib"},
+        body=b"x" * (KEPT_BODY_BYTES + 10),
+        content_type="application/json",
+        content_encoding=None,
+        errors=[],
+    )
+
+    kept = kept_copy(message)
+
+    assert kept.body == b"x" * KEPT_BODY_BYTES
+    # kombu inflated the body already: the header would have it inflated twice.
+    assert kept.headers == {"task": "videos.get", KEPT_BODY_BYTES_HEADER: KEPT_BODY_BYTES + 10}
+    assert (kept.content_type, kept.content_encoding) == ("application/json", None)
+
+
+def test_a_body_kombu_could_not_inflate_keeps_its_compression_header():
+    message = SimpleNamespace(
+        headers={"compression": "zlib"},
+        body="plain",
+        content_type=None,
+        content_encoding="utf-8",
+        errors=["decompression failed"],
+    )
+
+    kept = kept_copy(message)
+
+    assert (kept.body, kept.headers, kept.content_type) == (b"plain", {"compression": "zlib"}, None)
+
+
+def test_the_redis_item_is_kept_as_it_arrived():
+    assert raw_item(SimpleNamespace(_raw={"body": "e30="})) == b'{"body": "e30="}'
+    assert raw_item(SimpleNamespace()) is None

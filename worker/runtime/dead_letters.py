@@ -4,8 +4,10 @@ A message set aside after repeated worker loss is published there whole (its bod
 content type and headers, plus why and when it was set aside and the queue it came
 from), so ``videoworker dead-letters requeue`` can put back exactly what a caller sent,
 same task id included: the caller still waiting on that id gets the new run's answer.
-Nothing consumes the queue but an operator. On RabbitMQ it is a quorum queue like the
-others; on Redis it is the list of that name.
+On RabbitMQ a refused message that carries no task id (nobody to answer) is kept there
+too, as a copy cut to ``KEPT_BODY_BYTES``; the Redis transport keeps such an item as it
+arrived (``raw_item``) in a list of its own. Nothing consumes the queue but an operator.
+On RabbitMQ it is a quorum queue like the others; on Redis it is the list of that name.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from kombu import Connection, Exchange, Producer, Queue
+from kombu.utils.json import dumps
 
 from schemas.contract import DEAD_LETTERS_QUEUE, QUORUM_QUEUE_ARGUMENTS, is_amqp
 from worker.logs import JWT
@@ -30,6 +33,9 @@ REASON_HEADER = "x-videoworker-reason"
 SET_ASIDE_AT_HEADER = "x-videoworker-set-aside-at"
 FROM_QUEUE_HEADER = "x-videoworker-queue"
 OUR_HEADERS = (REASON_HEADER, SET_ASIDE_AT_HEADER, FROM_QUEUE_HEADER)
+# What the queue keeps of the body of a message nobody can be answered for.
+KEPT_BODY_BYTES = 64 * 1024
+KEPT_BODY_BYTES_HEADER = "x-videoworker-body-bytes"
 
 
 def dead_letters_queue(broker_url: str) -> Queue:
@@ -93,6 +99,45 @@ def _blank_tokens(body: bytes | str) -> bytes | str:
     if blanked == text:
         return body
     return blanked.encode("utf-8", "surrogateescape") if isinstance(body, bytes) else blanked
+
+
+def raw_item(message: Any) -> bytes | None:
+    """The message as the Redis transport received it, to be kept aside; else None."""
+    payload = getattr(message, "_raw", None)
+    if not isinstance(payload, dict):
+        return None
+    try:
+        return dumps(payload).encode("utf-8", "replace")
+    except Exception:  # noqa: BLE001 - keep what can be kept
+        return repr(payload).encode("utf-8", "replace")
+
+
+@dataclass(frozen=True)
+class KeptCopy:
+    """What the dead-letter queue keeps of a message nobody can be answered for."""
+
+    body: bytes
+    headers: dict[str, Any]
+    content_type: str | None
+    content_encoding: str | None
+
+
+def kept_copy(message: Any) -> KeptCopy:
+    """The message as kombu handed it over, its body cut to ``KEPT_BODY_BYTES``.
+
+    kombu has already inflated a body whose ``compression`` header it could read, so
+    that header is dropped; a body it could not inflate is kept as it came, header and all.
+    """
+    headers = dict(message.headers) if isinstance(message.headers, dict) else {}
+    if headers.get("compression") and not getattr(message, "errors", None):
+        headers.pop("compression")
+    body = message.body if isinstance(message.body, bytes) else str(message.body).encode()
+    if len(body) > KEPT_BODY_BYTES:
+        headers[KEPT_BODY_BYTES_HEADER] = len(body)
+        body = body[:KEPT_BODY_BYTES]
+    content_type = message.content_type if isinstance(message.content_type, str) else None
+    encoding = message.content_encoding if isinstance(message.content_encoding, str) else None
+    return KeptCopy(body, headers, content_type, encoding)
 
 
 def with_token(body: bytes | str, token: str) -> bytes:
