@@ -42,11 +42,9 @@ from bench.listing import make_engine
 from bench.search import DATABASE, dataset_arguments, prepare
 from handlers.access import UNRESTRICTED, Scope
 from schemas.requests import ListVideos
-from worker.adapters.postgres.repositories import (
-    STORED_BYTES,
-    PostgresVideoRepository,
-    videos,
-)
+from worker.adapters.postgres.rooms.catalogue import PostgresCatalogue
+from worker.adapters.postgres.rooms.figures import PostgresFigures
+from worker.adapters.postgres.rooms.query import STORED_BYTES, videos
 
 WARMUP = 3
 BLOCK = 5
@@ -139,7 +137,7 @@ def make_cases(conn: Connection) -> list[Case]:
 
 
 def totals_table(conn: Connection, args: argparse.Namespace) -> Table:
-    repo = PostgresVideoRepository(conn)
+    repo = PostgresCatalogue(conn)
     table = Table(
         f"list totals, {args.videos:,} videos, {args.samples} samples, ms ({run_label()})",
         ["case", "videos", "same", "kept p50", "kept p95", "count p50", "count p95",
@@ -196,7 +194,7 @@ def _raw_refresh(conn: Connection) -> Any:
 
 
 def stats_table(conn: Connection, args: argparse.Namespace) -> Table:
-    repo = PostgresVideoRepository(conn)
+    repo = PostgresFigures(conn)
     at = datetime.now(UTC)
     samples = max(5, args.samples // 3)
 
@@ -310,7 +308,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             engine = make_engine(server.url(DATABASE))
             with engine.connect() as conn:
                 # The writers' rows the load left are folded first, as the refresh does.
-                PostgresVideoRepository(conn).fold_figures()
+                PostgresFigures(conn).fold_figures()
                 conn.commit()
                 for build in (totals_table, stats_table, writers_table):
                     build(conn, args).print()

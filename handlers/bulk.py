@@ -31,14 +31,14 @@ def bulk_delete(cmd: BulkDelete, deps: Deps) -> BulkDeleteResult:
     scope = deps.scope
     with deps.uow() as uow:
         if cmd.video_ids is not None:
-            found = uow.videos.find_selected(scope, cmd.video_ids)
+            found = uow.removal.find_selected(scope, cmd.video_ids)
             not_found = [
                 video_id for video_id in dict.fromkeys(cmd.video_ids) if video_id not in found
             ]
             matched = len(found)
             ids: list[UUID] | None = sorted(found)
         else:
-            matched = uow.videos.summarise_selected(scope, cmd.filters).count
+            matched = uow.removal.summarise_selected(scope, cmd.filters).count
             not_found, ids = [], None
     result = dict(matched=matched, not_found=not_found, dry_run=cmd.dry_run)
     if cmd.dry_run or matched == 0:
@@ -66,7 +66,7 @@ def bulk_delete(cmd: BulkDelete, deps: Deps) -> BulkDeleteResult:
     else:
         out_of_time = delete_in_batches(
             deps,
-            lambda uow: uow.videos.delete_selected(scope, ids, cmd.filters, cmd.batch_size),
+            lambda uow: uow.removal.delete_selected(scope, ids, cmd.filters, cmd.batch_size),
             reason="bulk",
             delete_files=cmd.delete_files,
             batch_size=cmd.batch_size,
@@ -121,7 +121,7 @@ def _trash_in_batches(
 
 
 def _trash_batch(deps: Deps, uow: UnitOfWork, cmd: BulkDelete, ids: list[UUID] | None):  # noqa: ANN202
-    return uow.videos.trash_selected(
+    return uow.removal.trash_selected(
         deps.scope, ids, cmd.filters, cmd.batch_size, deps.clock(), deps.scope.subject
     )
 

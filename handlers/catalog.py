@@ -20,7 +20,7 @@ def list_videos(cmd: ListVideos, deps: Deps) -> VideoListResponse:
     locally, which makes no S3 call.
     """
     with deps.reads() as uow:
-        items, total = uow.videos.list(deps.scope, cmd)
+        items, total = uow.catalogue.list(deps.scope, cmd)
     urls_expire_at = None
     if cmd.sign:
         expires_in, signed_at = cmd.sign_expires_minutes * 60, signing_time(deps)
@@ -53,7 +53,7 @@ def _with_purge_after(deps: Deps, item: VideoListItem) -> VideoListItem:
 
 def get_video(cmd: GetVideo, deps: Deps) -> VideoDetailResponse:
     with deps.reads() as uow:
-        video = uow.videos.get(deps.scope, cmd.video_id)
+        video = uow.catalogue.get(deps.scope, cmd.video_id)
     if video is None:
         raise NotFound.video(cmd.video_id)
     return video

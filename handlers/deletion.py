@@ -153,7 +153,7 @@ def _remove_claimed(
         return RemovalReport()
     keys = list(dict.fromkeys(entry.object_key for entry in claimed))
     uow.deletions.lock_keys(keys)
-    referenced = uow.videos.referenced_keys(keys)
+    referenced = uow.references.referenced_keys(keys)
     outcome = deps.store.delete_many([key for key in keys if key not in referenced])
     settled = set(outcome.deleted) | referenced
     uow.deletions.complete(entry.id for entry in claimed if entry.object_key in settled)
@@ -348,7 +348,7 @@ def purge_after(deps: Deps, trashed_at: datetime | None) -> datetime | None:
 def trash_video(cmd: DeleteVideo, deps: Deps) -> VideoDeleteResponse:
     """Into the trash: the row stays (hidden from every read), no object is touched."""
     with deps.uow() as uow:
-        trashed = uow.videos.trash(deps.scope, cmd.video_id, deps.clock(), deps.scope.subject)
+        trashed = uow.removal.trash(deps.scope, cmd.video_id, deps.clock(), deps.scope.subject)
         if trashed is None:
             raise NotFound.video(cmd.video_id)
         uow.commit()
@@ -373,7 +373,7 @@ def delete_video(cmd: DeleteVideo, deps: Deps) -> VideoDeleteResponse:
         return trash_video(cmd, deps)
     now = deps.clock()
     with deps.uow() as uow:
-        removed = uow.videos.delete(deps.scope, cmd.video_id)
+        removed = uow.removal.delete(deps.scope, cmd.video_id)
         if removed is None:
             past = uow.audit.find(cmd.video_id, deps.request_id) if deps.request_id else None
             if past is None:

@@ -35,7 +35,7 @@ class Deps:
     log: logging.Logger = field(default_factory=lambda: logging.getLogger("videoworker"))
     # The id of the message being handled (Celery's task id), when there is one.
     request_id: str | None = None
-    # What the caller sees, as verified at the task edge; every repository read and
+    # What the caller sees, as verified at the task edge; every room's read and
     # delete takes it. Unrestricted for the operator's own tools and AUTH_MODE=off.
     scope: Scope = UNRESTRICTED
     # Units of work for handlers that only read: their statements run without a

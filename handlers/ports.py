@@ -89,9 +89,9 @@ class RetentionScope:
     cutoff: datetime
 
 
-class VideoRepository(Protocol):
-    """Every read and every delete of videos takes the caller's ``Scope`` and sees only
-    what it allows: a video outside it is answered as if it did not exist."""
+class Catalogue(Protocol):
+    """Reading the catalogue. Every read takes the caller's ``Scope`` and sees only what it
+    allows: a video outside it is answered as if it did not exist."""
 
     def list(self, scope: Scope, query: ListVideos) -> tuple[list[VideoListItem], int]:
         """A page and the exact total: what is not in the trash, or (``trashed``) only
@@ -107,6 +107,11 @@ class VideoRepository(Protocol):
     ) -> dict[UUID, VideoDetailResponse]:
         """``get`` of many ids in one query (``trashed``: of videos in the trash)."""
         ...
+
+
+class Removal(Protocol):
+    """Deleting videos and moving them into and out of the trash, one or in batches. Each
+    takes the caller's ``Scope``: a video outside it is never touched, nor counted."""
 
     def delete(self, scope: Scope, video_id: UUID) -> RemovedVideo | None:
         """Delete the row, in the trash or not."""
@@ -159,13 +164,11 @@ class VideoRepository(Protocol):
         """Delete videos trashed before ``before`` (never a held one), oldest first."""
         ...
 
-    def mall_quotas(self, mall_id: UUID | None) -> list[tuple[UUID, int]]:
-        """Every mall with a storage quota (or just this one), with its quota in bytes."""
-        ...
+    def summarise_expired(self, scope: Scope, retention: RetentionScope) -> ExpiredSummary: ...
 
-    def mall_storage(self, mall_id: UUID) -> int:
-        """Originals plus proxies of all the mall's videos, in the trash too."""
-        ...
+    def delete_expired(
+        self, scope: Scope, retention: RetentionScope, limit: int
+    ) -> list[RemovedVideo]: ...
 
     def delete_for_quota(
         self, scope: Scope, mall_id: UUID, excess: int, limit: int
@@ -174,23 +177,20 @@ class VideoRepository(Protocol):
         ``excess`` bytes are freed."""
         ...
 
-    def delete_expired(
-        self, scope: Scope, retention: RetentionScope, limit: int
-    ) -> list[RemovedVideo]: ...
 
-    def summarise_expired(self, scope: Scope, retention: RetentionScope) -> ExpiredSummary: ...
+class RetentionSettings(Protocol):
+    """What the sweeps keep videos by: each mall's period and quota, and legal holds."""
 
     def mall_retention_days(self, mall_id: UUID | None) -> list[tuple[UUID, int | None]]:
         """Every mall (or just this one) with its own retention days, None if it has none."""
         ...
 
-    def referenced_keys(self, keys: Sequence[str]) -> set[str]:
-        """The keys among these that a live row references (read now, not at claim)."""
+    def mall_quotas(self, mall_id: UUID | None) -> list[tuple[UUID, int]]:
+        """Every mall with a storage quota (or just this one), with its quota in bytes."""
         ...
 
-    def referenced_keys_in_order(self, prefix: str = "") -> Iterator[str]:
-        """Every key a row references under ``prefix``, once, in UTF-8 byte order,
-        streamed while the unit of work is open."""
+    def mall_storage(self, mall_id: UUID) -> int:
+        """Originals plus proxies of all the mall's videos, in the trash too."""
         ...
 
     def set_mall_retention(
@@ -208,6 +208,10 @@ class VideoRepository(Protocol):
         """Hold or release a video; False if there is no such video."""
         ...
 
+
+class Figures(Protocol):
+    """The statistics of what a scope sees, from the figures kept beside the rows."""
+
     def stats(
         self, scope: Scope, mall_id: UUID | None, at: datetime, pin_id: UUID | None = None
     ) -> VideoStats:
@@ -221,12 +225,6 @@ class VideoRepository(Protocol):
         """Per-pin figures of what the scope sees (not the trash), largest storage first."""
         ...
 
-    def fold_figures(self) -> int:
-        """Fold the figures kept per writer into one row per key and period, dropping
-        those that came to nothing; answers how many rows were folded. What any total or
-        statistic reads is unchanged: this only keeps those reads short."""
-        ...
-
     def stats_per_mall(self, at: datetime) -> list[VideoStats]:
         """Every mall's whole figure, for the shared cache (an admin's refresh)."""
         ...
@@ -236,6 +234,25 @@ class VideoRepository(Protocol):
     ) -> dict[UUID, VideoStats]:
         """Each of these pins' figures over what the scope sees (zeros for a pin with
         none), from the pin index: never a scan of every video."""
+        ...
+
+    def fold_figures(self) -> int:
+        """Fold the figures kept per writer into one row per key and period, dropping
+        those that came to nothing; answers how many rows were folded. What any total or
+        statistic reads is unchanged: this only keeps those reads short."""
+        ...
+
+
+class References(Protocol):
+    """Which object keys rows still name: no file a row needs is removed."""
+
+    def referenced_keys(self, keys: Sequence[str]) -> set[str]:
+        """The keys among these that a live row references (read now, not at claim)."""
+        ...
+
+    def referenced_keys_in_order(self, prefix: str = "") -> Iterator[str]:
+        """Every key a row references under ``prefix``, once, in UTF-8 byte order,
+        streamed while the unit of work is open."""
         ...
 
 
@@ -304,7 +321,11 @@ class DeletionAuditLog(Protocol):
 class UnitOfWork(Protocol):
     """A transaction: rolled back on leaving the ``with`` block unless committed."""
 
-    videos: VideoRepository
+    catalogue: Catalogue
+    removal: Removal
+    retention: RetentionSettings
+    figures: Figures
+    references: References
     deletions: DeletionQueue
     audit: DeletionAuditLog
 

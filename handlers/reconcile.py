@@ -1,6 +1,6 @@
 """Reconciliation of the bucket against the database (``videoworker reconcile``).
 
-S3 lists keys in ascending UTF-8 byte order, and the repository streams the keys rows
+S3 lists keys in ascending UTF-8 byte order, and the references room streams the keys rows
 reference in the same order, so the two lists are merged like a sort-merge join: one
 pass over each, memory bounded by a page whatever the size of the bucket. Out of the
 merge come *orphans* (objects no row references) and *missing* objects (keys rows
@@ -68,7 +68,7 @@ def reconcile_storage(cmd: ReconcileStorage, deps: Deps) -> ReconcileReport:
     with tempfile.TemporaryFile("w+", encoding="utf-8") as spool:
         with deps.uow() as uow:
             objects = deps.store.list_objects(cmd.prefix)
-            referenced = uow.videos.referenced_keys_in_order(cmd.prefix)
+            referenced = uow.references.referenced_keys_in_order(cmd.prefix)
             obj = next(objects, None)
             ref = next(referenced, None)
             while obj is not None or ref is not None:

@@ -65,12 +65,12 @@ def sweep_retention(cmd: SweepRetention, deps: Deps) -> RetentionSweepResult:
         scopes = [
             RetentionScope(mall_id=mall_id, cutoff=now - timedelta(days=days))
             for mall_id, days in retention_periods(
-                uow.videos.mall_retention_days(cmd.mall_id), cmd.older_than_days, deps.policy
+                uow.retention.mall_retention_days(cmd.mall_id), cmd.older_than_days, deps.policy
             )
         ]
-        summaries = [uow.videos.summarise_expired(deps.scope, scope) for scope in scopes]
-        trash_due = uow.videos.summarise_trash_due(deps.scope, cmd.mall_id, trash_before)
-        quotas = uow.videos.mall_quotas(cmd.mall_id)
+        summaries = [uow.removal.summarise_expired(deps.scope, scope) for scope in scopes]
+        trash_due = uow.removal.summarise_trash_due(deps.scope, cmd.mall_id, trash_before)
+        quotas = uow.retention.mall_quotas(cmd.mall_id)
     matched = sum(s.count for s in summaries)
     matched_bytes = sum(s.bytes for s in summaries)
     cutoff = reported_cutoff(scopes, now, cmd.older_than_days, deps.policy)
@@ -89,7 +89,7 @@ def sweep_retention(cmd: SweepRetention, deps: Deps) -> RetentionSweepResult:
         for scope, summary in zip(scopes, summaries, strict=True):
             if summary.count and not out_of_time:
                 out_of_time = batches(
-                    lambda uow, scope=scope: uow.videos.delete_expired(
+                    lambda uow, scope=scope: uow.removal.delete_expired(
                         deps.scope, scope, cmd.batch_size
                     ),
                     reason="retention",
@@ -97,7 +97,7 @@ def sweep_retention(cmd: SweepRetention, deps: Deps) -> RetentionSweepResult:
                 )
         if not out_of_time:
             out_of_time = batches(
-                lambda uow: uow.videos.delete_trash_due(
+                lambda uow: uow.removal.delete_trash_due(
                     deps.scope, cmd.mall_id, trash_before, cmd.batch_size
                 ),
                 reason="trash",
@@ -146,10 +146,10 @@ def _over_quota(
     needed to free what is still over, measured afresh (uploads go on meanwhile)."""
 
     def take(uow: UnitOfWork) -> list[RemovedVideo]:
-        excess = uow.videos.mall_storage(mall_id) - quota
+        excess = uow.retention.mall_storage(mall_id) - quota
         if excess <= 0:
             return []
-        return uow.videos.delete_for_quota(deps.scope, mall_id, excess, batch_size)
+        return uow.removal.delete_for_quota(deps.scope, mall_id, excess, batch_size)
 
     return take
 
@@ -165,7 +165,7 @@ class RetentionPeriods:
 
 def set_retention(cmd: SetRetention, deps: Deps) -> RetentionPeriods:
     with deps.uow() as uow:
-        if not uow.videos.set_mall_retention(cmd.mall_id, cmd.days, cmd.max_storage_bytes):
+        if not uow.retention.set_mall_retention(cmd.mall_id, cmd.days, cmd.max_storage_bytes):
             raise NotFound(f"Mall {cmd.mall_id} not found")
         uow.commit()
     deps.log.info(
@@ -181,7 +181,7 @@ def set_retention(cmd: SetRetention, deps: Deps) -> RetentionPeriods:
 
 def clear_retention(cmd: ClearRetention, deps: Deps) -> RetentionPeriods:
     with deps.uow() as uow:
-        cleared = uow.videos.clear_mall_retention(cmd.mall_id)
+        cleared = uow.retention.clear_mall_retention(cmd.mall_id)
         uow.commit()
     if cleared:
         deps.log.info("retention.cleared", extra={"mall_id": str(cmd.mall_id)})
@@ -190,8 +190,8 @@ def clear_retention(cmd: ClearRetention, deps: Deps) -> RetentionPeriods:
 
 def list_retention(deps: Deps) -> RetentionPeriods:
     with deps.uow() as uow:
-        periods = uow.videos.mall_retention_days(None)
-        quotas = uow.videos.mall_quotas(None)
+        periods = uow.retention.mall_retention_days(None)
+        quotas = uow.retention.mall_quotas(None)
     return RetentionPeriods(
         default_days=deps.policy.retention_days,
         malls={mall_id: days for mall_id, days in periods if days is not None},
@@ -202,7 +202,7 @@ def list_retention(deps: Deps) -> RetentionPeriods:
 def set_legal_hold(cmd: SetLegalHold, deps: Deps) -> SetLegalHold:
     """Hold a video (no sweep deletes it) or release it; an explicit delete still may."""
     with deps.uow() as uow:
-        if not uow.videos.set_legal_hold(cmd.video_id, cmd.held):
+        if not uow.retention.set_legal_hold(cmd.video_id, cmd.held):
             raise NotFound.video(cmd.video_id)
         uow.commit()
     deps.log.info("video.legal_hold", extra={"video_id": str(cmd.video_id), "held": cmd.held})

@@ -23,7 +23,7 @@ def get_stats(cmd: GetStats, deps: Deps) -> VideoStats:
     if not cmd.by_pin:
         return stats
     with deps.reads() as uow:
-        pins = uow.videos.pin_figures(deps.scope, cmd.mall_id, cmd.pin_id, MAX_PINS)
+        pins = uow.figures.pin_figures(deps.scope, cmd.mall_id, cmd.pin_id, MAX_PINS)
     return stats.model_copy(update={"pins": pins})
 
 
@@ -38,7 +38,7 @@ def _pin_stats(cmd: GetStats, deps: Deps) -> VideoStats:
         stats = _pin_figures(deps, [pin_id], now)[0]
     else:
         with deps.reads() as uow:
-            stats = uow.videos.stats(scope, cmd.mall_id, now, pin_id=pin_id)
+            stats = uow.figures.stats(scope, cmd.mall_id, now, pin_id=pin_id)
     return stats.model_copy(update={"mall_id": cmd.mall_id, "pin_id": pin_id})
 
 
@@ -59,7 +59,7 @@ def _scope_stats(cmd: GetStats, deps: Deps) -> VideoStats:
         return _sum(cmd.mall_id, _mall_figures(deps, malls, now), now)
     if cmd.mall_id is not None:
         with deps.reads() as uow:
-            return uow.videos.stats(scope, cmd.mall_id, now)
+            return uow.figures.stats(scope, cmd.mall_id, now)
     return _sum(None, _pin_figures(deps, sorted(scope.pins), now), now)
 
 
@@ -68,7 +68,7 @@ def _mall_or_global(deps: Deps, mall_id: UUID | None) -> VideoStats:
     if cached is not None:
         return cached
     with deps.reads() as uow:
-        stats = uow.videos.stats(deps.scope, mall_id, deps.clock())
+        stats = uow.figures.stats(deps.scope, mall_id, deps.clock())
     deps.cache.put([stats])
     return stats
 
@@ -79,7 +79,7 @@ def _mall_figures(deps: Deps, malls: list[UUID], now: datetime) -> list[VideoSta
     missing = [mall_id for mall_id in malls if mall_id not in figures]
     if missing:
         with deps.reads() as uow:
-            fresh = [uow.videos.stats(deps.scope, mall_id, now) for mall_id in missing]
+            fresh = [uow.figures.stats(deps.scope, mall_id, now) for mall_id in missing]
         deps.cache.put(fresh)
         figures.update((stats.mall_id, stats) for stats in fresh if stats.mall_id is not None)
     return [figures[mall_id] for mall_id in malls]
@@ -90,7 +90,7 @@ def _pin_figures(deps: Deps, pins: list[UUID], now: datetime) -> list[VideoStats
     missing = [pin_id for pin_id in pins if pin_id not in figures]
     if missing:
         with deps.reads() as uow:
-            fresh = uow.videos.stats_per_pin(deps.scope, missing, now)
+            fresh = uow.figures.stats_per_pin(deps.scope, missing, now)
         deps.cache.put_pins(fresh)
         figures.update(fresh)
     return [figures[pin_id] for pin_id in pins]
@@ -133,8 +133,8 @@ def _refresh(
     answer is summed from (a flush is queued by an operator's delete, too).
     """
     with deps.reads() as uow:
-        fresh = [uow.videos.stats(UNRESTRICTED, None, now)] if include_global else []
-        fresh += [uow.videos.stats(UNRESTRICTED, mall_id, now) for mall_id in mall_ids]
+        fresh = [uow.figures.stats(UNRESTRICTED, None, now)] if include_global else []
+        fresh += [uow.figures.stats(UNRESTRICTED, mall_id, now) for mall_id in mall_ids]
     _save(deps, fresh, now)
     return fresh
 
@@ -147,10 +147,10 @@ def refresh_stats(cmd: RefreshStats, deps: Deps) -> RefreshStatsResult:
     else:
         # The scheduled full refresh also keeps the kept figures short (see the port).
         with deps.uow() as uow:
-            uow.videos.fold_figures()
+            uow.figures.fold_figures()
             uow.commit()
         with deps.reads() as uow:
-            fresh = [uow.videos.stats(UNRESTRICTED, None, now), *uow.videos.stats_per_mall(now)]
+            fresh = [uow.figures.stats(UNRESTRICTED, None, now), *uow.figures.stats_per_mall(now)]
         _save(deps, fresh, now)
     return RefreshStatsResult(mall_id=cmd.mall_id, scopes_refreshed=len(fresh), refreshed_at=now)
 

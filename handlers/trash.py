@@ -13,7 +13,7 @@ def restore_video(cmd: RestoreVideo, deps: Deps) -> RestoreResult:
     """Put a trashed video back. One not in the trash (never there, restored already,
     emptied by the sweep, outside the caller's scope) is answered alike: not found."""
     with deps.uow() as uow:
-        restored = uow.videos.restore(deps.scope, cmd.video_id)
+        restored = uow.removal.restore(deps.scope, cmd.video_id)
         if restored is None:
             raise NotFound(f"Video {cmd.video_id} not in trash")
         uow.commit()

@@ -123,7 +123,7 @@ def gallery_urls(
 
 def sign_url(cmd: SignUrl, deps: Deps) -> VideoStreamUrlResponse:
     with deps.reads() as uow:
-        video = uow.videos.get(deps.scope, cmd.video_id)
+        video = uow.catalogue.get(deps.scope, cmd.video_id)
     if video is None:
         raise NotFound.video(cmd.video_id)
     return signed_url(deps.store, video, cmd.target, cmd.expires_minutes * 60, signing_time(deps))
@@ -136,7 +136,7 @@ def sign_urls(cmd: SignUrls, deps: Deps) -> SignUrlsResult:
     video without the target's file is ``not_available``. Neither fails the rest.
     """
     with deps.reads() as uow:
-        videos = uow.videos.get_many(deps.scope, cmd.video_ids)
+        videos = uow.catalogue.get_many(deps.scope, cmd.video_ids)
     expires_in, signed_at = cmd.expires_minutes * 60, signing_time(deps)
     urls: list[VideoStreamUrlResponse] = []
     not_found: list[UUID] = []

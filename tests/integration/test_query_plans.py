@@ -10,7 +10,7 @@ from sqlalchemy import event, func, select, text
 
 import handlers
 from schemas import ListVideos
-from worker.adapters.postgres.repositories import search_condition, videos
+from worker.adapters.postgres.rooms.query import search_condition, videos
 
 ROWS = 5_000
 MALLS = 20

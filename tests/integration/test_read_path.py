@@ -176,9 +176,9 @@ def test_statements_kept_per_shape_take_each_callers_own_values(deps, catalog):
 def test_a_statement_that_binds_a_value_it_is_not_given_is_refused():
     from sqlalchemy import literal, select
 
-    from worker.adapters.postgres.repositories import _Shaped
+    from worker.adapters.postgres.rooms.shaped import Shaped
 
-    shaped = _Shaped()
+    shaped = Shaped()
     with pytest.raises(RuntimeError, match="binds"):
         shaped.get(("test",), {}, lambda: select(literal(1)))
 

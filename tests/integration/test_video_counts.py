@@ -22,7 +22,9 @@ from sqlalchemy import func, select, text
 from handlers.access import Scope
 from schemas import ListVideos
 from worker.adapters.postgres import figures
-from worker.adapters.postgres.repositories import PostgresVideoRepository, _list_filters
+from worker.adapters.postgres.rooms.catalogue import PostgresCatalogue
+from worker.adapters.postgres.rooms.figures import PostgresFigures
+from worker.adapters.postgres.rooms.query import list_filters
 
 WRITERS = 4
 ROUNDS = 40
@@ -190,7 +192,7 @@ class Folder(threading.Thread):
         try:
             while any(w.is_alive() for w in self.writers):
                 with self.engine.begin() as conn:
-                    self.folded += PostgresVideoRepository(conn).fold_figures()
+                    self.folded += PostgresFigures(conn).fold_figures()
         except BaseException as exc:
             self.error = exc
 
@@ -228,7 +230,7 @@ def test_four_concurrent_writers_leave_the_figures_exact_and_every_total_equal_t
     assert sum(w.statements for w in writers) >= WRITERS * ROUNDS
     _assert_exact(engine, malls, pins)
     with engine.begin() as conn:
-        PostgresVideoRepository(conn).fold_figures()
+        PostgresFigures(conn).fold_figures()
     with engine.connect() as conn:
         assert (
             conn.execute(
@@ -248,7 +250,7 @@ def _assert_exact(engine, malls, pins) -> None:
         assert rows > 300, "the writers left too little to compare"
         assert figures.differences(conn) == EXACT
 
-        repository = PostgresVideoRepository(conn)
+        repository = PostgresCatalogue(conn)
         scopes = [
             Scope.admin(),
             Scope.operator([malls[0]]),
@@ -275,7 +277,9 @@ def _assert_exact(engine, malls, pins) -> None:
                 page_size=1,
             )
             counted = conn.execute(
-                select(func.count()).where(*_list_filters(scope, query, trashed=trashed))
+                select(func.count()).where(
+                    *list_filters(scope, query, trashed=trashed).conditions()
+                )
             ).scalar_one()
             assert repository._total(scope, query) == counted, (scope, query)
             compared += counted > 0
@@ -332,7 +336,7 @@ def test_figures_check_finds_writes_that_bypassed_the_triggers_and_rebuild_mends
             {"mall": mall, "pin": pin},
         )
     with engine.connect() as conn:
-        repository = PostgresVideoRepository(conn)
+        repository = PostgresCatalogue(conn)
         assert repository._total(Scope.admin(), ListVideos()) == 1  # the figures missed it
 
     checked = json.loads(run_cli("figures", "check", env=services, check=1).stdout)
@@ -343,7 +347,7 @@ def test_figures_check_finds_writes_that_bypassed_the_triggers_and_rebuild_mends
     assert rebuilt["rebuilt"]["video_counts_monthly"] >= 1
     assert json.loads(run_cli("figures", "check", env=services, check=0).stdout)["consistent"]
     with engine.connect() as conn:
-        assert PostgresVideoRepository(conn)._total(Scope.admin(), ListVideos()) == 2
+        assert PostgresCatalogue(conn)._total(Scope.admin(), ListVideos()) == 2
 
 
 def test_upserts_and_merge_by_other_services_keep_the_figures_exact(engine, catalog):

@@ -22,7 +22,7 @@ def test_unit_of_work_counts_blocks_and_tells_whether_the_last_one_committed():
     assert (uow.transactions, uow.committed) == (1, False)
 
     with uow:
-        uow.videos.delete(UNRESTRICTED, video.id)
+        uow.removal.delete(UNRESTRICTED, video.id)
         uow.commit()
     assert (uow.transactions, uow.committed) == (2, True)
 

@@ -64,7 +64,7 @@ def test_a_held_video_stays_in_the_trash():
     fakes.add_videos(held, free)
     trash(fakes, held)
     trash(fakes, free)
-    fakes.uow.videos.set_legal_hold(held.id, True)
+    fakes.uow.retention.set_legal_hold(held.id, True)
     fakes.clock.advance(timedelta(days=Policy().trash_days + 1))
 
     result = sweep(fakes)
@@ -111,7 +111,7 @@ def quota_mall(fakes: Fakes, quota: int, ages=(4, 3, 2, 1)) -> list:
     mall = uuid.uuid4()
     videos = [sized(mall, days_ago) for days_ago in ages]
     fakes.add_videos(*videos)
-    assert fakes.uow.videos.set_mall_retention(mall, max_storage_bytes=quota)
+    assert fakes.uow.retention.set_mall_retention(mall, max_storage_bytes=quota)
     return videos
 
 
@@ -135,7 +135,7 @@ def test_a_mall_exactly_at_quota_after_a_delete_loses_nothing_more():
 
     assert result.deleted_for_quota == 1
     assert set(fakes.uow.videos.rows) == {v.id for v in videos[1:]}
-    assert fakes.uow.videos.mall_storage(videos[0].mall_id) == 300
+    assert fakes.uow.retention.mall_storage(videos[0].mall_id) == 300
 
 
 def test_a_mall_under_quota_and_a_mall_without_one_lose_nothing():
@@ -151,7 +151,7 @@ def test_a_mall_under_quota_and_a_mall_without_one_lose_nothing():
 def test_the_quota_passes_over_held_videos():
     fakes = Fakes()
     videos = quota_mall(fakes, quota=250)
-    fakes.uow.videos.set_legal_hold(videos[0].id, True)
+    fakes.uow.retention.set_legal_hold(videos[0].id, True)
 
     result = sweep(fakes)
 
@@ -164,7 +164,7 @@ def test_a_mall_whose_only_videos_are_held_stays_over_quota_without_error():
     fakes = Fakes()
     videos = quota_mall(fakes, quota=50, ages=(2, 1))
     for video in videos:
-        fakes.uow.videos.set_legal_hold(video.id, True)
+        fakes.uow.retention.set_legal_hold(video.id, True)
 
     result = sweep(fakes)
 

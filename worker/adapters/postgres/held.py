@@ -3,8 +3,8 @@
 A ``videos.get`` or ``sign_url`` is one primary-key SELECT. Through SQLAlchemy each one
 paid a pool checkout and checkin, an execution context, a cache-key walk and a result
 object: about 0.2 ms of CPU in all, several times what PostgreSQL takes to answer it
-(``bench/roundtrip.py``). The statements the repository builds once per shape
-(``repositories.SHAPED``) are compiled here once more, to their SQL text and the
+(``bench/roundtrip.py``). The statements the catalogue builds once per shape
+(``rooms.shaped.SHAPED``) are compiled here once more, to their SQL text and the
 dialect's bind and result processors, and then run straight on the driver's cursor of
 a connection this process keeps checked out of the engine's pool. Everything else a
 read runs goes through SQLAlchemy as before, on a pooled connection taken only then,
@@ -103,7 +103,7 @@ def compile_for(statement: Select, engine: Engine) -> Compiled:
 
 
 class HeldRow:
-    """A row as the repository's reads use one: by position, by name, or ``_mapping``."""
+    """A row as the catalogue's reads use one: by position, by name, or ``_mapping``."""
 
     __slots__ = ("_names", "_values")
 
@@ -126,7 +126,7 @@ class HeldRow:
 
 
 class HeldResult:
-    """The part of SQLAlchemy's result the repository's reads use."""
+    """The part of SQLAlchemy's result the catalogue's reads use."""
 
     def __init__(self, rows: list[HeldRow]) -> None:
         self._rows = rows
@@ -218,7 +218,7 @@ class HeldConnections:
 
 
 class ReadConnection:
-    """What a read-only unit of work gives its repositories in place of a Connection.
+    """What a read-only unit of work gives its rooms in place of a Connection.
 
     Statements built by shape, run with their values, go to the held connection; any
     other statement goes through SQLAlchemy on a pooled autocommit connection, taken on

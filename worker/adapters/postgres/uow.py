@@ -12,12 +12,13 @@ from sqlalchemy import Connection, Engine, create_engine
 from sqlalchemy import exc as sa_exc
 
 from worker.adapters.postgres.held import HeldConnections, ReadConnection, unreachable
-from worker.adapters.postgres.repositories import (
-    SHAPED,
-    PostgresDeletionAudit,
-    PostgresDeletionQueue,
-    PostgresVideoRepository,
-)
+from worker.adapters.postgres.rooms.catalogue import PostgresCatalogue
+from worker.adapters.postgres.rooms.deletions import PostgresDeletionAudit, PostgresDeletionQueue
+from worker.adapters.postgres.rooms.figures import PostgresFigures
+from worker.adapters.postgres.rooms.references import PostgresReferences
+from worker.adapters.postgres.rooms.removal import PostgresRemoval
+from worker.adapters.postgres.rooms.retention import PostgresRetentionSettings
+from worker.adapters.postgres.rooms.shaped import SHAPED
 from worker.settings import Settings
 
 # Connection-level failures: the server is down, restarting or unreachable.
@@ -50,7 +51,7 @@ def reading(engine: Engine) -> Engine:
 
 
 def held_reads(engine: Engine) -> HeldConnections:
-    """This process's held read connections, for the statements the repository builds
+    """This process's held read connections, for the statements the catalogue builds
     by shape (``worker.adapters.postgres.held``)."""
     return HeldConnections(engine, SHAPED.owns)
 
@@ -66,7 +67,11 @@ class PostgresUnitOfWork:
     process's held connection, and a pooled one is checked out only for the others.
     """
 
-    videos: PostgresVideoRepository
+    catalogue: PostgresCatalogue
+    removal: PostgresRemoval
+    retention: PostgresRetentionSettings
+    figures: PostgresFigures
+    references: PostgresReferences
     deletions: PostgresDeletionQueue
     audit: PostgresDeletionAudit
 
@@ -87,7 +92,11 @@ class PostgresUnitOfWork:
                 self.connection = self.engine.connect()
         except CONNECTION_ERRORS as exc:
             raise unreachable(exc) from exc
-        self.videos = PostgresVideoRepository(self.connection)
+        self.catalogue = PostgresCatalogue(self.connection)
+        self.removal = PostgresRemoval(self.connection)
+        self.retention = PostgresRetentionSettings(self.connection)
+        self.figures = PostgresFigures(self.connection)
+        self.references = PostgresReferences(self.connection)
         self.deletions = PostgresDeletionQueue(self.connection)
         self.audit = PostgresDeletionAudit(self.connection)
         return self

@@ -1,0 +1,192 @@
+"""The deletion queue and the audit log.
+
+``storage_deletions`` holds every key a deleted row leaves behind until S3 confirms its
+removal; ``deletion_audit`` holds one row per deleted video and how its files ended.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from uuid import UUID
+
+from sqlalchemy import (
+    Connection,
+    Select,
+    bindparam,
+    case,
+    delete,
+    exists,
+    func,
+    insert,
+    select,
+    text,
+    update,
+)
+
+from handlers.ports import PastDeletion, QueuedDeletion, QueuedKey, RemovedVideo
+from worker.adapters.postgres.rooms.query import audit, deletions
+
+# One transaction-level advisory lock per key (64-bit hash of its text).
+LOCK_KEYS = text(
+    "SELECT count(pg_advisory_xact_lock(h)) FROM ("
+    " SELECT DISTINCT hashtextextended(k, 0) AS h FROM unnest(CAST(:keys AS text[])) AS k"
+    " ORDER BY h OFFSET 0) AS ordered"
+)
+
+
+def select_queued() -> Select:
+    return select(
+        deletions.c.id, deletions.c.object_key, deletions.c.attempts, deletions.c.video_id
+    )
+
+
+class PostgresDeletionQueue:
+    def __init__(self, connection: Connection) -> None:
+        self.connection = connection
+
+    def enqueue(self, keys: Sequence[QueuedKey], not_before: datetime) -> list[int]:
+        if not keys:
+            return []
+        rows = self.connection.execute(
+            insert(deletions).returning(deletions.c.id, sort_by_parameter_order=True),
+            [
+                {
+                    "object_key": key.object_key,
+                    "video_id": key.video_id,
+                    "mall_id": key.mall_id,
+                    "reason": key.reason,
+                    "next_attempt_at": not_before,
+                }
+                for key in keys
+            ],
+        )
+        return list(rows.scalars())
+
+    def claim(self, ids: Sequence[int]) -> list[QueuedDeletion]:
+        if not ids:
+            return []
+        return self._claim(select_queued().where(deletions.c.id.in_(list(ids))), len(ids))
+
+    def claim_due(
+        self, now: datetime, limit: int, due_only: bool = True, after_id: int = 0
+    ) -> list[QueuedDeletion]:
+        stmt = select_queued().where(deletions.c.id > after_id)
+        if due_only:
+            stmt = stmt.where(deletions.c.next_attempt_at <= now)
+        return self._claim(stmt, limit)
+
+    def _claim(self, stmt: Select, limit: int) -> list[QueuedDeletion]:
+        rows = self.connection.execute(
+            stmt.order_by(deletions.c.id).limit(limit).with_for_update(skip_locked=True)
+        )
+        return [QueuedDeletion(*row) for row in rows]
+
+    def lock_keys(self, keys: Sequence[str]) -> None:
+        # In hash order, so that two removers of overlapping key sets take their locks in
+        # the same order and never deadlock; OFFSET 0 keeps the sort below the locking.
+        if keys:
+            self.connection.execute(LOCK_KEYS, {"keys": list(keys)})
+
+    def complete(self, ids: Iterable[int]) -> None:
+        id_list = list(ids)
+        if id_list:
+            self.connection.execute(delete(deletions).where(deletions.c.id.in_(id_list)))
+
+    def retry_later(self, failures: dict[int, tuple[str, datetime]]) -> None:
+        if not failures:
+            return
+        self.connection.execute(
+            update(deletions)
+            .where(deletions.c.id == bindparam("queue_id"))
+            .values(
+                attempts=deletions.c.attempts + 1,
+                last_error=bindparam("error"),
+                next_attempt_at=bindparam("retry_at"),
+            ),
+            [
+                {"queue_id": queue_id, "error": error[:500], "retry_at": retry_at}
+                for queue_id, (error, retry_at) in failures.items()
+            ],
+        )
+
+    def queued_among(self, keys: Sequence[str]) -> set[str]:
+        if not keys:
+            return set()
+        return set(
+            self.connection.execute(
+                select(deletions.c.object_key).where(deletions.c.object_key.in_(list(keys)))
+            ).scalars()
+        )
+
+    def pending(self) -> int:
+        return self.connection.execute(select(func.count()).select_from(deletions)).scalar_one()
+
+    def stuck(self, min_attempts: int) -> int:
+        return self.connection.execute(
+            select(func.count()).select_from(deletions).where(deletions.c.attempts >= min_attempts)
+        ).scalar_one()
+
+
+class PostgresDeletionAudit:
+    def __init__(self, connection: Connection) -> None:
+        self.connection = connection
+
+    def record(
+        self,
+        removed: Sequence[RemovedVideo],
+        reason: str,
+        outcome: str,
+        request_id: str | None = None,
+        actor: str | None = None,
+    ) -> None:
+        if removed:
+            self.connection.execute(
+                insert(audit),
+                [
+                    {
+                        "video_id": video.id,
+                        "mall_id": video.mall_id,
+                        "reason": reason,
+                        "object_keys": video.object_keys,
+                        "outcome": outcome,
+                        "request_id": request_id,
+                        "actor": actor,
+                    }
+                    for video in removed
+                ],
+            )
+
+    def settle(self, video_ids: Iterable[UUID]) -> None:
+        ids = list(set(video_ids))
+        if not ids:
+            return
+        still_queued = exists().where(deletions.c.video_id == audit.c.video_id)
+        self.connection.execute(
+            update(audit)
+            .where(
+                audit.c.video_id.in_(ids),
+                audit.c.outcome.in_(("files_queued", "files_pending")),
+            )
+            .values(
+                outcome=case((still_queued, "files_pending"), else_="files_deleted"),
+            )
+        )
+
+    def find(self, video_id: UUID, request_id: str) -> PastDeletion | None:
+        row = self.connection.execute(
+            select(audit.c.object_keys, audit.c.outcome).where(
+                audit.c.video_id == video_id, audit.c.request_id == request_id
+            )
+        ).first()
+        if row is None:
+            return None
+        queued = self.connection.execute(
+            select(deletions.c.object_key).where(deletions.c.video_id == video_id)
+        ).scalars()
+        return PastDeletion(
+            video_id=video_id,
+            object_keys=list(row.object_keys),
+            still_queued=list(queued),
+            files_kept=row.outcome == "files_kept",
+        )

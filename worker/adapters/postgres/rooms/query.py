@@ -1,0 +1,330 @@
+"""What every room's statements share: the tables, the columns read, the access scope
+as SQL (``visible``) and the list filters.
+
+A filter is made by ``Where``: the condition and the value of the parameter it binds
+come from one call, so a statement built once per shape and the values it is run with
+cannot name different parameters.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from sqlalchemy import (
+    ARRAY,
+    Column,
+    ColumnElement,
+    DateTime,
+    Select,
+    Table,
+    Text,
+    Uuid,
+    and_,
+    any_,
+    bindparam,
+    case,
+    false,
+    func,
+    literal_column,
+    or_,
+    select,
+    true,
+)
+from sqlalchemy.sql.elements import BindParameter
+
+from handlers.access import Scope
+from schemas.requests import VideoFilters
+from worker.adapters.postgres.tables import (
+    CameraPin,
+    DeletionAudit,
+    Mall,
+    MallRetention,
+    StorageDeletion,
+    Video,
+    VideoCountsDaily,
+    VideoCountsMallDaily,
+    VideoCountsMallMonthly,
+    VideoCountsMonthly,
+)
+
+videos = Video.__table__
+pins = CameraPin.__table__
+malls = Mall.__table__
+deletions = StorageDeletion.__table__
+mall_retention = MallRetention.__table__
+audit = DeletionAudit.__table__
+counts_daily = VideoCountsDaily.__table__
+counts_monthly = VideoCountsMonthly.__table__
+counts_mall_daily = VideoCountsMallDaily.__table__
+counts_mall_monthly = VideoCountsMallMonthly.__table__
+
+
+def by_pin(scope: Scope, pin_id: UUID | None) -> bool:
+    """Whether a total or a statistic must read the per-pin figures: it names a pin, or
+    the caller sees only some pins. Every other one sums the per-mall figures, a few
+    rows per mall and period instead of a few per pin."""
+    return pin_id is not None or scope.role == "tenant"
+
+
+def figure_tables(pinned: bool) -> tuple[Table, Table]:
+    """(daily, monthly) figures: per pin, or per mall."""
+    return (counts_daily, counts_monthly) if pinned else (counts_mall_daily, counts_mall_monthly)
+
+
+HAS_PROXY = videos.c.proxy_path.is_not(None)
+# Written exactly as the partial indexes' predicates, so the planner matches them.
+LIVE = videos.c.trashed_at.is_(None)
+TRASHED = videos.c.trashed_at.is_not(None)
+NOT_HELD = videos.c.legal_hold.is_(False)
+NEWEST_FIRST = (videos.c.uploaded_at.desc(), videos.c.id.desc())
+OLDEST_FIRST = (videos.c.uploaded_at, videos.c.id)
+# Originals plus proxies: what a video keeps in the bucket, as quotas and stats count it.
+STORED_BYTES = videos.c.file_size_bytes + func.coalesce(videos.c.proxy_size_bytes, 0)
+
+# The instants a Python datetime holds. Other services may store 'infinity', year 20000
+# or BC dates, which psycopg refuses to load (DataError), failing the whole page.
+# These are SQL constants, not parameters, so the statements still print with literal
+# binds (the benches EXPLAIN them that way).
+EARLIEST = literal_column("'0001-01-01 00:00:00+00'::timestamptz", DateTime(timezone=True))
+LATEST = literal_column("'9999-12-31 23:59:59.999999+00'::timestamptz", DateTime(timezone=True))
+UTC_ZONE = literal_column("'UTC'", Text)
+
+
+def _utc(value: ColumnElement[Any]) -> ColumnElement[datetime]:
+    # A UTC wall-clock timestamp: loads the same whatever the session's time zone.
+    return func.timezone(UTC_ZONE, value, type_=DateTime())
+
+
+def _clamped_instant(column: Column[Any]) -> ColumnElement[datetime]:
+    """A required timestamp, out-of-range values read as the nearest representable one."""
+    return _utc(func.least(func.greatest(column, EARLIEST), LATEST)).label(column.name)
+
+
+def _instant_or_null(column: Column[Any]) -> ColumnElement[datetime]:
+    """An optional timestamp, out-of-range values read as null."""
+    return case((column.between(EARLIEST, LATEST), _utc(column)), else_=None).label(column.name)
+
+
+def readable(column: Column[Any]) -> ColumnElement[Any]:
+    """A column as it can be loaded, whatever another service stored in it."""
+    if column is videos.c.uploaded_at:
+        return _clamped_instant(column)
+    if isinstance(column.type, DateTime):
+        return _instant_or_null(column)
+    return column
+
+
+LIST_COLUMNS = (
+    videos.c.id,
+    videos.c.mall_id,
+    videos.c.pin_id,
+    pins.c.name.label("pin_name"),
+    videos.c.original_filename,
+    videos.c.file_size_bytes,
+    videos.c.duration_seconds,
+    videos.c.processing_status,
+    # The keys themselves, not "IS NOT NULL": the flags say whether a file is there to
+    # sign (see catalogue.list_item); the has_proxy filter keeps the indexed predicate.
+    videos.c.proxy_path,
+    videos.c.thumbnail_path,
+    videos.c.original_path,
+    readable(videos.c.uploaded_at),
+    readable(videos.c.recorded_at),
+)
+TRASH_LIST_COLUMNS = (*LIST_COLUMNS, readable(videos.c.trashed_at))
+# The columns of the contract's detail: not the worker's own (hold, trash).
+OWN_COLUMNS = ("legal_hold", "trashed_at", "trashed_by")
+DETAIL_COLUMNS = (
+    *(readable(c) for c in videos.c if c.name not in OWN_COLUMNS),
+    pins.c.name.label("pin_name"),
+)
+WITH_PIN = videos.outerjoin(pins, pins.c.id == videos.c.pin_id)
+
+
+class Where:
+    """Conditions, and the values of the parameters they bind, made by the same calls.
+
+    ``bind`` records a parameter's value together with the condition that binds it, so
+    the values a statement built once per shape is run with are those its conditions
+    name, and no others. The SQLAlchemy expressions are made only when ``conditions``
+    is asked for: once per shape, not on every call (they cost more CPU than a
+    primary-key read takes PostgreSQL to answer).
+    """
+
+    __slots__ = ("_makers", "values")
+
+    def __init__(self) -> None:
+        self.values: dict[str, Any] = {}
+        self._makers: list[Callable[[], ColumnElement[bool]]] = []
+
+    def add(self, condition: ColumnElement[bool]) -> None:
+        """A condition that binds nothing."""
+        self._makers.append(lambda: condition)
+
+    def bind(
+        self,
+        name: str,
+        value: Any,
+        condition: Callable[[BindParameter[Any]], ColumnElement[bool]],
+        type_: Any = None,
+    ) -> None:
+        """``condition`` of the parameter ``name``, bound to ``value``."""
+        self.values[name] = value
+        self._makers.append(lambda: condition(bindparam(name, value, type_=type_)))
+
+    def any_of(self, alternatives: Iterable[Where]) -> None:
+        """One condition: any of these (each the AND of its own)."""
+        options = list(alternatives)
+        for option in options:
+            self.values.update(option.values)
+        self._makers.append(lambda: or_(*(option.combined() for option in options)))
+
+    def extend(self, other: Where) -> None:
+        self.values.update(other.values)
+        self._makers.extend(other._makers)  # noqa: SLF001
+
+    def conditions(self) -> list[ColumnElement[bool]]:
+        return [make() for make in self._makers]
+
+    def combined(self) -> ColumnElement[bool]:
+        """The conditions as one: their AND, true when there is none."""
+        made = self.conditions()
+        return and_(*made) if made else true()
+
+
+SCOPE_IDS = "scope_ids"
+SCOPE_ID = "scope_id"
+
+
+def _scope_ids(scope: Scope) -> frozenset[UUID] | None:
+    """The malls or pins a scope is limited to; None for one that sees everything."""
+    if scope.role == "admin":
+        return None
+    return scope.malls if scope.role == "operator" else scope.pins
+
+
+def scoped(scope: Scope, table: Table = videos) -> Where:
+    """What keeps a statement to what the scope sees: the one place the access scope
+    becomes SQL, added to every read and every delete of ``videos`` and to every sum of
+    its trigger-kept figures (``table``: a table with the same ``mall_id``, and
+    ``pin_id`` for a tenant's scope; see ``by_pin``).
+
+    An operator's malls and a tenant's pins are equality-indexed columns, so the filter
+    narrows the same indexes the other filters use. Several ids are one array parameter
+    (``mall_id = ANY(:scope_ids)``, which PostgreSQL plans as it plans ``IN``), so a
+    statement's text is the same for every caller of a role: it can be built once and
+    prepared once (see ``shaped.Shaped``). One id (a tenant of one pin, an operator of
+    one mall: the common case) is an equality, ``pin_id = :scope_id``: then the
+    newest-first page is read from the pin's or the mall's own list index, as for a
+    ``pin_id`` filter, where an ``ANY`` may be planned as a scan of every live video's
+    index.
+    """
+    where = Where()
+    ids = _scope_ids(scope)
+    if ids is None:
+        return where
+    if not ids:
+        where.add(false())
+        return where
+    column = table.c.mall_id if scope.role == "operator" else table.c.pin_id
+    if len(ids) == 1:
+        where.bind(SCOPE_ID, next(iter(ids)), lambda p: column == p, Uuid)
+    else:
+        where.bind(SCOPE_IDS, sorted(ids), lambda p: column == any_(p), ARRAY(Uuid))
+    return where
+
+
+def visible(scope: Scope, table: Table = videos) -> list[ColumnElement[bool]]:
+    """``scoped``'s conditions, for a statement run with the values they hold."""
+    return scoped(scope, table).conditions()
+
+
+def scope_shape(scope: Scope) -> str:
+    """What ``scoped`` makes of a scope, without its ids."""
+    ids = _scope_ids(scope)
+    if ids is None:
+        return "admin"
+    if not ids:
+        return "nobody"
+    return f"{scope.role}:one" if len(ids) == 1 else scope.role
+
+
+def search_pattern(q: str) -> str:
+    """``q`` as an ILIKE pattern matching it anywhere, its ``%``, ``_`` and ``\\`` literal."""
+    escaped = q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
+
+
+def _matches(pattern: BindParameter[Any]) -> ColumnElement[bool]:
+    # ILIKE, not lower() LIKE: the trigram indexes are on the columns themselves.
+    return or_(
+        videos.c.original_filename.ilike(pattern, escape="\\"),
+        videos.c.operator_notes.ilike(pattern, escape="\\"),
+    )
+
+
+def search_condition(q: str) -> ColumnElement[bool]:
+    return _matches(bindparam("q_pattern", search_pattern(q), type_=Text))
+
+
+# The filters that are values (the rest shape the statement): each one bind parameter,
+# named as the field, in every statement that takes it.
+VALUE_FILTERS = ("mall_id", "pin_id", "processing_status")
+
+
+def _value_filters(where: Where, table: Table, query: VideoFilters, names: Iterable[str]) -> None:
+    for name in names:
+        value = getattr(query, name)
+        if value is not None:
+            where.bind(name, value, lambda p, c=table.c[name]: c == p)
+
+
+def list_filters(
+    scope: Scope, query: VideoFilters, trashed: bool = False, dated: bool = True
+) -> Where:
+    """What a list with these filters shows (the trash, with ``trashed``); without its
+    upload range unless ``dated``."""
+    where = Where()
+    where.add(TRASHED if trashed else LIVE)
+    where.extend(scoped(scope))
+    _value_filters(where, videos, query, VALUE_FILTERS)
+    if query.has_proxy is not None:
+        # Written exactly as the partial indexes' predicates, so the planner matches them.
+        where.add(HAS_PROXY if query.has_proxy else videos.c.proxy_path.is_(None))
+    if dated:
+        at = videos.c.uploaded_at
+        if query.uploaded_after is not None:
+            where.bind("uploaded_after", query.uploaded_after, lambda p: at >= p)
+        if query.uploaded_before is not None:
+            where.bind("uploaded_before", query.uploaded_before, lambda p: at < p)
+    if query.q is not None:
+        where.bind("q_pattern", search_pattern(query.q), _matches, Text)
+    return where
+
+
+def figure_filters(table: Table, scope: Scope, query: VideoFilters, trashed: bool) -> Where:
+    """``list_filters`` without the dates and ``q``, on a table of trigger-kept figures."""
+    where = Where()
+    where.add(table.c.trashed.is_(trashed))
+    where.extend(scoped(scope, table))
+    _value_filters(where, table, query, (*VALUE_FILTERS, "has_proxy"))
+    return where
+
+
+def within(column: Any, name: str, start: Any, end: Any) -> Where:
+    """``start <= column < end``, a None bound open; the bounds are the parameters
+    ``<name>_from`` and ``<name>_to``."""
+    where = Where()
+    if start is not None:
+        where.bind(f"{name}_from", start, lambda p: column >= p)
+    if end is not None:
+        where.bind(f"{name}_to", end, lambda p: column < p)
+    return where
+
+
+def summary_of(*conditions: Any) -> Select:
+    """How many videos match, and their originals plus proxies in bytes."""
+    return select(func.count(), func.coalesce(func.sum(STORED_BYTES), 0)).where(*conditions)
