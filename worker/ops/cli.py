@@ -5,19 +5,35 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
-import subprocess
 import sys
-import time
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from handlers.policy import DEFAULT_POLICY
+from worker.ops.arguments import byte_size, call_value, demo_videos, duration, human_size
 from worker.settings import ConfigError, get_settings
 
+if TYPE_CHECKING:
+    from handlers.deps import Deps
+
 EMBEDDED_HOME = Path(os.environ.get("VIDEOWORKER_HOME", ".videoworker"))
-REDIS_VARS = ("CELERY_BROKER_URL", "CELERY_RESULT_BACKEND", "REDIS_URL")
+
+
+class Wiring:
+    """The handlers' dependencies for one invocation: built on first use, then reused
+    by every command path; follow-up tasks go to the broker."""
+
+    def __init__(self) -> None:
+        self._deps: Deps | None = None
+
+    def __call__(self) -> Deps:
+        if self._deps is None:
+            from worker.bootstrap import build_deps
+            from worker.runtime.app import celery_enqueue
+
+            self._deps = build_deps(get_settings(), enqueue=celery_enqueue)
+        return self._deps
 
 
 def _migrate(_: argparse.Namespace) -> int:
@@ -26,14 +42,6 @@ def _migrate(_: argparse.Namespace) -> int:
     upgrade(get_settings().database_url)
     print("videoworker: database schema is at the latest revision")
     return 0
-
-
-def _parse_value(raw: str) -> Any:
-    """``page=2`` is a number and ``has_proxy=true`` a bool; anything not JSON is a string."""
-    try:
-        return json.loads(raw)
-    except json.JSONDecodeError:
-        return raw
 
 
 def _call(args: argparse.Namespace) -> int:
@@ -47,7 +55,7 @@ def _call(args: argparse.Namespace) -> int:
         if not sep or not key:
             print(f"videoworker call: expected key=value, got {pair!r}", file=sys.stderr)
             return 2
-        kwargs[key] = _parse_value(value)
+        kwargs[key] = call_value(value)
     settings = get_settings()
     token = args.token or os.environ.get("VIDEOWORKER_TOKEN") or None
     client = VideoClient(settings.celery_broker_url, settings.result_backend_url, token=token)
@@ -131,122 +139,19 @@ def _schemas(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    """Start what is missing of the stack, migrate, then supervise worker and beat."""
-    from worker.dev.embedded import EmbeddedStack
+    from worker.ops.supervisor import run
 
-    stack = EmbeddedStack.plan(
-        EMBEDDED_HOME,
-        postgres="DATABASE_URL" not in os.environ,
-        redis=not any(name in os.environ for name in REDIS_VARS),
-        s3="S3_ENDPOINT_URL" not in os.environ,
-        bucket=os.environ.get("S3_BUCKET", "videos"),
-    )
-    embedded = [name for name in ("postgres", "redis", "s3") if getattr(stack, name)]
-    env_file = EMBEDDED_HOME / "stack.env"
-    if embedded:
-        print(f"videoworker: starting embedded {', '.join(embedded)} under {EMBEDDED_HOME}/")
-        from worker.ops.preflight import moved_ports
-
-        for line in moved_ports(stack):
-            print(line)
-        os.environ.update(stack.start())
-        stack.write_env_file(env_file)
-    get_settings.cache_clear()
-    children: list[subprocess.Popen[bytes]] = []
-    stopping = False
-
-    def stop(signum: int, _frame: object) -> None:
-        nonlocal stopping
-        stopping = True
-
-    signal.signal(signal.SIGINT, stop)
-    signal.signal(signal.SIGTERM, stop)
-    try:
-        from worker.adapters.postgres.migrate import upgrade
-
-        upgrade(get_settings().database_url)
-        celery = [sys.executable, "-m", "celery", "-A", "worker"]
-        worker_cmd = [
-            *celery,
-            "worker",
-            "--loglevel",
-            args.loglevel,
-            "-Q",
-            "videos,videos.maintenance",
-        ]
-        if args.concurrency:
-            worker_cmd += ["--concurrency", str(args.concurrency)]
-        children.append(subprocess.Popen(worker_cmd, start_new_session=True))
-        if not args.no_beat:
-            beat_cmd = [*celery, "beat", "--loglevel", args.loglevel]
-            children.append(subprocess.Popen(beat_cmd, start_new_session=True))
-        if args.flower:
-            from worker.ops import flower
-
-            flower_cmd, flower_port = flower.command(celery, args.loglevel)
-            children.append(subprocess.Popen(flower_cmd, start_new_session=True))
-            print(f"videoworker: Flower at {flower.url(flower_port)}", flush=True)
-        settings = get_settings()
-        print(
-            "videoworker: ready (worker"
-            + ("" if args.no_beat else " and beat")
-            + f"); broker {_redact(settings.celery_broker_url)}"
-            + (f"; embedded services listed in {env_file}" if embedded else "")
-            + "; Ctrl-C stops everything",
-            flush=True,
-        )
-        while not stopping:
-            if any(child.poll() is not None for child in children):
-                print("videoworker: a child process exited; stopping", file=sys.stderr)
-                return 1
-            time.sleep(0.2)
-        return 0
-    finally:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        for child in children:
-            if child.poll() is None:
-                child.send_signal(signal.SIGTERM)  # warm shutdown: running tasks finish
-        for child in children:
-            try:
-                child.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                child.kill()
-                child.wait()
-        if embedded:
-            stack.stop()
-            env_file.unlink(missing_ok=True)
-        print("videoworker: stopped", flush=True)
+    return run(args, EMBEDDED_HOME)
 
 
-def _duration(text: str):
-    """``24h``, ``90m``, ``7d``, ``3600s`` or plain seconds."""
-    from datetime import timedelta
-
-    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-    try:
-        if text[-1:] in units:
-            return timedelta(seconds=float(text[:-1]) * units[text[-1]])
-        return timedelta(seconds=float(text))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a duration: {text!r} (try 24h, 90m, 7d)") from None
-
-
-def _deps():
-    """The handlers' dependencies for a one-off command; follow-up tasks go to the broker."""
-    from worker.bootstrap import build_deps
-    from worker.runtime.app import celery_enqueue
-
-    return build_deps(get_settings(), enqueue=celery_enqueue)
-
-
-def _handled(handler, command_type, **fields):  # noqa: ANN001, ANN202 - thin dispatch
+def _handled(deps: Wiring, handler, command_type, **fields):  # noqa: ANN001, ANN202 - dispatch
     """Validate as a task would, run the handler, and turn its errors into one line."""
     from pydantic import ValidationError
 
     from handlers.errors import VideoError
 
     try:
-        return handler(command_type.model_validate(fields), _deps())
+        return handler(command_type.model_validate(fields), deps())
     except ValidationError as exc:
         problems = "; ".join(
             f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
@@ -264,7 +169,7 @@ def _reconcile(args: argparse.Namespace) -> int:
     from handlers.reconcile import ReconcileStorage, reconcile_storage
     from worker.ops.progress import counting_store
 
-    with counting_store(_deps()) as deps:
+    with counting_store(args.deps()) as deps:
         report = reconcile_storage(
             ReconcileStorage(
                 prefix=args.prefix, min_age=args.min_age, max_share=args.max_share, fix=args.fix
@@ -289,30 +194,6 @@ def _reconcile(args: argparse.Namespace) -> int:
     return 0
 
 
-SIZE_UNITS = {"": 1, "B": 1, "K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}
-
-
-def byte_size(text: str) -> int:
-    """``500G``, ``1.5T``, ``750M`` (powers of 1024) or a plain byte count."""
-    raw = text.strip().upper().removesuffix("IB").removesuffix("B") if text else ""
-    unit = raw[-1:] if raw[-1:] in SIZE_UNITS else ""
-    number = raw[: -len(unit)] if unit else raw
-    try:
-        value = float(number) * SIZE_UNITS[unit]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a size: {text!r} (try 500G, 750M, 2T)") from None
-    if not 1 <= value < 2**63:
-        raise argparse.ArgumentTypeError(f"{text!r}: a size from 1 byte to 8 EiB")
-    return int(value)
-
-
-def _human_size(size: int) -> str:
-    for unit in ("T", "G", "M", "K"):
-        if size >= SIZE_UNITS[unit] and size % SIZE_UNITS[unit] == 0:
-            return f"{size // SIZE_UNITS[unit]}{unit}"
-    return f"{size} bytes"
-
-
 def _retention(args: argparse.Namespace) -> int:
     from handlers.retention import clear_retention, list_retention, set_retention
     from schemas.requests import ClearRetention, SetRetention
@@ -322,6 +203,7 @@ def _retention(args: argparse.Namespace) -> int:
         if days is None and args.max_storage is None:
             raise CommandFailed("give DAYS (or --days), --max-storage, or both")
         _handled(
+            args.deps,
             set_retention,
             SetRetention,
             mall_id=str(args.mall_id),
@@ -331,20 +213,20 @@ def _retention(args: argparse.Namespace) -> int:
         if days is not None:
             print(f"mall {args.mall_id}: videos kept {days} days")
         if args.max_storage is not None:
-            print(f"mall {args.mall_id}: storage kept at or under {_human_size(args.max_storage)}")
+            print(f"mall {args.mall_id}: storage kept at or under {human_size(args.max_storage)}")
         return 0
     if args.action == "unset":
-        periods = _handled(clear_retention, ClearRetention, mall_id=str(args.mall_id))
+        periods = _handled(args.deps, clear_retention, ClearRetention, mall_id=str(args.mall_id))
         print(f"mall {args.mall_id}: back to RETENTION_DAYS ({periods.default_days}), no quota")
         return 0
-    periods = list_retention(_deps())
+    periods = list_retention(args.deps())
     print(f"default (RETENTION_DAYS): {periods.default_days} days")
     for mall_id in sorted({*periods.malls, *periods.quotas}):
         parts = []
         if mall_id in periods.malls:
             parts.append(f"{periods.malls[mall_id]} days")
         if mall_id in periods.quotas:
-            parts.append(f"max storage {_human_size(periods.quotas[mall_id])}")
+            parts.append(f"max storage {human_size(periods.quotas[mall_id])}")
         print(f"{mall_id}: {', '.join(parts)}")
     return 0
 
@@ -353,7 +235,9 @@ def _hold(args: argparse.Namespace) -> int:
     from handlers.retention import set_legal_hold
     from schemas.requests import SetLegalHold
 
-    _handled(set_legal_hold, SetLegalHold, video_id=str(args.video_id), held=not args.release)
+    _handled(
+        args.deps, set_legal_hold, SetLegalHold, video_id=str(args.video_id), held=not args.release
+    )
     print(f"video {args.video_id}: legal hold {'released' if args.release else 'set'}")
     return 0
 
@@ -362,29 +246,21 @@ def _purge(args: argparse.Namespace) -> int:
     import handlers
     from schemas import PurgeStorage
 
-    result = _handled(handlers.purge_storage, PurgeStorage, limit=args.limit, due_only=not args.now)
+    result = _handled(
+        args.deps, handlers.purge_storage, PurgeStorage, limit=args.limit, due_only=not args.now
+    )
     print(json.dumps(result.model_dump(mode="json"), indent=2))
     return 0
 
 
 def _figures(args: argparse.Namespace) -> int:
     """The trigger-kept figures against the rows (see worker/adapters/postgres/figures.py)."""
-    from worker.adapters.postgres import figures
-    from worker.adapters.postgres.uow import make_engine
+    from worker.ops import figures
 
-    engine = make_engine(get_settings())
-    try:
-        if args.action == "rebuild":
-            with engine.begin() as conn:
-                rows = figures.rebuild(conn)
-            print(json.dumps({"rebuilt": rows}, indent=2))
-            return 0
-        with engine.connect() as conn:
-            conn = conn.execution_options(isolation_level="REPEATABLE READ")
-            with conn.begin():
-                differing = figures.differences(conn)
-    finally:
-        engine.dispose()
+    if args.action == "rebuild":
+        print(json.dumps({"rebuilt": figures.rebuild(get_settings())}, indent=2))
+        return 0
+    differing = figures.differing(get_settings())
     consistent = not any(differing.values())
     print(json.dumps({"consistent": consistent, "differing": differing}, indent=2))
     return 0 if consistent else 1
@@ -416,37 +292,14 @@ def _dead_letters(args: argparse.Namespace) -> int:
         print(f"videoworker dead-letters: no dead letter {args.task_id}", file=sys.stderr)
         return 1
     if args.action == "requeue":
-        _forget_redeliveries(settings, letter.id, letter.retries)
+        from worker.runtime.redeliveries import Redeliveries
+
+        # A requeued message starts its count of lost workers again from zero.
+        Redeliveries.at(settings.redis_cache_url).forget(letter.id, letter.retries)
         print(f"requeued {letter.task} {letter.id} on {letter.queue}")
     else:
         print(f"dropped {letter.id}")
     return 0
-
-
-def _forget_redeliveries(settings, task_id: str, retries: int) -> None:  # noqa: ANN001
-    """A requeued message starts its count of lost workers again from zero."""
-    from worker.adapters.redis import make_redis
-    from worker.runtime.consumer import REDELIVERIES_PREFIX, STARTED_PREFIX
-
-    client = make_redis(settings.redis_cache_url)
-    client.delete(
-        f"{REDELIVERIES_PREFIX}{task_id}:{retries}", f"{STARTED_PREFIX}{task_id}:{retries}"
-    )
-
-
-def _redact(url: str) -> str:
-    from sqlalchemy.engine import make_url
-
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except Exception:  # noqa: BLE001 - not a URL SQLAlchemy can parse; show the scheme only
-        return url.split("://", 1)[0] + "://…"
-
-
-def _demo_videos(text: str) -> int:
-    if not text.isdigit() or not 4 <= int(text) <= 100_000:
-        raise argparse.ArgumentTypeError(f"{text!r}: a whole number from 4 to 100000")
-    return int(text)
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -494,7 +347,7 @@ def build_parser() -> argparse.ArgumentParser:
     reconcile.add_argument("--fix", action="store_true", help="delete old orphans")
     reconcile.add_argument(
         "--min-age",
-        type=_duration,
+        type=duration,
         default=None,
         help=f"ignore younger orphans (default {DEFAULT_POLICY.reconcile_min_age_seconds:g}s)",
     )
@@ -575,11 +428,11 @@ def build_parser() -> argparse.ArgumentParser:
     token.add_argument("--sub", required=True, help="who the token names (the audit's actor)")
     token.add_argument("--mall", type=uuid.UUID, action="append", default=[], help="operator")
     token.add_argument("--pin", type=uuid.UUID, action="append", default=[], help="tenant")
-    token.add_argument("--ttl", type=_duration, default="1h", help="lifetime (default 1h)")
+    token.add_argument("--ttl", type=duration, default="1h", help="lifetime (default 1h)")
     token.set_defaults(func=_token)
 
     demo = sub.add_parser("demo", help="load a demo world: malls, pins, videos and real files")
-    demo.add_argument("--videos", type=_demo_videos, default=300, metavar="N", help="4 to 100000")
+    demo.add_argument("--videos", type=demo_videos, default=300, metavar="N", help="4 to 100000")
     demo.add_argument("--force", action="store_true", help="add it beside other data")
     demo.set_defaults(func=_demo)
 
@@ -599,6 +452,7 @@ def main(argv: list[str] | None = None) -> int:
     from worker.ops.preflight import Unready, describe_embedded_failure, preflight
 
     args = build_parser().parse_args(argv)
+    args.deps = Wiring()
     try:
         preflight(args, EMBEDDED_HOME)
         return args.func(args)
