@@ -1,4 +1,4 @@
-"""Checking the trigger-kept figures (migrations 0008 and 0009) against the rows, and
+"""Checking the trigger-kept figures (migrations 0008 to 0010) against the rows, and
 rebuilding them from the rows.
 
 The triggers keep the figures exact for every write that fires them. A write that
@@ -9,8 +9,10 @@ does not fire them leaves them wrong:
 - ``ALTER TABLE videos DISABLE TRIGGER``.
 
 ``videoworker figures check`` says whether the figures still match; ``videoworker
-figures rebuild`` recomputes them while writers of ``videos`` wait. The SQL is this
-module's constants and the ORM's table names and keys only.
+figures rebuild`` recomputes them while writers of ``videos`` wait. Both take each
+row's figure from ``video_figure(videos)`` (migration 0010), the function the triggers
+call, so what a video counts is written once, in the database; this module only sums
+it per table, with the ORM's table names, keys and periods.
 """
 
 from __future__ import annotations
@@ -19,29 +21,15 @@ from sqlalchemy import Connection, text
 
 from worker.adapters.postgres.tables import FIGURE_MODELS
 
-# A row of videos' period, by the name of a table's period column.
-PERIOD_OF_ROW = {
-    "day": "(uploaded_at AT TIME ZONE 'UTC')::date",
-    "month": "date_trunc('month', uploaded_at AT TIME ZONE 'UTC')::date",
-}
-# (table, its key, its period column, that period of a row of videos)
-TABLES = tuple(
-    (model.__tablename__, ", ".join(model.key_columns), model.period, PERIOD_OF_ROW[model.period])
-    for model in FIGURE_MODELS
-)
-# A video as the triggers count it (see migration 0008), summed per key and period.
+# (table, its key's columns, its period column: columns of video_figure's too)
+TABLES = tuple((model.__tablename__, model.key_columns, model.period) for model in FIGURE_MODELS)
+# Every row's figure, summed per key and period. ``{figure_key}``: the key's columns
+# qualified with ``f``, as ``videos`` has columns of the same names.
 FRESH = """
-SELECT {period} AS period, {key}, count(*) AS videos, sum(stored_bytes) AS stored_bytes,
-       sum(duration_seconds) AS duration_seconds
-FROM (
-    SELECT uploaded_at, mall_id, pin_id, processing_status,
-           proxy_path IS NOT NULL AS has_proxy, trashed_at IS NOT NULL AS trashed,
-           file_size_bytes::numeric + coalesce(proxy_size_bytes, 0) AS stored_bytes,
-           CASE WHEN duration_seconds BETWEEN -1e300 AND 1e300
-                THEN duration_seconds::numeric ELSE 0 END AS duration_seconds
-    FROM videos
-) AS counted
-GROUP BY {period}, {key}
+SELECT f.{period} AS period, {figure_key}, sum(f.videos) AS videos,
+       sum(f.stored_bytes) AS stored_bytes, sum(f.duration_seconds) AS duration_seconds
+FROM videos AS v CROSS JOIN LATERAL video_figure(v) AS f
+GROUP BY f.{period}, {figure_key}
 """
 KEPT = """
 SELECT {period} AS period, {key}, sum(videos) AS videos, sum(stored_bytes) AS stored_bytes,
@@ -56,13 +44,17 @@ SELECT count(*) FROM (
 """
 
 
+def _fresh(key: tuple[str, ...], period: str) -> str:
+    return FRESH.format(period=period, figure_key=", ".join(f"f.{column}" for column in key))
+
+
 def differences(connection: Connection) -> dict[str, int]:
     """Per table, how many (period, key) figures differ from a fresh aggregate of the
     rows, in one snapshot (run it in a REPEATABLE READ transaction for that)."""
     found = {}
-    for table, key, period, expression in TABLES:
-        kept = KEPT.format(period=period, key=key, table=table)
-        fresh = FRESH.format(period=expression, key=key)
+    for table, key, period in TABLES:
+        kept = KEPT.format(period=period, key=", ".join(key), table=table)
+        fresh = _fresh(key, period)
         found[table] = connection.execute(
             text(DIFFERENCES.format(kept=kept, fresh=fresh))
         ).scalar_one()
@@ -75,14 +67,14 @@ def rebuild(connection: Connection) -> dict[str, int]:
     write is missed or counted twice. Answers how many rows each table holds after."""
     connection.execute(text("LOCK TABLE videos IN SHARE ROW EXCLUSIVE MODE"))
     rows = {}
-    for table, key, period, expression in TABLES:
+    for table, key, period in TABLES:
+        columns = ", ".join(key)
         connection.execute(text(f"DELETE FROM {table}"))  # noqa: S608 - a constant
-        fresh = FRESH.format(period=expression, key=key)
         rows[table] = connection.execute(
             text(
-                f"INSERT INTO {table} ({period}, {key}, slot, videos, stored_bytes,"  # noqa: S608
-                f" duration_seconds) SELECT period, {key}, 0, videos, stored_bytes,"
-                f" duration_seconds FROM ({fresh}) AS fresh"
+                f"INSERT INTO {table} ({period}, {columns}, slot, videos, stored_bytes,"  # noqa: S608
+                f" duration_seconds) SELECT period, {columns}, 0, videos, stored_bytes,"
+                f" duration_seconds FROM ({_fresh(key, period)}) AS fresh"
             )
         ).rowcount
     return rows
