@@ -21,7 +21,6 @@ Run: ``python -m bench.auth [--calls 5000]``.
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 import uuid
@@ -29,34 +28,14 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from bench.common import Table, log, ratio, run_label, summary
+from bench.harness import US, Table, bench, interleaved, log, parser, ratio
 
 BLOCK = 250
+# Untimed calls first: imports, caches, the first PEM parse.
+WARMUP = 20
 VERIFY_TARGET_US = 50.0
 SIGN_URL_TARGET_RATIO = 1.05
 SECRET = "bench-secret-for-hs256-of-32-bytes!!"
-
-
-def timed(call: Callable[[], object], count: int) -> list[float]:
-    out = []
-    clock = time.perf_counter_ns
-    for _ in range(count):
-        started = clock()
-        call()
-        out.append((clock() - started) / 1000)
-    return out
-
-
-def interleaved(
-    methods: dict[str, Callable[[], object]], calls: int, block: int = BLOCK
-) -> dict[str, list[float]]:
-    for call in methods.values():  # warm-up: imports, caches, the first PEM parse
-        timed(call, 20)
-    samples: dict[str, list[float]] = {name: [] for name in methods}
-    while any(len(values) < calls for values in samples.values()):
-        for name, call in methods.items():
-            samples[name].extend(timed(call, min(block, calls - len(samples[name]))))
-    return samples
 
 
 def verifiers() -> dict[str, tuple[Any, Callable[[], str]]]:
@@ -107,29 +86,32 @@ def bench_verify(calls: int) -> Table:
         methods[f"{algorithm} first sight"] = lambda v=first_sight, t=tokens: v.verify(next(t))
         methods[f"{algorithm} seen before"] = lambda v=remembered, t=again: v.verify(t)
     log(f"verify: {calls} tokens per variant")
-    stats = {name: summary(values) for name, values in interleaved(methods, calls).items()}
+    timed = interleaved(methods, calls, block=BLOCK, warmup=WARMUP, unit=US)
+    stats = {name: samples.summary() for name, samples in timed.items()}
     table = Table(
-        f"token verification, microseconds per call ({run_label('in process')})",
+        "token verification, microseconds per call",
         ["variant", "calls", "p50", "p95", "p99", "mean"],
+        conditions=("in process",),
     )
     for name, s in stats.items():
         table.add(name, s.n, s.p50, s.p95, s.p99, s.mean)
     for algorithm in ("HS256", "EdDSA"):
         for kind in ("first sight", "seen before"):
             p50 = stats[f"{algorithm} {kind}"].p50
-            verdict = "yes" if p50 <= VERIFY_TARGET_US else "NO"
-            table.notes.append(
-                f"{algorithm} {kind} p50 <= {VERIFY_TARGET_US:g} us: {verdict} ({p50:.1f})"
+            table.verdict(
+                f"{algorithm} {kind} p50 <= {VERIFY_TARGET_US:g} us",
+                p50 <= VERIFY_TARGET_US,
+                f"{p50:.1f} us",
             )
     return table
 
 
 class OneVideo:
-    """A unit of work whose repository knows one video: the handler's read costs nothing."""
+    """A unit of work whose catalogue knows one video: the handler's read costs nothing."""
 
     def __init__(self, video: Any) -> None:
         self.video = video
-        self.videos = self
+        self.catalogue = self
 
     def __call__(self) -> OneVideo:
         return self
@@ -233,28 +215,30 @@ def bench_sign_url(calls: int) -> Table:
     log(f"sign_url: {calls} calls per variant")
     auth.reset()
     # Small blocks: the machine's load drifts within a second, and a whole task is long.
-    samples = interleaved(methods, calls, block=25)
-    stats = {name: summary(values) for name, values in samples.items()}
+    timed = interleaved(methods, calls, block=25, warmup=WARMUP, unit=US)
+    stats = {name: samples.summary() for name, samples in timed.items()}
     base = stats["auth off"].p50
     table = Table(
-        f"videos.sign_url through the task entry point, microseconds per call "
-        f"({run_label('in process', 'in-memory repository')})",
+        "videos.sign_url through the task entry point, microseconds per call",
         ["variant", "calls", "p50", "p95", "p99", "mean", "vs off"],
+        conditions=("in process", "in-memory repository"),
     )
     for name, s in stats.items():
         table.add(name, s.n, s.p50, s.p95, s.p99, s.mean, ratio(s.p50, base))
     reused = stats["auth on, token reused"].p50 / base
-    table.notes.append(
-        f"auth on (token reused) within {SIGN_URL_TARGET_RATIO:.2f}x of off: "
-        f"{'yes' if reused <= SIGN_URL_TARGET_RATIO else 'NO'} ({reused:.3f}x)"
+    table.verdict(
+        f"auth on (token reused) within {SIGN_URL_TARGET_RATIO:.2f}x of off",
+        reused <= SIGN_URL_TARGET_RATIO,
+        f"{reused:.3f}x",
     )
     return table
 
 
+@bench("auth")
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.auth", description=__doc__)
-    parser.add_argument("--calls", type=int, default=5000, help="calls per variant")
-    args = parser.parse_args(argv)
+    options = parser("auth", __doc__)
+    options.add_argument("--calls", type=int, default=5000, help="calls per variant")
+    args = options.parse_args(argv)
     bench_verify(args.calls).print()
     bench_sign_url(args.calls).print()
     return 0

@@ -9,19 +9,17 @@
   imports the app, applies ``app.conf.update(overrides)`` (and optional logger levels)
   and runs ``worker_main``: the only way to try a setting on the real worker without
   editing ``celeryconfig`` or ``worker/logs.py``.
-* ``summary``/``Table``/``run_label``: percentiles, the plain-text tables every bench
-  prints, and the when-and-where label their titles carry.
+* ``SpawnPool``: caller processes started once and reused by every measurement.
+* ``Catalogue``: the catalogue's reads as the handlers make them, on a database of a
+  bench's own, each statement's time recorded.
 
-Why medians and tails rather than means: the machine is shared (2 cores, other jobs),
-so a single slow sample says little; every comparison is also made against a
-baseline measured in the same run, in interleaved blocks where that is possible.
+Timing, figures, tables and verdicts are ``bench.harness``'s.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
-import math
 import os
 import shutil
 import signal
@@ -31,104 +29,12 @@ import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from bench.harness import Method, interleaved, log, summary
+
 ROOT = Path(__file__).resolve().parent.parent
-
-
-# --- statistics and tables -------------------------------------------------------------
-
-
-def percentile(sorted_values: Sequence[float], q: float) -> float:
-    """Nearest-rank percentile of already sorted values (q in 0..100)."""
-    if not sorted_values:
-        return math.nan
-    rank = max(1, math.ceil(q / 100 * len(sorted_values)))
-    return sorted_values[min(rank, len(sorted_values)) - 1]
-
-
-@dataclass(frozen=True)
-class Summary:
-    n: int
-    p50: float
-    p95: float
-    p99: float
-    mean: float
-    max: float
-
-
-def summary(values: Sequence[float]) -> Summary:
-    ordered = sorted(values)
-    if not ordered:
-        return Summary(0, math.nan, math.nan, math.nan, math.nan, math.nan)
-    return Summary(
-        n=len(ordered),
-        p50=percentile(ordered, 50),
-        p95=percentile(ordered, 95),
-        p99=percentile(ordered, 99),
-        mean=sum(ordered) / len(ordered),
-        max=ordered[-1],
-    )
-
-
-def ratio(ours: float, baseline: float) -> str:
-    if not baseline or math.isnan(ours) or math.isnan(baseline):
-        return "-"
-    return f"{ours / baseline:.2f}x"
-
-
-def fmt(value: float, digits: int = 2) -> str:
-    if isinstance(value, float) and math.isnan(value):
-        return "-"
-    if isinstance(value, int):
-        return f"{value:,}"
-    return f"{value:,.{digits}f}"
-
-
-@dataclass
-class Table:
-    title: str
-    headers: Sequence[str]
-    rows: list[Sequence[Any]] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
-
-    def add(self, *cells: Any) -> None:
-        self.rows.append([c if isinstance(c, str) else fmt(c) for c in cells])
-
-    def render(self) -> str:
-        cells = [list(map(str, self.headers)), *[list(map(str, r)) for r in self.rows]]
-        widths = [max(len(row[i]) for row in cells) for i in range(len(self.headers))]
-        lines = [self.title]
-
-        def line(row: Sequence[str]) -> str:
-            first = row[0].ljust(widths[0])
-            rest = [cell.rjust(width) for cell, width in zip(row[1:], widths[1:], strict=True)]
-            return "  ".join([first, *rest]).rstrip()
-
-        lines.append(line(cells[0]))
-        lines.append("  ".join("-" * w for w in widths))
-        lines.extend(line(row) for row in cells[1:])
-        lines.extend(self.notes)
-        return "\n".join(lines)
-
-    def print(self) -> None:
-        print(self.render() + "\n", flush=True)
-
-
-def run_label(*conditions: str) -> str:
-    """When this run measured and on how many cores, plus ``conditions`` ("loopback"), for
-    a table's title: read from the clock and the machine now, so a pasted table says when
-    and where it was measured, not when this file was last edited."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    ran = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
-    return ", ".join([f"run {ran}", f"{cores} cores", *conditions])
-
-
-def log(message: str) -> None:
-    """Progress goes to stderr, so stdout holds only the tables."""
-    print(f"  {message}", file=sys.stderr, flush=True)
 
 
 # --- the embedded stack ----------------------------------------------------------------
@@ -372,25 +278,257 @@ def tree_memory(pid: int) -> dict[str, int]:
     }
 
 
-def tree_cpu(pid: int) -> float:
-    """CPU seconds (user + system) used so far by a process and its live children.
+class SpawnPool:
+    """Caller processes, spawned (nothing of this process inherited) once and reused."""
 
-    CPU time per request is the figure that survives a busy machine: wall time on
-    2 shared cores is mostly waiting for a core, CPU time is what our code costs.
+    def __init__(self, size: int) -> None:
+        import multiprocessing
+
+        self.pool = multiprocessing.get_context("spawn").Pool(size)
+
+    def stop(self) -> None:
+        self.pool.terminate()
+        self.pool.join()
+
+
+# --- the catalogue's reads -------------------------------------------------------------
+
+# A statement as run: its SQL, its parameters, its milliseconds.
+Statement = tuple[str, Any, float]
+# A page past any total: ``list`` then runs only its total's statement.
+PAST_THE_END = 10**12
+
+
+class NoCache:
+    """A stats cache that never holds anything (every read is a miss); ``put`` keeps the
+    figures last given, for a bench to compare."""
+
+    def __init__(self) -> None:
+        self.last: list[Any] = []
+
+    def get(self, mall_id: Any) -> None:
+        return None
+
+    def put(self, stats: Sequence[Any]) -> None:
+        self.last = list(stats)
+
+    def get_many(self, mall_ids: Any) -> dict:
+        return {}
+
+    def get_pins(self, pin_ids: Any) -> dict:
+        return {}
+
+    def put_pins(self, figures: Any) -> None:
+        return None
+
+    def forget_pins(self, pin_ids: Any) -> None:
+        return None
+
+    def mark_dirty(self, mall_ids: Any) -> bool:
+        return False
+
+    def take_dirty(self) -> tuple[bool, list]:
+        return False, []
+
+
+class Catalogue:
+    """The catalogue's reads as their handlers run them (``handlers.list_videos``,
+    ``handlers.get_video``): each on a unit of work, one pooled connection and a
+    transaction rolled back at its end, on the database at ``url``. ``statements`` holds
+    what the last calls ran, each with its time (SQLAlchemy's cursor events; with them
+    listened to, no read takes the held-connection path).
+
+    ``repository``: ``module:Class`` of another implementation of ``list``, built on the
+    unit of work's connection: a change to measure before making it.
     """
-    import psutil
 
-    try:
-        main = psutil.Process(pid)
-        procs = [main, *main.children(recursive=True)]
-    except psutil.NoSuchProcess:
-        return 0.0
-    total = 0.0
-    for proc in procs:
-        with contextlib.suppress(psutil.NoSuchProcess):
-            times = proc.cpu_times()
-            total += times.user + times.system
-    return total
+    def __init__(self, url: str, repository: str | None = None) -> None:
+        import importlib
+
+        from sqlalchemy import create_engine, event
+
+        import handlers
+        from worker.adapters.postgres.uow import PostgresUnitOfWork
+
+        self.engine = create_engine(
+            url, pool_size=1, max_overflow=2, connect_args={"options": "-c timezone=UTC"}
+        )
+        self.statements: list[Statement] = []
+        self.cache = NoCache()
+        self.deps = handlers.Deps(
+            uow=lambda: PostgresUnitOfWork(self.engine),
+            store=None,  # type: ignore[arg-type] - a list without ``sign`` signs nothing
+            cache=self.cache,  # type: ignore[arg-type]
+            publish=lambda _event: None,
+            enqueue=lambda *_: None,
+        )
+        self.alternative = None
+        if repository:
+            module, _, name = repository.partition(":")
+            self.alternative = getattr(importlib.import_module(module), name)
+        started = [0.0]
+
+        @event.listens_for(self.engine, "before_cursor_execute")
+        def _start(*_: Any) -> None:
+            started[0] = time.perf_counter()
+
+        @event.listens_for(self.engine, "after_cursor_execute")
+        def _end(conn: Any, cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
+            self.statements.append(
+                (statement, parameters, (time.perf_counter() - started[0]) * 1000)
+            )
+
+    def scoped(self, scope: Any) -> Any:
+        import dataclasses
+
+        return dataclasses.replace(self.deps, scope=scope)
+
+    def list(self, scope: Any, query: Any) -> tuple[list[Any], int]:
+        """A page and its exact total, as ``videos.list`` answers them."""
+        if self.alternative is not None:
+            with self.deps.uow() as uow:
+                return self.alternative(uow.connection).list(scope, query)
+        import handlers
+
+        response = handlers.list_videos(query, self.scoped(scope))
+        return response.videos, response.total
+
+    def total(self, scope: Any, query: Any) -> int:
+        """The exact total alone: ``list`` of a page past the end runs nothing else."""
+        return self.list(scope, query.model_copy(update={"page": PAST_THE_END}))[1]
+
+    def get(self, scope: Any, video_id: Any) -> Any:
+        import handlers
+        from schemas import GetVideo
+
+        return handlers.get_video(GetVideo(video_id=video_id), self.scoped(scope))
+
+    def count(self, scope: Any, filters: dict[str, Any], q: str | None = None) -> int:
+        """How many videos a list with these filters shows, counted by the bench's own
+        SQL (``count(*)``; ``q`` with ``position()`` on ``lower()``, not ``ILIKE``, so
+        the product's escaping of ``%`` and ``_`` is checked too)."""
+        where = ["trashed_at IS NOT NULL" if filters.get("trashed") else "trashed_at IS NULL"]
+        values: dict[str, Any] = {}
+        if scope.role != "admin":
+            column = "mall_id" if scope.role == "operator" else "pin_id"
+            where.append(f"{column} = ANY(%(scope)s)")
+            values["scope"] = sorted(scope.malls if scope.role == "operator" else scope.pins)
+        for name in ("mall_id", "pin_id", "processing_status"):
+            if filters.get(name) is not None:
+                where.append(f"{name} = %({name})s")
+                values[name] = str(filters[name])
+        if filters.get("has_proxy") is not None:
+            where.append(f"proxy_path IS {'NOT ' if filters['has_proxy'] else ''}NULL")
+        for name, operator in (("uploaded_after", ">="), ("uploaded_before", "<")):
+            if filters.get(name) is not None:
+                where.append(f"uploaded_at {operator} %({name})s")
+                values[name] = filters[name]
+        if q is not None:
+            where.append(
+                "(position(lower(%(q)s) in lower(original_filename)) > 0"
+                " OR position(lower(%(q)s) in lower(coalesce(operator_notes, ''))) > 0)"
+            )
+            values["q"] = q
+        # Every part is the bench's own text; the values are parameters.
+        statement = "SELECT count(*) FROM videos WHERE " + " AND ".join(where)  # noqa: S608
+        with self.engine.connect() as conn:
+            return conn.exec_driver_sql(statement, values).scalar_one()
+
+    def plans(self, scope: Any, query: Any) -> list[tuple[str, dict[str, Any], str]]:
+        """(``count`` or ``page``, JSON plan, text plan) of each statement a list runs."""
+        self.statements.clear()
+        self.list(scope, query)
+        ran = list(self.statements)
+        return [
+            ("page" if "LIMIT" in statement.upper() else "count", *self.explain(statement, values))
+            for statement, values, _ in ran
+        ]
+
+    def explain(self, statement: str, parameters: Any) -> tuple[dict[str, Any], str]:
+        """``EXPLAIN (ANALYZE, BUFFERS)`` of one statement as run: its JSON plan and its
+        text plan (the statement runs twice, rolled back after)."""
+        with self.engine.connect() as conn:
+            raw = conn.exec_driver_sql(
+                "EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) " + statement, parameters
+            ).scalar_one()
+            text = "\n".join(
+                line
+                for (line,) in conn.exec_driver_sql(
+                    "EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) " + statement, parameters
+                )
+            )
+            conn.rollback()
+        return (json.loads(raw) if isinstance(raw, str) else raw)[0], text
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+
+@dataclass
+class ListTiming:
+    """Timed calls of one list: their times, each call's statements' times, its total."""
+
+    page: int = 1
+    total: int = -1
+    calls: list[float] = field(default_factory=list)
+    statements: list[list[float]] = field(default_factory=list)
+
+    @property
+    def p50(self) -> float:
+        return summary(self.calls).p50
+
+    @property
+    def p95(self) -> float:
+        return summary(self.calls).p95
+
+    def statement_p50(self) -> list[float]:
+        return [summary(list(s)).p50 for s in zip(*self.statements, strict=False)]
+
+
+def time_lists(
+    catalogue: Catalogue,
+    lists: dict[str, tuple[Any, Any]],
+    samples: int,
+    *,
+    block: int,
+    warmup: int,
+) -> dict[str, ListTiming]:
+    """``samples`` calls of each ``(scope, query)`` list, taking turns in blocks, each
+    with the times of the statements it ran and the total it answered."""
+    timings = {name: ListTiming(page=query.page) for name, (_, query) in lists.items()}
+
+    def method(name: str, scope: Any, query: Any) -> Method:
+        timing = timings[name]
+
+        def call() -> None:
+            timing.total = catalogue.list(scope, query)[1]
+
+        def after() -> None:
+            timing.statements.append([ms for *_, ms in catalogue.statements])
+
+        return Method(call, before=catalogue.statements.clear, after=after)
+
+    methods = {name: method(name, *pair) for name, pair in lists.items()}
+    for name, samples_of in interleaved(methods, samples, block=block, warmup=warmup).items():
+        timing = timings[name]
+        timing.calls = samples_of.times
+        timing.statements = timing.statements[-len(samples_of.times) :]
+    return timings
+
+
+def plan_nodes(node: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    yield node
+    for child in node.get("Plans", []):
+        yield from plan_nodes(child)
+
+
+def head_revision() -> str:
+    """The migrations' head, which a kept bench database must have been loaded at."""
+    from alembic.script import ScriptDirectory
+
+    from worker.adapters.postgres.migrate import alembic_config
+
+    return ScriptDirectory.from_config(alembic_config("postgresql://unused")).get_current_head()
 
 
 # --- plain Celery callers ----------------------------------------------------------------

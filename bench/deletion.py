@@ -35,7 +35,6 @@ Run: ``python -m bench.deletion [--videos 20000] [--baseline-videos 2000]``.
 
 from __future__ import annotations
 
-import argparse
 import multiprocessing
 import random
 import sys
@@ -46,8 +45,8 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from bench.common import Stack, Table, log, ratio, run_label
-from handlers.access import UNRESTRICTED
+from bench.common import Stack
+from bench.harness import Table, bench, log, parser, ratio
 
 MALLS = 20
 SEED = 20261124
@@ -153,8 +152,8 @@ def sweep_child(env: dict[str, str], strategy: str, batch_size: int, out: Any) -
     os.environ.update(env)
     import handlers
     from handlers.ports import DeleteReport
-    from schemas import SweepRetention
-    from worker.adapters.s3.store import S3ObjectStore, _describe
+    from schemas import GetStats, SweepRetention
+    from worker.adapters.s3.store import S3ObjectStore
     from worker.bootstrap import build_deps
     from worker.settings import get_settings
 
@@ -170,7 +169,7 @@ def sweep_child(env: dict[str, str], strategy: str, batch_size: int, out: Any) -
                 try:
                     self.client.delete_object(Bucket=self.bucket, Key=key)
                 except (BotoCoreError, ClientError) as exc:
-                    failed[key] = _describe(exc)
+                    failed[key] = type(exc).__name__
                 else:
                     deleted.append(key)
             return DeleteReport(deleted=deleted, failed=failed)
@@ -197,9 +196,8 @@ def sweep_child(env: dict[str, str], strategy: str, batch_size: int, out: Any) -
         # The sweep must not stop on its time budget, nor send tasks nobody runs.
         policy=dataclasses.replace(deps.policy, sweep_time_budget_seconds=86_400.0),
     )
-    with deps.uow() as uow:  # warm: pooled connection, S3 client, Redis
-        uow.videos.stats(UNRESTRICTED, None, deps.clock())
-    store.size("warm-up-probe")
+    handlers.get_stats(GetStats(), deps)  # warm: pooled connection, Redis
+    store.size("warm-up-probe")  # and the S3 client
     deps.cache.get(None)
 
     process = psutil.Process()
@@ -260,17 +258,18 @@ def run_sweep(env: dict[str, str], strategy: str, batch_size: int) -> dict[str, 
 # --- the bench -----------------------------------------------------------------------------
 
 
+@bench("deletion")
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.deletion", description=__doc__)
-    parser.add_argument("--videos", type=int, default=20_000)
-    parser.add_argument(
+    options = parser("deletion", __doc__)
+    options.add_argument("--videos", type=int, default=20_000)
+    options.add_argument(
         "--baseline-videos",
         type=int,
         default=2_000,
         help="videos for the per-object baseline (at most --videos)",
     )
-    parser.add_argument("--batch-size", type=int, default=500)
-    args = parser.parse_args(argv)
+    options.add_argument("--batch-size", type=int, default=500)
+    args = options.parse_args(argv)
     baseline_videos = min(args.baseline_videos, args.videos)
 
     reports: dict[str, tuple[int, dict[str, Any]]] = {}
@@ -296,11 +295,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     base_rate = reports["baseline"][1]["deleted"] / reports["baseline"][1]["seconds"]
     table = Table(
-        f"retention sweep of expired videos, 3 objects each, batch {args.batch_size} "
-        f"({run_label('loopback', 'moto S3')})",
+        f"retention sweep of expired videos, 3 objects each, batch {args.batch_size}",
         ["run", "videos", "seconds", "videos/s", "vs baseline", "CPU ms/video",
          "DeleteObjects calls", "DeleteObject calls", "HTTP requests", "RSS before MB",
          "RSS growth MB"],
+        conditions=("loopback", "moto S3"),
     )  # fmt: skip
     for strategy, (count, r) in reports.items():
         calls = r["calls"]
@@ -320,10 +319,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             (r["rss_peak"] - r["rss_before"]) / MB,
         )
     growth = (reports["ours"][1]["rss_peak"] - reports["ours"][1]["rss_before"]) / MB
-    table.notes.append(
-        f"ours: RSS growth <= {TARGET_RSS_MB:g} MB: {'yes' if growth <= TARGET_RSS_MB else 'NO'}; "
-        "every run left no row, no queued key and no object"
+    table.verdict(
+        f"ours: RSS growth <= {TARGET_RSS_MB:g} MB", growth <= TARGET_RSS_MB, f"{growth:.1f} MB"
     )
+    table.notes.append("every run left no row, no queued key and no object (checked)")
     table.print()
     return 0
 

@@ -40,23 +40,12 @@ import argparse
 import contextlib
 import itertools
 import sys
-import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
-from bench.common import (
-    Stack,
-    Table,
-    WorkerProcess,
-    WorkerSpec,
-    log,
-    run_label,
-    stopping,
-    summary,
-    tree_cpu,
-)
+from bench.common import Stack, WorkerProcess, WorkerSpec, stopping
+from bench.harness import Method, Samples, Table, bench, interleaved, log, parser
 from bench.roundtrip import Caller, CallerConfig, ping
 
 PAGE_SIZE = 20
@@ -156,69 +145,58 @@ def check_same(gallery: Gallery, pages: Sequence[int]) -> int:
     return signed
 
 
-@dataclass
-class Samples:
-    latencies: list[float] = field(default_factory=list)
-    messages: int = 0
-    worker_cpu: float = 0.0
-
-
 def measure(
-    gallery: Gallery, pages: Sequence[int], samples: int, worker_pid: int
-) -> dict[str, Samples]:
-    flows = gallery.flows()
-    for flow in flows.values():
+    caller: Caller, scope: dict[str, str], pages: Sequence[int], samples: int, worker_pid: int
+) -> dict[str, tuple[Samples, float]]:
+    """Each flow's page times (ms, the worker tree's CPU charged per block) and its
+    messages per page; one ``Gallery`` a flow, so that each counts its own messages."""
+    galleries = {name: Gallery(caller, scope) for name in Gallery(caller, scope).flows()}
+    methods = {}
+    for name, gallery in galleries.items():
+        flow, cycle = gallery.flows()[name], itertools.cycle(pages)
         for page in pages[:WARMUP]:
             flow(page)
-    results = {name: Samples() for name in flows}
-    cycles = {name: itertools.cycle(pages) for name in flows}
-    while any(len(s.latencies) < samples for s in results.values()):
-        for name, flow in flows.items():
-            entry = results[name]
-            n = min(BLOCK, samples - len(entry.latencies))
-            if n <= 0:
-                continue
-            gallery.messages, cpu_before = 0, tree_cpu(worker_pid)
-            for _ in range(n):
-                page = next(cycles[name])
-                started = time.perf_counter()
-                flow(page)
-                entry.latencies.append((time.perf_counter() - started) * 1000)
-            entry.worker_cpu += tree_cpu(worker_pid) - cpu_before
-            entry.messages += gallery.messages
-    return results
+        gallery.messages = 0
+        methods[name] = Method(lambda f=flow, c=cycle: f(next(c)), server=worker_pid)
+    timed = interleaved(methods, samples, block=BLOCK)
+    return {name: (timed[name], galleries[name].messages / samples) for name in galleries}
 
 
-def print_table(results: dict[str, Samples], args: argparse.Namespace, scope: str) -> None:
-    stats = {name: summary(entry.latencies) for name, entry in results.items()}
+def print_table(
+    results: dict[str, tuple[Samples, float]], args: argparse.Namespace, scope: str
+) -> None:
+    stats = {name: entry.summary() for name, (entry, _) in results.items()}
     seed = stats[SEED]
     table = Table(
         f"gallery page of {PAGE_SIZE} with thumbnail URLs, {scope}, {args.pages} pages rotated, "
-        f"{args.samples} pages per flow, ms ({run_label('loopback', f'{args.videos:,} videos')})",
+        f"{args.samples} pages per flow, ms",
         ["flow", "messages", "p50", "p95", "p99", "max", "worker CPU ms", "seed / this p50",
          "seed / this p95"],
+        conditions=("loopback", f"{args.videos:,} videos"),
     )  # fmt: skip
-    for name, entry in results.items():
+    for name, (entry, messages) in results.items():
         s = stats[name]
-        n = len(entry.latencies)
         table.add(
             name,
-            f"{entry.messages / n:.1f}",
+            f"{messages:.1f}",
             s.p50,
             s.p95,
             s.p99,
             s.max,
-            entry.worker_cpu / n * 1000,
+            entry.cpu_us(server=True) / 1000,
             f"{seed.p50 / s.p50:.1f}x",
             f"{seed.p95 / s.p95:.1f}x",
         )
     one = stats[ONE]
     met = seed.p50 / one.p50 >= TARGET_SPEEDUP and seed.p95 / one.p95 >= TARGET_SPEEDUP
-    table.notes += [
-        "worker CPU: user + system of the worker's main process and pool children, per page",
-        f"seed's flow / one message >= {TARGET_SPEEDUP:.0f}x (p50 and p95): "
-        f"{'yes' if met else 'NO'} ({seed.p50 / one.p50:.1f}x p50, {seed.p95 / one.p95:.1f}x p95)",
-    ]
+    table.notes.append(
+        "worker CPU: user + system of the worker's main process and pool children, per page"
+    )
+    table.verdict(
+        f"seed's flow / one message >= {TARGET_SPEEDUP:.0f}x (p50 and p95)",
+        met,
+        f"{seed.p50 / one.p50:.1f}x p50, {seed.p95 / one.p95:.1f}x p95",
+    )
     table.print()
 
 
@@ -264,18 +242,15 @@ def given_database(stack: Stack, url: str | None) -> Any:
             server.drop(DATABASE)
 
 
+@bench("gallery")
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m bench.gallery",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    parser.add_argument("--samples", type=int, default=200, help="gallery pages per flow")
-    parser.add_argument("--pages", type=int, default=50, help="distinct pages rotated over")
-    parser.add_argument("--videos", type=int, default=10_000, help="catalog rows to load")
-    parser.add_argument("--by", choices=("mall", "pin"), default="mall", help="gallery of")
-    parser.add_argument("--database-url", help="a PostgreSQL server to use instead")
-    args = parser.parse_args(argv)
+    options = parser("gallery", __doc__)
+    options.add_argument("--samples", type=int, default=200, help="gallery pages per flow")
+    options.add_argument("--pages", type=int, default=50, help="distinct pages rotated over")
+    options.add_argument("--videos", type=int, default=10_000, help="catalog rows to load")
+    options.add_argument("--by", choices=("mall", "pin"), default="mall", help="gallery of")
+    options.add_argument("--database-url", help="a PostgreSQL server to use instead")
+    args = options.parse_args(argv)
 
     from bench.dataset import load
 
@@ -299,7 +274,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 signed = check_same(gallery, pages[:3])
                 log(f"checked: both flows sign the same {signed} thumbnails on pages 1-3")
                 log(f"timing {args.samples} pages per flow, interleaved in blocks of {BLOCK}")
-                results = measure(gallery, pages, args.samples, worker.pid)
+                results = measure(caller, scope, pages, args.samples, worker.pid)
             label = f"busiest {args.by} ({videos:,} videos)"
             print_table(results, args, label)
     return 0

@@ -35,18 +35,9 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from bench.common import (
-    Stack,
-    Table,
-    WorkerProcess,
-    WorkerSpec,
-    log,
-    outside_app,
-    run_label,
-    stopping,
-    summary,
-)
+from bench.common import Stack, WorkerProcess, WorkerSpec, outside_app, stopping
 from bench.deletion import load_expired, objects_left, put_objects, rows_left
+from bench.harness import Table, bench, log, parser, summary
 
 TARGET_P99_MS = 15.0
 LIVE = 500
@@ -182,20 +173,22 @@ def sweep_with_requests(
     return idle, during, swept_in, ok
 
 
+@bench("isolation")
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.isolation", description=__doc__)
-    parser.add_argument("--videos", type=int, default=100_000, help="expired videos to sweep")
-    parser.add_argument("--calls", type=int, default=2000, help="idle requests (baseline)")
-    parser.add_argument("--timeout", type=float, default=900, help="longest sweep to wait for")
-    parser.add_argument(
+    options = parser("isolation", __doc__)
+    options.add_argument("--videos", type=int, default=100_000, help="expired videos to sweep")
+    options.add_argument("--calls", type=int, default=2000, help="idle requests (baseline)")
+    options.add_argument("--timeout", type=float, default=900, help="longest sweep to wait for")
+    options.add_argument(
         "--nice", default="0,10", help="CPU priorities (nice) of the maintenance worker to run"
     )
-    args = parser.parse_args(argv)
+    args = options.parse_args(argv)
 
     table = Table(
         f"videos.sign_url on a -Q videos worker, {args.videos:,}-video sweep on a -Q "
-        f"videos.maintenance worker, 1 caller, ms ({run_label('loopback', 'moto S3')})",
+        "videos.maintenance worker, 1 caller, ms",
         ["phase", "calls", "p50", "p95", "p99", "max", "p99 / idle", "sweep s", "videos/s"],
+        conditions=("loopback", "moto S3"),
     )
     all_ok = True
     with Stack() as stack:
@@ -213,11 +206,16 @@ def main(argv: Sequence[str] | None = None) -> int:
                     name, str(len(values)), s.p50, s.p95, s.p99, s.max,
                     f"{s.p99 / s_idle.p99:.2f}x", *sweep,
                 )  # fmt: skip
-            verdict = "yes" if s_during.p99 <= TARGET_P99_MS and ok else "NO"
-            table.notes.append(
-                f"maintenance at nice {nice}: p99 during the sweep <= {TARGET_P99_MS:.0f} ms: "
-                f"{verdict} ({s_during.p99:.2f} ms); every expired video, queued key and "
-                f"object gone, the {LIVE} live videos kept: {'yes' if ok else 'NO'}"
+            table.verdict(
+                f"maintenance at nice {nice}: p99 during the sweep <= {TARGET_P99_MS:.0f} ms",
+                s_during.p99 <= TARGET_P99_MS,
+                f"{s_during.p99:.2f} ms",
+            )
+            table.verdict(
+                f"maintenance at nice {nice}: every expired video, queued key and object "
+                f"gone, the {LIVE} live videos kept",
+                ok,
+                "checked after the sweep",
             )
     table.print()
     return 0 if all_ok else 1

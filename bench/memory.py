@@ -37,25 +37,22 @@ Run: ``python -m bench.memory [--requests 20000] [--no-variant]``.
 
 from __future__ import annotations
 
-import argparse
-import multiprocessing
 import sys
 import time
 from collections.abc import Sequence
 from typing import Any
 
 from bench.common import (
+    SpawnPool,
     Stack,
-    Table,
     WorkerProcess,
     WorkerSpec,
-    log,
     outside_app,
     pick_videos,
-    run_label,
     stopping,
     tree_memory,
 )
+from bench.harness import Table, bench, log, parser
 
 BATCH = 20
 CALLERS = 4
@@ -127,22 +124,14 @@ def send(pool: Any, stack: Stack, queues: Sequence[str], calls: list) -> None:
     pool.map(caller_job, jobs, chunksize=1)
 
 
-class _Pool:
-    def __init__(self) -> None:
-        self.pool = multiprocessing.get_context("spawn").Pool(CALLERS)
-
-    def stop(self) -> None:
-        self.pool.terminate()
-        self.pool.join()
-
-
+@bench("memory")
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.memory", description=__doc__)
-    parser.add_argument("--requests", type=int, default=20_000, help="per worker")
-    parser.add_argument("--warm", type=int, default=1_000)
-    parser.add_argument("--videos", type=int, default=10_000, help="catalog rows to load")
-    parser.add_argument("--no-variant", action="store_true", help="production worker only")
-    args = parser.parse_args(argv)
+    options = parser("memory", __doc__)
+    options.add_argument("--requests", type=int, default=20_000, help="per worker")
+    options.add_argument("--warm", type=int, default=1_000)
+    options.add_argument("--videos", type=int, default=10_000, help="catalog rows to load")
+    options.add_argument("--no-variant", action="store_true", help="production worker only")
+    args = options.parse_args(argv)
 
     from bench.dataset import load
 
@@ -164,7 +153,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             for name, spec in specs.items()
         }
         app = outside_app(stack.broker_url, stack.backend_url)
-        pool = _Pool()
+        pool = SpawnPool(CALLERS)
         with stopping(*workers.values(), pool):
             for worker in workers.values():
                 worker.start()
@@ -189,10 +178,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             app.close()
 
     table = Table(
-        f"worker memory, main + 2 prefork children, MB ({run_label('loopback')}; "
-        "both workers served the same requests at the same time)",
+        "worker memory, main + 2 prefork children, MB; both workers served the same "
+        "requests at the same time",
         ["worker", "point", "requests", "RSS", "PSS", "USS", "RSS growth", "PSS growth",
          "USS growth"],
+        conditions=("loopback",),
     )  # fmt: skip
     for name, series in points.items():
         warm = series[1][2]

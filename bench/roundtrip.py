@@ -70,16 +70,24 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import (
+    SpawnPool,
     Stack,
-    Table,
     WorkerProcess,
     WorkerSpec,
-    log,
     outside_app,
     pick_videos,
-    ratio,
-    run_label,
     stopping,
+)
+from bench.harness import (
+    US,
+    Method,
+    Samples,
+    Table,
+    bench,
+    interleaved,
+    log,
+    parser,
+    ratio,
     summary,
     tree_cpu,
 )
@@ -284,17 +292,6 @@ class EchoServer:
         self.process = None
 
 
-class CallerPool:
-    """Spawned caller processes, reused by every throughput measurement."""
-
-    def __init__(self, size: int) -> None:
-        self.pool = multiprocessing.get_context("spawn").Pool(size)
-
-    def stop(self) -> None:
-        self.pool.terminate()
-        self.pool.join()
-
-
 def drain_rate(broker_url: str, queue: str, name: str, kwargs: dict, messages: int) -> float:
     """Messages per second the worker gets through, sent back to back by one caller.
 
@@ -461,8 +458,8 @@ def combination_table(stack: Stack, config: CallerConfig, args: argparse.Namespa
     admin = cases[0][1]
     ids = itertools.cycle(config.video_ids)
 
-    def get() -> float:
-        return caller.timed("videos.get", "videos", {"video_id": next(ids), "auth": admin})
+    def get() -> object:
+        return caller.call("videos.get", "videos", {"video_id": next(ids), "auth": admin})
 
     calls = min(args.calls, COMBINATION_CALLS)
     with stopping(caller, worker):
@@ -471,23 +468,23 @@ def combination_table(stack: Stack, config: CallerConfig, args: argparse.Namespa
         worker.wait_ready(ping(caller.app, "videos.stats", {"auth": admin}, "videos"))
         table = Table(
             f"videos.list per filter combination, page 1 of 20 + exact total, vs videos.get,"
-            f" end to end, {calls} calls each, AUTH_MODE=jwt (ms; {run_label()})",
+            f" end to end, {calls} calls each, AUTH_MODE=jwt (ms)",
             ["combination", "total", "list p50", "list p95", "get p50", "list / get", "ok"],
         )
         met = 0
         for label, token, kwargs in cases:
             sent = {**kwargs, "auth": token}
             total = caller.call("videos.list", "videos", sent)["data"]["total"]
-            for _ in range(3):
-                caller.call("videos.list", "videos", sent)
-                get()
-            lists: list[float] = []
-            gets: list[float] = []
-            while len(lists) < calls:
-                n = min(COMBINATION_BLOCK, calls - len(lists))
-                lists.extend(caller.timed("videos.list", "videos", sent) for _ in range(n))
-                gets.extend(get() for _ in range(n))
-            ours, base = summary([ms(x) for x in lists]), summary([ms(x) for x in gets])
+            timed = interleaved(
+                {
+                    "list": lambda sent=sent: caller.call("videos.list", "videos", sent),
+                    "get": get,
+                },
+                calls,
+                block=COMBINATION_BLOCK,
+                warmup=3,
+            )
+            ours, base = timed["list"].summary(), timed["get"].summary()
             within = ours.p50 <= LIST_OVER_GET * base.p50
             met += within
             table.add(
@@ -499,9 +496,10 @@ def combination_table(stack: Stack, config: CallerConfig, args: argparse.Namespa
                 ratio(ours.p50, base.p50),
                 "yes" if within else "NO",
             )
-        table.notes.append(
-            f"every combination's videos.list p50 <= {LIST_OVER_GET:.0f}x videos.get p50: "
-            f"{'yes' if met == len(cases) else 'NO'} ({met} of {len(cases)})"
+        table.verdict(
+            f"every combination's videos.list p50 <= {LIST_OVER_GET:.0f}x videos.get p50",
+            met == len(cases),
+            f"{met} of {len(cases)}",
         )
         table.print()
 
@@ -516,47 +514,24 @@ def ping(app: Any, name: str, kwargs: dict[str, Any], queue: str) -> Callable[[]
 # --- the main tables -------------------------------------------------------------------------
 
 
-@dataclass
-class Samples:
-    """Latencies of one kind of call, and the CPU both sides spent on them."""
-
-    latencies: list[float] = field(default_factory=list)
-    caller_cpu: float = 0.0
-    server_cpu: float = 0.0
-
-    def cpu_us(self, side: str) -> float:
-        spent = self.caller_cpu if side == "caller" else self.server_cpu
-        return spent / len(self.latencies) * 1e6 if self.latencies else float("nan")
-
-    def block(self, caller: Caller, name: str, queue: str, n: int, server_pid: int) -> None:
-        server_before, caller_before = tree_cpu(server_pid), time.process_time()
-        self.latencies.extend(caller.timed(name, queue) for _ in range(n))
-        self.caller_cpu += time.process_time() - caller_before
-        self.server_cpu += tree_cpu(server_pid) - server_before
-
-
-def interleaved(caller: Caller, calls: int, servers: dict[str, int]) -> dict[str, Samples]:
-    """Latency samples per kind, in rotating blocks of ``BLOCK`` calls."""
-    for name, queue in KINDS.values():
-        for _ in range(WARMUP):
-            caller.call(name, queue)
-    samples = {kind: Samples() for kind in KINDS}
-    while any(len(s.latencies) < calls for s in samples.values()):
-        for kind, (name, queue) in KINDS.items():
-            n = min(BLOCK, calls - len(samples[kind].latencies))
-            if n > 0:
-                samples[kind].block(caller, name, queue, n, servers[kind])
-    return samples
+def latency_samples(caller: Caller, calls: int, servers: dict[str, int]) -> dict[str, Samples]:
+    """Latency samples per kind (ms), in rotating blocks of ``BLOCK`` calls, each block
+    charging the caller's CPU and the answering process tree's to its kind."""
+    methods = {
+        kind: Method(lambda n=name, q=queue: caller.call(n, q), server=servers[kind])
+        for kind, (name, queue) in KINDS.items()
+    }
+    return interleaved(methods, calls, block=BLOCK, warmup=WARMUP)
 
 
 def print_latency(samples: dict[str, Samples], args: argparse.Namespace) -> None:
-    stats = {kind: summary([ms(x) for x in entry.latencies]) for kind, entry in samples.items()}
+    stats = {kind: entry.summary() for kind, entry in samples.items()}
     noop = stats["celery no-op"]
     table = Table(
-        f"request/reply latency, 1 caller, {args.calls} calls each "
-        f"(ms; {run_label('loopback')})",
+        f"request/reply latency, 1 caller, {args.calls} calls each (ms)",
         ["call", "p50", "p95", "p99", "max", "p50 vs no-op", "p50 - no-op",
          "server CPU us/call", "caller CPU us/call"],
+        conditions=("loopback",),
     )  # fmt: skip
     for kind in KINDS:
         s = stats[kind]
@@ -568,23 +543,25 @@ def print_latency(samples: dict[str, Samples], args: argparse.Namespace) -> None
             s.max,
             ratio(s.p50, noop.p50),
             s.p50 - noop.p50,
-            round(samples[kind].cpu_us("server")),
-            round(samples[kind].cpu_us("caller")),
+            round(samples[kind].cpu_us(server=True)),
+            round(samples[kind].cpu_us()),
         )
     table.notes.append(
         "server CPU: the answering process tree (echo process; worker main + pool children)"
     )
     for kind in ("videos.sign_url", "videos.get"):
         s = stats[kind]
-        verdict = "yes" if s.p50 <= noop.p50 + OVER_NOOP_MS else "NO"
-        table.notes.append(
-            f"{kind} p50 <= no-op p50 + {OVER_NOOP_MS} ms: {verdict} ({s.p50 - noop.p50:+.2f} ms)"
+        table.verdict(
+            f"{kind} p50 <= no-op p50 + {OVER_NOOP_MS} ms",
+            s.p50 <= noop.p50 + OVER_NOOP_MS,
+            f"{s.p50 - noop.p50:+.2f} ms",
         )
     listed, got = stats["videos.list"], stats["videos.get"]
-    verdict = "yes" if listed.p50 <= LIST_OVER_GET * got.p50 else "NO"
-    table.notes.append(
+    table.verdict(
         f"videos.list (page 1 + exact total, filters rotated) p50 <= {LIST_OVER_GET:g}x "
-        f"videos.get p50: {verdict} ({listed.p50 / got.p50:.2f}x)"
+        "videos.get p50",
+        listed.p50 <= LIST_OVER_GET * got.p50,
+        f"{listed.p50 / got.p50:.2f}x",
     )
     table.print()
 
@@ -606,6 +583,7 @@ def print_throughput(
         f"throughput, closed loop, median of {args.rounds} x {args.seconds:g} s "
         "(requests/s; latency under load in ms)",
         ["call", "callers", "req/s", "vs no-op", "p50", "p99"],
+        conditions=("loopback",),
     )
     for callers in caller_counts:
         noop = rates[("celery no-op", callers)].rate
@@ -617,10 +595,10 @@ def print_throughput(
         noop = rates[("celery no-op", callers)].rate
         for kind in ("videos.sign_url", "videos.get"):
             rate = rates[(kind, callers)].rate
-            verdict = "yes" if rate >= THROUGHPUT_OF_NOOP * noop else "NO"
-            table.notes.append(
-                f"{callers} caller(s): {kind} >= {THROUGHPUT_OF_NOOP}x no-op throughput: "
-                f"{verdict} ({rate / noop:.2f}x)"
+            table.verdict(
+                f"{callers} caller(s): {kind} >= {THROUGHPUT_OF_NOOP}x no-op throughput",
+                rate >= THROUGHPUT_OF_NOOP * noop,
+                f"{rate / noop:.2f}x",
             )
     table.print()
 
@@ -643,12 +621,12 @@ class Side:
     drain_cpu: float = 0.0
 
     def result(self, drained: int) -> dict[str, float]:
-        s = summary([ms(x) for x in self.samples.latencies])
+        s = self.samples.summary()
         nan = float("nan")
         return {
             "p50": s.p50 if self.replies else nan,
             "p99": s.p99 if self.replies else nan,
-            "cpu": self.samples.cpu_us("server") if self.replies else nan,
+            "cpu": self.samples.cpu_us(server=True) if self.replies else nan,
             "rate": statistics.median(self.rates) if self.rates else nan,
             "drain": statistics.median(self.drains),
             "drain_cpu": self.drain_cpu / drained * 1e6,
@@ -656,7 +634,7 @@ class Side:
 
 
 def run_pair(
-    stack: Stack, pool: CallerPool, a: Side, b: Side, name: str, args: argparse.Namespace
+    stack: Stack, pool: SpawnPool, a: Side, b: Side, name: str, args: argparse.Namespace
 ) -> tuple[dict[str, float], dict[str, float]]:
     """Measure two sides at the same time, alternating every measurement."""
     shared = a.spec is b.spec and a.queue == b.queue  # caller-side pair: one worker
@@ -672,16 +650,14 @@ def run_pair(
                 side.worker.wait_ready(ping(side.caller.app, name, {}, side.queue))
             else:
                 drain_rate(stack.broker_url, side.queue, name, {}, 20)  # worker up, warm
-        for side in sides:
-            for _ in range(WARMUP if side.replies else 0):
-                side.caller.call(name, side.queue)
-        done = 0
-        while done < args.tune_calls:
-            n = min(PAIR_BLOCK, args.tune_calls - done)
-            for side in sides:
-                if side.replies:
-                    side.samples.block(side.caller, name, side.queue, n, side.worker.pid)
-            done += n
+        replying = {
+            str(i): Method(lambda s=side: s.caller.call(name, s.queue), server=side.worker.pid)
+            for i, side in enumerate(sides)
+            if side.replies
+        }
+        timed = interleaved(replying, args.tune_calls, block=PAIR_BLOCK, warmup=WARMUP)
+        for key, samples in timed.items():
+            sides[int(key)].samples = samples
         for _ in range(args.tune_rounds):
             for side in sides:
                 if side.replies:
@@ -706,6 +682,7 @@ def pair_table(title: str, rows: list[tuple[str, dict, dict]], args: argparse.Na
         ["variant (B) vs production (A)", "A p50", "B p50", "B/A p50", "A CPU us", "B CPU us",
          "B/A CPU", "A req/s", "B req/s", "B/A req/s", "A drain/s", "B drain/s", "B/A drain",
          "B/A CPU/msg"],
+        conditions=("loopback",),
     )  # fmt: skip
     for label, a, b in rows:
         table.add(
@@ -733,7 +710,7 @@ def pair_table(title: str, rows: list[tuple[str, dict, dict]], args: argparse.Na
     table.print()
 
 
-def tune(stack: Stack, pool: CallerPool, config: CallerConfig, args: argparse.Namespace) -> None:
+def tune(stack: Stack, pool: SpawnPool, config: CallerConfig, args: argparse.Namespace) -> None:
     rows: list[tuple[str, dict, dict]] = []
     callers: list[Caller] = []
 
@@ -759,8 +736,7 @@ def tune(stack: Stack, pool: CallerPool, config: CallerConfig, args: argparse.Na
             rows.append((poll_label, *run_pair(stack, pool, a, b, "bench.noop", args)))
         if rows:
             pair_table(
-                "what bounds the no-op floor: A/B pairs, one setting changed in B "
-                f"({run_label('loopback')})",
+                "what bounds the no-op floor: A/B pairs, one setting changed in B",
                 rows,
                 args,
             )
@@ -780,8 +756,8 @@ def tune(stack: Stack, pool: CallerPool, config: CallerConfig, args: argparse.Na
         b = Side(spec_b, "videos.b", caller())
         result = run_pair(stack, pool, a, b, "videos.sign_url", args)
         pair_table(
-            "videos.sign_url on two real workers: production (A) vs recommended (B) "
-            f"({run_label('loopback')}): {json.dumps(recommended)}",
+            "videos.sign_url on two real workers: production (A) vs recommended (B): "
+            f"{json.dumps(recommended)}",
             [("recommended", *result)],
             args,
         )
@@ -793,29 +769,30 @@ def tune(stack: Stack, pool: CallerPool, config: CallerConfig, args: argparse.Na
 # --- the bench ---------------------------------------------------------------------------------
 
 
+@bench("roundtrip")
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.roundtrip", description=__doc__)
-    parser.add_argument("--calls", type=int, default=2000, help="latency samples per kind")
-    parser.add_argument("--seconds", type=float, default=4.0, help="per throughput round")
-    parser.add_argument("--rounds", type=int, default=3, help="throughput rounds (median)")
-    parser.add_argument("--callers", default="1,4", help="caller processes for throughput")
-    parser.add_argument("--videos", type=int, default=10_000, help="catalog rows to load")
-    parser.add_argument("--tune", action="store_true", help="also run the A/B settings pairs")
-    parser.add_argument("--tune-only", action="store_true", help="only the A/B pairs")
-    parser.add_argument("--tune-calls", type=int, default=400, help="latency samples per side")
-    parser.add_argument("--tune-rounds", type=int, default=2, help="throughput/drain rounds")
-    parser.add_argument("--drain", type=int, default=400, help="messages per drain round")
-    parser.add_argument("--recommended", help="JSON {spec: {...}, conf: {...}} to pair")
-    parser.add_argument(
+    options = parser("roundtrip", __doc__)
+    options.add_argument("--calls", type=int, default=2000, help="latency samples per kind")
+    options.add_argument("--seconds", type=float, default=4.0, help="per throughput round")
+    options.add_argument("--rounds", type=int, default=3, help="throughput rounds (median)")
+    options.add_argument("--callers", default="1,4", help="caller processes for throughput")
+    options.add_argument("--videos", type=int, default=10_000, help="catalog rows to load")
+    options.add_argument("--tune", action="store_true", help="also run the A/B settings pairs")
+    options.add_argument("--tune-only", action="store_true", help="only the A/B pairs")
+    options.add_argument("--tune-calls", type=int, default=400, help="latency samples per side")
+    options.add_argument("--tune-rounds", type=int, default=2, help="throughput/drain rounds")
+    options.add_argument("--drain", type=int, default=400, help="messages per drain round")
+    options.add_argument("--recommended", help="JSON {spec: {...}, conf: {...}} to pair")
+    options.add_argument(
         "--only", help="comma-separated substrings: run only the variants whose label has one"
     )
-    parser.add_argument("--profile", type=Path, help="write a profile of the task body here")
-    parser.add_argument(
+    options.add_argument("--profile", type=Path, help="write a profile of the task body here")
+    options.add_argument(
         "--no-combinations",
         action="store_true",
         help="skip videos.list per filter combination (scope, trash and q) against get",
     )
-    args = parser.parse_args(argv)
+    args = options.parse_args(argv)
     if args.tune_only:
         args.tune = True
         args.seconds = min(args.seconds, 3.0)
@@ -831,7 +808,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             tuple(pick_videos(stack.database_url)),
             list_filters=list_filters(stack.database_url),
         )
-        pool = CallerPool(max(caller_counts + [4]))
+        pool = SpawnPool(max(caller_counts + [4]))
         with stopping(pool):
             if not args.tune_only:
                 main_tables(stack, pool, config, caller_counts, args)
@@ -891,35 +868,23 @@ def task_body(config: CallerConfig, calls: int, profile: Path | None = None) -> 
         ),
         "presign_get alone": lambda: deps.store.presign_get("videos/m/proxy/v.mp4", 3600),
     }
-    for call in variants.values():
-        for _ in range(WARMUP):
-            call()
-    wall: dict[str, list[float]] = {name: [] for name in variants}
-    cpu = dict.fromkeys(variants, 0.0)
-    while any(len(v) < calls for v in wall.values()):
-        for name, call in variants.items():
-            cpu_before = time.process_time()
-            for _ in range(min(BLOCK, calls - len(wall[name]))):
-                started = time.perf_counter()
-                call()
-                wall[name].append(time.perf_counter() - started)
-            cpu[name] += time.process_time() - cpu_before
+    timed = interleaved(variants, calls, block=BLOCK, warmup=WARMUP, unit=US)
     table = Table(
-        f"task body in process, no broker ({calls} calls each, interleaved; microseconds; "
-        f"{run_label()})",
+        f"task body in process, no broker ({calls} calls each, interleaved; microseconds)",
         ["call", "p50", "p95", "p99", "CPU/call"],
     )
-    per_call = {name: cpu[name] / len(values) * 1e6 for name, values in wall.items()}
-    for name, values in wall.items():
-        s = summary([x * 1e6 for x in values])
+    per_call = {name: samples.cpu_us() for name, samples in timed.items()}
+    for name, samples in timed.items():
+        s = samples.summary()
         table.add(name, s.p50, s.p95, s.p99, per_call[name])
     table.notes.append(
         "task call = what a pool child runs for the message: validation, handler, envelope"
     )
     for handler in ("sign_url handler", "get handler"):
-        verdict = "yes" if per_call[handler] <= HANDLER_CPU_US else "NO"
-        table.notes.append(
-            f"{handler} CPU <= {HANDLER_CPU_US:.0f} us: {verdict} ({per_call[handler]:.0f} us)"
+        table.verdict(
+            f"{handler} CPU <= {HANDLER_CPU_US:.0f} us",
+            per_call[handler] <= HANDLER_CPU_US,
+            f"{per_call[handler]:.0f} us",
         )
     table.print()
     if profile is not None:
@@ -936,7 +901,7 @@ def task_body(config: CallerConfig, calls: int, profile: Path | None = None) -> 
 
 def main_tables(
     stack: Stack,
-    pool: CallerPool,
+    pool: SpawnPool,
     config: CallerConfig,
     caller_counts: list[int],
     args: argparse.Namespace,
@@ -963,7 +928,7 @@ def main_tables(
             "videos.get": real.pid,
             "videos.list": real.pid,
         }
-        print_latency(interleaved(caller, args.calls, servers), args)
+        print_latency(latency_samples(caller, args.calls, servers), args)
 
         log("throughput")
         rates: dict[tuple[str, int], Rates] = {}

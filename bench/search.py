@@ -1,14 +1,13 @@
 """Search bench: ``videos.list(q=...)`` at 1M rows, against the same page without ``q``.
 
-What it measures: the repository's real code path,
-``PostgresVideoRepository(conn).list(ListVideos(q=..., ...))``: the exact total's
-``count(*)`` and the page query, as the handler runs them, wall time per call from
-Python, page 1 of 20 items. The data set is ``bench.dataset``'s (``--videos``, default
-1,000,000), loaded with 1% of the videos in the trash (``--trashed``), so that the
-trash is searched as it is in production. Its ``original_filename`` follows each
-mall's recorder, exports, phones and body cameras, and ~10% of videos carry
-``operator_notes``: see ``bench/dataset.py``. The trigram indexes of migration 0007
-(``ix_videos_filename_trgm``, ``ix_videos_notes_trgm``) serve ``q``.
+What it measures: ``handlers.list_videos(ListVideos(q=..., ...))`` on a unit of work:
+the page and its exact total, wall time per call from Python, page 1 of 20 items. The
+data set is ``bench.dataset``'s (``--videos``, default 1,000,000), loaded with 1% of
+the videos in the trash (``--trashed``), so that the trash is searched as it is in
+production. Its ``original_filename`` follows each mall's recorder, exports, phones and
+body cameras, and ~10% of videos carry ``operator_notes``: see ``bench/dataset.py``.
+The trigram indexes of migration 0007 (``ix_videos_filename_trgm``,
+``ix_videos_notes_trgm``) serve ``q``.
 
 The searches, each with the case it stands for:
 
@@ -26,7 +25,7 @@ The searches, each with the case it stands for:
 Baseline, measured in the same run: the same page with the same other filters and no
 ``q`` (no filter, the mall, or the trash), interleaved with each search in blocks of
 ``BLOCK`` calls, so load from other jobs on the machine hits both alike. Each figure
-comes from ``--samples`` calls after 3 warm-up calls, on one connection, in a
+comes from ``--samples`` calls after 3 warm-up calls, on one pooled connection, in a
 transaction rolled back after each call (as the unit of work does).
 
 How to read the table (milliseconds):
@@ -49,7 +48,7 @@ another server instead: the database ``vw_bench_search`` is created there, and d
 afterwards unless ``--keep``.
 
 ``--repository module:Class`` measures another implementation of ``list`` (a change to
-try before making it), on the same data.
+try before making it), built on the unit of work's connection, on the same data.
 
 Run: ``python -m bench.search [--videos 1000000] [--samples 30] [--only NAME]``.
 """
@@ -61,7 +60,7 @@ import contextlib
 import json
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -69,14 +68,12 @@ from typing import Any
 
 import psycopg
 from psycopg import sql
-from sqlalchemy import Connection, func, or_, select
 
-from bench.common import Table, log, run_label, summary
+from bench.common import Catalogue, head_revision, plan_nodes, time_lists
 from bench.dataset import BENCH_HOME, DEFAULT_SEED, DEFAULT_VIDEOS, Server, conninfo, load
-from bench.listing import analyzed, load_repository, make_engine, plan_nodes
+from bench.harness import Table, bench, log, parser, short
 from handlers.access import UNRESTRICTED
 from schemas.requests import ListVideos
-from worker.adapters.postgres.tables import Video
 
 DATABASE = "vw_bench_search"
 META_TABLE = "bench_search_dataset"
@@ -87,7 +84,6 @@ BLOCK = 5
 TARGET_MS = 50.0
 DEFAULT_TRASHED = 0.01
 EXPLAIN_CASE = "medium"
-REPOSITORY = "worker.adapters.postgres.repositories:PostgresVideoRepository"
 
 
 @dataclass(frozen=True)
@@ -109,25 +105,7 @@ class Case:
         return " + ".join(parts) or "-"
 
 
-@dataclass
-class Timing:
-    calls: list[float] = field(default_factory=list)
-    statements: list[list[float]] = field(default_factory=list)
-    total: int = -1
-
-    def statement_p50(self) -> list[float]:
-        return [summary(list(s)).p50 for s in zip(*self.statements, strict=False)]
-
-
 # --------------------------------------------------------------------------- the data
-
-
-def _head_revision() -> str:
-    from alembic.script import ScriptDirectory
-
-    from worker.adapters.postgres.migrate import alembic_config
-
-    return ScriptDirectory.from_config(alembic_config("postgresql://unused")).get_current_head()
 
 
 def _loaded(url: str) -> tuple[Any, ...] | None:
@@ -145,7 +123,7 @@ def _loaded(url: str) -> tuple[Any, ...] | None:
 def prepare(server: Server, args: argparse.Namespace) -> str:
     """The database filled (or, with ``--keep``, found filled); a line saying which."""
     url = server.url(DATABASE)
-    wanted = (args.videos, args.seed, args.trashed, _head_revision())
+    wanted = (args.videos, args.seed, args.trashed, head_revision())
     if args.keep and server.exists(DATABASE) and _loaded(url) == wanted:
         return f"reusing the loaded {args.videos:,} videos (--keep)"
     from worker.adapters.postgres.migrate import upgrade
@@ -167,13 +145,13 @@ def prepare(server: Server, args: argparse.Namespace) -> str:
     return report.describe()
 
 
-def make_cases(conn: Connection) -> list[Case]:
+def make_cases(catalogue: Catalogue) -> list[Case]:
     """The searches, with the mall and the hour picked from the data."""
-    mall = conn.exec_driver_sql(
-        "SELECT mall_id FROM videos GROUP BY 1 ORDER BY count(*) DESC LIMIT 1"
-    ).scalar_one()
-    newest = conn.exec_driver_sql("SELECT max(uploaded_at) FROM videos").scalar_one()
-    conn.rollback()
+    with catalogue.engine.connect() as conn:
+        mall = conn.exec_driver_sql(
+            "SELECT mall_id FROM videos GROUP BY 1 ORDER BY count(*) DESC LIMIT 1"
+        ).scalar_one()
+        newest = conn.exec_driver_sql("SELECT max(uploaded_at) FROM videos").scalar_one()
     hour = f"{newest - timedelta(days=90):%Y%m%d}_14"
     mall_filter, trash = {"mall_id": mall}, {"trashed": True}
     return [
@@ -193,63 +171,6 @@ def baseline_of(case: Case) -> Case:
     return Case(f"{case.name}: no q", None, case.filters)
 
 
-def matched(conn: Connection, case: Case) -> int:
-    """The videos a case matches, found without LIKE (so without its escaping)."""
-    table = Video.__table__
-    trashed = table.c.trashed_at
-    conditions = [trashed.is_not(None) if case.filters.get("trashed") else trashed.is_(None)]
-    if "mall_id" in case.filters:
-        conditions.append(table.c.mall_id == case.filters["mall_id"])
-    if case.q is not None:
-        needle = func.lower(case.q)
-        conditions.append(
-            or_(
-                func.strpos(func.lower(table.c.original_filename), needle) > 0,
-                func.strpos(func.lower(func.coalesce(table.c.operator_notes, "")), needle) > 0,
-            )
-        )
-    count = conn.execute(select(func.count()).select_from(table).where(*conditions)).scalar_one()
-    conn.rollback()
-    return count
-
-
-# --------------------------------------------------------------------------- timing
-
-
-Repository = Callable[[Connection], Any]
-Statements = list[tuple[str, Any, float]]
-
-
-def call(conn: Connection, repo: Repository, query: ListVideos) -> tuple[float, int, Statements]:
-    """One ``list`` as the handler makes it: a fresh repository, then the rollback."""
-    conn.info["log"] = []
-    started = time.perf_counter()
-    _, total = repo(conn).list(UNRESTRICTED, query)
-    elapsed = (time.perf_counter() - started) * 1000
-    conn.rollback()
-    return elapsed, total, list(conn.info["log"])
-
-
-def measure(
-    conn: Connection, repo: Repository, cases: Sequence[Case], samples: int
-) -> list[Timing]:
-    """``samples`` calls of each case, the cases taking turns in blocks of ``BLOCK``."""
-    queries = [case.query() for case in cases]
-    timings = [Timing() for _ in cases]
-    for query in queries:
-        for _ in range(WARMUP):
-            call(conn, repo, query)
-    while len(timings[0].calls) < samples:
-        n = min(BLOCK, samples - len(timings[0].calls))
-        for query, timing in zip(queries, timings, strict=True):
-            for _ in range(n):
-                elapsed, total, statements = call(conn, repo, query)
-                timing.calls.append(elapsed)
-                timing.statements.append([ms for _, _, ms in statements])
-                timing.total = total
-    return timings
-
-
 # --------------------------------------------------------------------------- explain
 
 
@@ -265,113 +186,100 @@ def scans(plan: dict[str, Any]) -> str:
     return ", ".join(dict.fromkeys(found))
 
 
-def explain(
-    conn: Connection, repo: Repository, case: Case
-) -> list[tuple[str, dict[str, Any], str]]:
-    """(statement label, JSON plan, text plan) of each statement ``list`` runs."""
-    _, _, statements = call(conn, repo, case.query())
-    plans = []
-    for statement, parameters, _ in statements:
-        label = "count" if "count(" in statement.lower() else "page"
-        plans.append((label, *analyzed(conn, statement, parameters)))
-    return plans
-
-
 # --------------------------------------------------------------------------- main
 
 
-def _ms(value: float) -> str:
-    return f"{value:.1f}" if value < 100 else f"{value:,.0f}"
-
-
 def run(url: str, args: argparse.Namespace) -> int:
-    repo = load_repository(args.repository)
-    other = "" if args.repository == REPOSITORY else f", {args.repository}"
-    engine = make_engine(url)
-    with engine.connect() as conn:
-        cases = make_cases(conn)
-        if args.only:
-            cases = [c for c in cases if any(o in c.name for o in args.only)]
-        table = Table(
-            f"videos.list(q=...) page 1 of {PAGE_SIZE} + exact total, {args.videos:,} videos "
-            f"({args.trashed:.0%} in the trash), {args.samples} samples, ms{other} "
-            f"({run_label('embedded PostgreSQL' if not args.database_url else 'given server')})",
-            ["case", "q + filters", "rows", "total", "p50", "p95", "count + page",
-             "base p50", "base p95", "p95 / base", "count plan", "ok"],
-        )  # fmt: skip
-        misses = 0
-        shown: tuple[Case, list[tuple[str, dict[str, Any], str]]] | None = None
-        for case in cases:
-            log(f"{case.name}: q={case.q!r}")
-            rows = matched(conn, case)
-            ours, base = measure(conn, repo, [case, baseline_of(case)], args.samples)
-            plans = explain(conn, repo, case)
-            if case.name == args.explain_case:
-                shown = (case, plans)
-            s, b = summary(ours.calls), summary(base.calls)
-            ok = s.p95 <= TARGET_MS
-            misses += not ok
-            count_plan = next((scans(p) for label, p, _ in plans if label == "count"), "-")
-            table.add(
-                case.name,
-                case.described,
-                f"{rows:,}",
-                "=" if ours.total == rows else f"{ours.total:,}",
-                _ms(s.p50),
-                _ms(s.p95),
-                " + ".join(_ms(x) for x in ours.statement_p50()),
-                _ms(b.p50),
-                _ms(b.p95),
-                f"{s.p95 / b.p95:.2f}x",
-                count_plan,
-                "yes" if ok else "NO",
-            )
-        table.notes.append(
-            "base: the same page without q (same other filters), interleaved in blocks of "
-            f"{BLOCK}; ok: p95 (page + total) <= {TARGET_MS:.0f} ms"
+    catalogue = Catalogue(url, args.repository)
+    other = f", {args.repository}" if args.repository else ""
+    cases = make_cases(catalogue)
+    if args.only:
+        cases = [c for c in cases if any(o in c.name for o in args.only)]
+    table = Table(
+        f"videos.list(q=...) page 1 of {PAGE_SIZE} + exact total, {args.videos:,} videos "
+        f"({args.trashed:.0%} in the trash), {args.samples} samples, ms{other}",
+        ["case", "q + filters", "rows", "total", "p50", "p95", "count + page",
+         "base p50", "base p95", "p95 / base", "count plan", "ok"],
+        conditions=("embedded PostgreSQL" if not args.database_url else "given server",),
+        number=short,
+    )  # fmt: skip
+    misses = 0
+    shown: tuple[Case, list[tuple[str, dict[str, Any], str]]] | None = None
+    for case in cases:
+        log(f"{case.name}: q={case.q!r}")
+        rows = catalogue.count(UNRESTRICTED, case.filters, case.q)
+        lists = {
+            "ours": (UNRESTRICTED, case.query()),
+            "base": (UNRESTRICTED, baseline_of(case).query()),
+        }
+        timed = time_lists(catalogue, lists, args.samples, block=BLOCK, warmup=WARMUP)
+        ours, base = timed["ours"], timed["base"]
+        plans = catalogue.plans(UNRESTRICTED, case.query())
+        if case.name == args.explain_case:
+            shown = (case, plans)
+        ok = ours.p95 <= TARGET_MS
+        misses += not ok
+        # A search takes its total in the page's own statement (a window count).
+        totals = [plan for label, plan, _ in plans if label == "count"] or [plans[0][1]]
+        count_plan = scans(totals[0])
+        table.add(
+            case.name,
+            case.described,
+            rows,
+            "=" if ours.total == rows else f"{ours.total:,}",
+            ours.p50,
+            ours.p95,
+            " + ".join(short(x) for x in ours.statement_p50()),
+            base.p50,
+            base.p95,
+            f"{ours.p95 / base.p95:.2f}x",
+            count_plan,
+            "yes" if ok else "NO",
         )
-        table.notes.append(
-            f"every search's p95 (page + total) <= {TARGET_MS:.0f} ms: "
-            f"{'yes' if not misses else 'NO'} ({len(cases) - misses} of {len(cases)})"
-        )
-        table.print()
-        if shown is not None:
-            case, plans = shown
-            print(f"EXPLAIN (ANALYZE, BUFFERS) of {case.name} ({case.described}):")
-            for label, plan, text in plans:
-                print(f"\n-- {label} ({plan['Execution Time']:.1f} ms): {scans(plan)}")
-                print(text)
-            print(flush=True)
-    engine.dispose()
+    table.notes.append(
+        "base: the same page without q (same other filters), interleaved in blocks of "
+        f"{BLOCK}; ok: p95 (page + total) <= {TARGET_MS:.0f} ms"
+    )
+    table.verdict(
+        f"every search's p95 (page + total) <= {TARGET_MS:.0f} ms",
+        not misses,
+        f"{len(cases) - misses} of {len(cases)}",
+    )
+    table.print()
+    if shown is not None:
+        case, plans = shown
+        print(f"EXPLAIN (ANALYZE, BUFFERS) of {case.name} ({case.described}):")
+        for label, plan, text in plans:
+            print(f"\n-- {label} ({plan['Execution Time']:.1f} ms): {scans(plan)}")
+            print(text)
+        print(flush=True)
+    catalogue.dispose()
     return 0
 
 
-def dataset_arguments(parser: argparse.ArgumentParser) -> None:
+def dataset_arguments(options: argparse.ArgumentParser) -> None:
     """The options of this bench's data set, which ``bench.totals`` shares (and reuses)."""
-    parser.add_argument("--videos", type=int, default=DEFAULT_VIDEOS)
-    parser.add_argument("--samples", type=int, default=30)
-    parser.add_argument("--seed", type=int, default=DEFAULT_SEED)
-    parser.add_argument("--trashed", type=float, default=DEFAULT_TRASHED)
-    parser.add_argument("--keep", action="store_true", help="keep (and reuse) the data")
-    parser.add_argument("--database-url", help="use this server instead of an embedded one")
-    parser.add_argument("--home", type=Path, default=HOME, help="embedded server home")
+    options.add_argument("--videos", type=int, default=DEFAULT_VIDEOS)
+    options.add_argument("--samples", type=int, default=30)
+    options.add_argument("--seed", type=int, default=DEFAULT_SEED)
+    options.add_argument("--trashed", type=float, default=DEFAULT_TRASHED)
+    options.add_argument("--keep", action="store_true", help="keep (and reuse) the data")
+    options.add_argument("--database-url", help="use this server instead of an embedded one")
+    options.add_argument("--home", type=Path, default=HOME, help="embedded server home")
 
 
+@bench("search")
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m bench.search",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    dataset_arguments(parser)
-    parser.add_argument("--only", action="append", help="run cases whose name contains this")
-    parser.add_argument("--explain-case", default=EXPLAIN_CASE, help="case whose plans to print")
-    parser.add_argument(
+    options = parser("search", __doc__)
+    dataset_arguments(options)
+    options.add_argument("--only", action="append", help="run cases whose name contains this")
+    options.add_argument("--explain-case", default=EXPLAIN_CASE, help="case whose plans to print")
+    options.add_argument(
         "--repository",
-        default=REPOSITORY,
-        help="module:Class of the repository to measure (an alternative to compare)",
+        help="module:Class of another implementation of list to measure, built on the unit "
+        "of work's connection (default: the handler's own)",
     )
-    args = parser.parse_args(argv)
+    args = options.parse_args(argv)
     with Server(args.database_url, args.home, args.keep) as server:
         try:
             started = time.perf_counter()

@@ -26,18 +26,19 @@ Run: ``python -m bench.signing [--urls 5000] [--fresh 200]``.
 
 from __future__ import annotations
 
-import argparse
+import itertools
 import sys
-import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from unittest import mock
 
-from bench.common import Table, log, ratio, run_label, summary
+from bench.harness import US, Table, bench, interleaved, log, parser, ratio
 
 BLOCK = 250
+WARMUP = 20  # untimed calls first: imports, endpoint rules, caches
 TARGET_US = 100.0
+ENDPOINT = "http://127.0.0.1:9000"  # named in the URLs, never contacted
 
 
 def make_store():  # noqa: ANN201 - S3ObjectStore
@@ -46,7 +47,7 @@ def make_store():  # noqa: ANN201 - S3ObjectStore
 
     return S3ObjectStore(
         load_settings(
-            s3_endpoint_url="http://127.0.0.1:9000",
+            s3_endpoint_url=ENDPOINT,
             s3_public_endpoint_url=None,
             s3_bucket="videos",
             aws_access_key_id="videoworker",
@@ -70,24 +71,28 @@ def check_same_url(store, key: str) -> None:  # noqa: ANN001
         raise SystemExit("fast path and boto3 disagree: the bench would compare different URLs")
 
 
-def timed(call: Callable[[str], object], keys: Sequence[str]) -> list[float]:
-    out = []
-    clock = time.perf_counter_ns
-    for key in keys:
-        started = clock()
-        call(key)
-        out.append((clock() - started) / 1000)
-    return out
+def fresh_client():  # noqa: ANN201 - a boto3 S3 client
+    """A new session and client, configured as the store's: what a handler that built
+    its client per request would pay for every URL."""
+    import boto3
+    from botocore.config import Config
+
+    return boto3.session.Session().client(
+        "s3",
+        endpoint_url=ENDPOINT,
+        aws_access_key_id="videoworker",
+        aws_secret_access_key="videoworker-secret",
+        region_name="us-east-1",
+        config=Config(signature_version="s3v4", s3={"addressing_style": "path"}),
+    )
 
 
+@bench("signing")
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.signing", description=__doc__)
-    parser.add_argument("--urls", type=int, default=5000, help="URLs per method")
-    parser.add_argument("--fresh", type=int, default=200, help="URLs with a fresh client")
-    args = parser.parse_args(argv)
-
-    from worker.adapters.s3.store import _client
-    from worker.settings import load_settings
+    options = parser("signing", __doc__)
+    options.add_argument("--urls", type=int, default=5000, help="URLs per method")
+    options.add_argument("--fresh", type=int, default=200, help="URLs with a fresh client")
+    args = options.parse_args(argv)
 
     store = make_store()
     if store.fast_presigner is None:
@@ -95,58 +100,40 @@ def main(argv: Sequence[str] | None = None) -> int:
     mall = uuid.uuid4()
     keys = [f"videos/{mall}/proxy/{uuid.uuid4()}.mp4" for _ in range(args.urls)]
     check_same_url(store, keys[0])
-    settings = load_settings(
-        s3_endpoint_url="http://127.0.0.1:9000",
-        s3_bucket="videos",
-        aws_access_key_id="videoworker",
-        aws_secret_access_key="videoworker-secret",
-    )
+    fast_keys, reused_keys, fresh_keys = (itertools.cycle(keys) for _ in range(3))
 
-    def fast(key: str) -> object:
-        return store.presign_get(key, 3600, signed_at=datetime.now(UTC).replace(microsecond=0))
+    def fast() -> object:
+        signed_at = datetime.now(UTC).replace(microsecond=0)
+        return store.presign_get(next(fast_keys), 3600, signed_at=signed_at)
 
-    def reused(key: str) -> object:
+    def reused() -> object:
         return store.signer.generate_presigned_url(
-            "get_object", Params={"Bucket": store.bucket, "Key": key}, ExpiresIn=3600
+            "get_object", Params={"Bucket": store.bucket, "Key": next(reused_keys)}, ExpiresIn=3600
         )
 
-    def fresh(key: str) -> object:
-        client = _client(settings, settings.s3_endpoint_url)
-        return client.generate_presigned_url(
-            "get_object", Params={"Bucket": "videos", "Key": key}, ExpiresIn=3600
+    def fresh() -> object:
+        return fresh_client().generate_presigned_url(
+            "get_object", Params={"Bucket": "videos", "Key": next(fresh_keys)}, ExpiresIn=3600
         )
 
     methods = {"fast path": fast, "boto3, reused client": reused, "boto3, fresh client": fresh}
     wanted = {"fast path": args.urls, "boto3, reused client": args.urls}
     wanted["boto3, fresh client"] = args.fresh
-    for call in methods.values():  # warm-up: imports, endpoint rules, caches
-        for key in keys[:20]:
-            call(key)
-    samples: dict[str, list[float]] = {name: [] for name in methods}
     log(f"timing {args.urls} URLs per method ({args.fresh} with a fresh client)")
-    position = dict.fromkeys(methods, 0)
-    while any(len(samples[n]) < wanted[n] for n in methods):
-        for name, call in methods.items():
-            # A fresh client takes ~100x longer: give it proportionally smaller blocks.
-            size = max(1, BLOCK * wanted[name] // args.urls)
-            start = position[name]
-            block = keys[start : start + min(size, wanted[name] - len(samples[name]))]
-            samples[name].extend(timed(call, block))
-            position[name] = (start + len(block)) % len(keys)
-
-    stats = {name: summary(values) for name, values in samples.items()}
+    # A fresh client takes ~100x longer: it gets proportionally smaller blocks.
+    timed = interleaved(methods, wanted, block=BLOCK, warmup=WARMUP, unit=US)
+    stats = {name: samples.summary() for name, samples in timed.items()}
     base = stats["boto3, reused client"].p50
     table = Table(
-        f"presigned GET URL, microseconds per URL ({run_label('in process')})",
+        "presigned GET URL, microseconds per URL",
         ["method", "urls", "p50", "p95", "p99", "mean", "vs boto3 reused"],
+        conditions=("in process",),
     )
     for name, s in stats.items():
         table.add(name, s.n, s.p50, s.p95, s.p99, s.mean, ratio(s.p50, base))
     fast_p50 = stats["fast path"].p50
-    table.notes.append(
-        f"fast path p50 <= {TARGET_US:g} us: {'yes' if fast_p50 <= TARGET_US else 'NO'}; "
-        "URLs checked identical to boto3's for the same second"
-    )
+    table.verdict(f"fast path p50 <= {TARGET_US:g} us", fast_p50 <= TARGET_US, f"{fast_p50:.1f} us")
+    table.notes.append("URLs checked identical to boto3's for the same second")
     table.print()
     return 0
 
