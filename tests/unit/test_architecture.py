@@ -4,9 +4,12 @@ Every ``import`` in the project's code counts, including those inside functions:
 import is still a dependency a reader has to follow. Layers, lowest first:
 
     schemas -> handlers -> settings/logs -> adapters -> bootstrap -> runtime, tasks
-    -> ops, dev
+    -> ops, dev -> bench
 
-``worker.client`` is for callers and may import ``schemas`` only.
+``worker.client`` is for callers and may import ``schemas`` only. ``bench`` is on top:
+it may import any public name of the product, and nothing of the product imports it;
+a bench that reached for an underscored name would measure, and break with, code the
+product is free to change.
 """
 
 from __future__ import annotations
@@ -15,7 +18,8 @@ import ast
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-PACKAGES = ("schemas", "handlers", "tasks", "worker")
+PACKAGES = ("schemas", "handlers", "tasks", "worker", "bench")
+PRODUCT = ("schemas", "handlers", "tasks", "worker", "celeryconfig")
 TOP_MODULES = ("celeryconfig",)
 # Third-party libraries that belong behind the ports, never in the video service.
 INFRASTRUCTURE = ("celery", "kombu", "sqlalchemy", "psycopg", "boto3", "botocore", "redis")
@@ -81,12 +85,14 @@ def layer(module: str) -> int:
         return 4
     if module.startswith(("worker.runtime", "tasks")) or module == "celeryconfig":
         return 5
+    if module == "bench" or module.startswith("bench."):
+        return 7
     return 6  # worker.ops, worker.dev, the worker package's own shim
 
 
 def test_the_graph_covers_every_layer():
     layers = {layer(name) for name in _graph()}
-    assert layers == {0, 1, 2, 3, 4, 5, 6}
+    assert layers == {0, 1, 2, 3, 4, 5, 6, 7}
 
 
 def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
@@ -147,3 +153,77 @@ def test_the_video_service_imports_no_infrastructure():
 def test_the_client_depends_on_schemas_only():
     project = {target.split(".")[0] for target in _graph()["worker.client"]}
     assert project <= {"schemas"}
+
+
+def _is_product(module: str) -> bool:
+    return module.split(".")[0] in PRODUCT
+
+
+def _private(name: str) -> bool:
+    return name.startswith("_") and not name.startswith("__")
+
+
+def test_the_product_never_imports_the_bench():
+    offenders = [
+        f"{source} imports {target}"
+        for source, targets in _graph().items()
+        if _is_product(source)
+        for target in targets
+        if layer(target) == 7
+    ]
+    assert offenders == []
+
+
+def bench_private_uses(tree: ast.AST) -> list[str]:
+    """Underscored names a bench takes from the product: imported (``from worker.x import
+    _y``, ``import worker._x``), or read off a product module or a name imported from one
+    (``store._client``)."""
+    found: list[str] = []
+    from_product: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                if _is_product(alias.name):
+                    found += [alias.name for part in alias.name.split(".") if _private(part)]
+                    from_product.add((alias.asname or alias.name).split(".")[0])
+        elif isinstance(node, ast.ImportFrom) and not node.level:
+            module = node.module or ""
+            if _is_product(module):
+                if any(_private(part) for part in module.split(".")):
+                    found.append(module)
+                for alias in node.names:
+                    if _private(alias.name):
+                        found.append(f"{module}.{alias.name}")
+                    from_product.add(alias.asname or alias.name)
+    for node in ast.walk(tree):
+        if (
+            isinstance(node, ast.Attribute)
+            and _private(node.attr)
+            and isinstance(node.value, ast.Name)
+            and node.value.id in from_product
+        ):
+            found.append(f"{node.value.id}.{node.attr}")
+    return found
+
+
+def test_the_bench_uses_no_private_name_of_the_product():
+    offenders = [
+        f"{name}: {use}"
+        for name, path in _modules().items()
+        if layer(name) == 7
+        for use in bench_private_uses(ast.parse(path.read_text(), str(path)))
+    ]
+    assert offenders == []
+
+
+def test_a_private_use_would_be_found():
+    tree = ast.parse(
+        "from worker.adapters.s3.store import _client\n"
+        "import handlers\n"
+        "handlers._with_purge_after\n"
+        "from bench.harness import _run\n"
+    )
+    assert bench_private_uses(tree) == [
+        "worker.adapters.s3.store._client",
+        "handlers._with_purge_after",
+    ]
