@@ -230,3 +230,41 @@ def test_positional_arguments_are_refused(caller):
     assert result["error"]["fields"] == [
         {"loc": ["args"], "msg": "Positional arguments are not accepted"}
     ]
+
+
+def test_a_task_that_ends_leaves_no_redelivery_marks_behind(caller, services, mall_with_videos):
+    """The marks that count lost workers track what is in flight: one per message that
+    ever ran, kept a week, would fill a busy Redis (300 requests/s: 181M keys)."""
+    import redis
+
+    from tests.support import poll
+    from worker.runtime.redeliveries import REDELIVERIES_PREFIX, STARTED_PREFIX
+
+    mall, _, videos, pending = mall_with_videos
+    cache = redis.Redis.from_url(services["REDIS_URL"])
+    sent = [
+        caller.send_task("videos.get", kwargs={"video_id": str(v["id"])}, queue="videos")
+        for v in videos * 10
+    ]
+    sent.append(caller.send_task("videos.stats", kwargs={"mall_id": str(mall)}, queue="videos"))
+    sent.append(
+        caller.send_task(
+            "videos.delete",
+            kwargs={"video_id": str(pending["id"]), "trash": True},
+            queue="videos.maintenance",
+        )
+    )
+    assert all(result.get(timeout=30)["ok"] for result in sent)
+
+    ours = {result.id for result in sent}
+
+    def marks() -> list[str]:
+        found = []
+        for prefix in (STARTED_PREFIX, REDELIVERIES_PREFIX):
+            for key in cache.scan_iter(match=f"{prefix}*", count=1000):
+                task_id = key.decode().removeprefix(prefix).rpartition(":")[0]
+                found += [key.decode()] if task_id in ours else []
+        return found
+
+    # Each mark goes once its task has ended (after the result is stored).
+    poll(lambda: not marks(), timeout=10, message="no redelivery marks left")

@@ -44,7 +44,7 @@ from tests.e2e.conftest import outside_app, start_worker, wait_until_answering
 from tests.faults.s3proxy import S3FaultProxy
 from tests.support import poll, run_cli
 from worker.dev.embedded import EmbeddedStack
-from worker.runtime.consumer import REDELIVERIES_PREFIX
+from worker.runtime.redeliveries import redeliveries_key
 
 FAULT_BUCKET = "videoworker-faults"
 # Short, so a message whose worker was killed comes back within a test; longer than
@@ -314,7 +314,7 @@ class FaultStack:
 
     def redeliveries(self, task_id: str, retries: int = 0) -> int:
         """How many flagged redeliveries ``GuardedConsumer`` has counted for this message."""
-        return int(self.cache.get(f"{REDELIVERIES_PREFIX}{task_id}:{retries}") or 0)
+        return int(self.cache.get(redeliveries_key(task_id, retries)) or 0)
 
     def wait_until_broker_idle(self, timeout: float = 30, message: str = "") -> None:
         """Until every queue is empty and nothing is delivered but unacknowledged."""

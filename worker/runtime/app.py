@@ -106,6 +106,9 @@ def _authorize_own_messages(**fields: object) -> None:
 
 
 @task_postrun.connect
-def _clear_task_context(**_: object) -> None:
+def _clear_task_context(task_id: str | None = None, task: object = None, **_: object) -> None:
     logs.task_context.set(None)
     auth.forget_caller()
+    if task_id:
+        request = getattr(task, "request", None)
+        consumer.mark_finished(task_id, getattr(request, "retries", 0) or 0)

@@ -61,6 +61,7 @@ __all__ = [
     "Refusal",
     "forget_connections",
     "inflated_size",
+    "mark_finished",
     "mark_started",
     "nested_deeper_than",
     "readable_task_id",
@@ -265,6 +266,17 @@ def mark_started(task_id: str, retries: int) -> None:
         redeliveries().mark_started(task_id, retries)
     except Exception:  # noqa: BLE001 - never fail a task over its bookkeeping
         log.warning("task.start_mark_failed", extra={"task_id": task_id})
+
+
+def mark_finished(task_id: str, retries: int) -> None:
+    """The delivery ran to its end (in the pool process): its marks go, so that the
+    keys track the messages in flight, not every message that ever ran. A worker
+    killed after this and before the acknowledgement hands the message back unmarked:
+    it runs again, uncounted, which every task allows."""
+    try:
+        redeliveries().forget(task_id, retries)
+    except Exception:  # noqa: BLE001 - never fail a task over its bookkeeping
+        log.warning("task.finish_mark_failed", extra={"task_id": task_id})
 
 
 def forget_connections() -> None:

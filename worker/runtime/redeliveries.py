@@ -48,7 +48,8 @@ class Redeliveries:
         return cls(make_redis(url))
 
     def mark_started(self, task_id: str, retries: int) -> None:
-        """One SET per task; the mark simply expires once the message was acknowledged."""
+        """One SET when a task begins; ``forget`` clears it when the task ends, and the
+        expiry only bounds the marks of deliveries whose worker was lost for good."""
         self.client.set(started_key(task_id, retries), 1, ex=MARKER_TTL_SECONDS)
 
     def count_loss(self, task_id: str, retries: int) -> int | None:
@@ -65,5 +66,6 @@ class Redeliveries:
         return int(count)
 
     def forget(self, task_id: str, retries: int) -> None:
-        """A requeued message starts its count of lost workers again from zero."""
+        """The delivery is over (its task ended), or a requeued message starts its count
+        of lost workers again from zero: one DEL of both keys."""
         self.client.delete(redeliveries_key(task_id, retries), started_key(task_id, retries))
