@@ -16,6 +16,7 @@ from schemas.contract import (
     ROUTES,
     is_amqp,
 )
+from worker.settings import broker_transport as guarded_transport
 from worker.settings import get_settings
 
 _settings = get_settings()
@@ -25,14 +26,11 @@ VISIBILITY_MARGIN_SECONDS = 60
 
 broker_url = _settings.celery_broker_url
 _rabbitmq = is_amqp(broker_url)
-if _rabbitmq:
-    # kombu's AMQP transport, except that a compressed body is measured before anything
-    # inflates it (see worker.runtime.amqp_transport).
-    broker_transport = "worker.runtime.amqp_transport:Transport"
-if broker_url.startswith("redis://"):
-    # kombu's Redis transport, except that junk pushed onto a queue's list is kept and
-    # logged instead of ending the worker (see worker.runtime.transport).
-    broker_transport = "worker.runtime.transport:Transport"
+# kombu's transport of the URL's scheme, guarded against hostile messages: on Redis,
+# junk pushed onto a queue's list is kept and logged instead of ending the worker; on
+# both, a compressed body is measured before anything inflates it. Every scheme the
+# settings accept has one (see worker.settings.GUARDED_TRANSPORTS).
+broker_transport = guarded_transport(broker_url)
 result_backend = _settings.result_backend_url
 
 # JSON only, in both directions: a pickle body is refused before it is decoded.

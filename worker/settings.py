@@ -119,7 +119,17 @@ class Settings(BaseSettings):
             value = "postgresql+psycopg://" + value.removeprefix("postgresql://")
         return value
 
-    @field_validator("celery_broker_url", "celery_result_backend", "redis_url")
+    @field_validator("celery_broker_url")
+    @classmethod
+    def _guarded_broker(cls, value: str) -> str:
+        if value.partition("://")[0] not in GUARDED_TRANSPORTS:
+            raise ValueError(
+                "must be a redis://, rediss://, amqp://, amqps:// or pyamqp:// URL (the "
+                "brokers whose transports the worker guards against hostile messages)"
+            )
+        return value
+
+    @field_validator("celery_result_backend", "redis_url")
     @classmethod
     def _redis_urls(cls, value: str) -> str:
         if value and not value.startswith(
@@ -152,6 +162,25 @@ class Settings(BaseSettings):
         if self.celery_broker_url.startswith(("redis://", "rediss://", "unix://")):
             return self.celery_broker_url
         return "redis://127.0.0.1:6379/0"
+
+
+# The broker transport of each URL scheme the worker accepts: kombu's own, each guarded
+# against messages that are not what they claim (worker.runtime.transport and
+# worker.runtime.amqp_transport). A scheme not here would get stock kombu, unguarded,
+# so the settings refuse it. TLS stays as the scheme says: rediss:// keeps its ssl_*
+# parameters, amqps:// its TLS socket and port 5671.
+GUARDED_TRANSPORTS = {
+    "redis": "worker.runtime.transport:Transport",
+    "rediss": "worker.runtime.transport:Transport",
+    "amqp": "worker.runtime.amqp_transport:Transport",
+    "pyamqp": "worker.runtime.amqp_transport:Transport",
+    "amqps": "worker.runtime.amqp_transport:SSLTransport",
+}
+
+
+def broker_transport(broker_url: str) -> str:
+    """The guarded transport for this broker URL (validated by ``Settings``)."""
+    return GUARDED_TRANSPORTS[broker_url.partition("://")[0]]
 
 
 def load_settings(**overrides: object) -> Settings:

@@ -77,3 +77,39 @@ def test_the_secret_key_is_not_shown_in_the_settings_repr():
 
     assert "do-not-print-me" not in repr(settings)
     assert settings.aws_secret_access_key.get_secret_value() == "do-not-print-me"
+
+
+@pytest.mark.parametrize(
+    ("url", "guarded", "tls"),
+    [
+        ("redis://127.0.0.1:6379/0", "worker.runtime.transport.Transport", False),
+        (
+            "rediss://cache.example:6380/0?ssl_cert_reqs=required",
+            "worker.runtime.transport.Transport",
+            True,
+        ),
+        ("amqp://guest:guest@127.0.0.1:5672//", "worker.runtime.amqp_transport.Transport", False),
+        ("pyamqp://guest:guest@127.0.0.1//", "worker.runtime.amqp_transport.Transport", False),
+        ("amqps://guest:guest@mq.example//", "worker.runtime.amqp_transport.SSLTransport", True),
+    ],
+)
+def test_every_broker_scheme_gets_its_guarded_transport_and_keeps_its_tls(url, guarded, tls):
+    from kombu import Connection
+
+    from worker.settings import broker_transport
+
+    settings = load_settings(celery_broker_url=url)
+    connection = Connection(settings.celery_broker_url, transport=broker_transport(url))
+    transport = connection.transport
+    assert f"{type(transport).__module__}.{type(transport).__qualname__}" == guarded
+    assert bool(connection.ssl) is tls
+    if url.startswith("amqps"):
+        assert transport.default_connection_params["port"] == 5671
+
+
+@pytest.mark.parametrize(
+    "url", ["sentinel://127.0.0.1:26379", "memory://", "unix:///run/redis.sock"]
+)
+def test_a_broker_scheme_the_worker_cannot_guard_is_refused_with_a_sentence(url):
+    with pytest.raises(ConfigError, match="CELERY_BROKER_URL: .*guards against hostile messages"):
+        load_settings(celery_broker_url=url)

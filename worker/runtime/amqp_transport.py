@@ -73,3 +73,13 @@ class Connection(pyamqp.Connection):
 
 class Transport(pyamqp.Transport):
     Connection = Connection
+
+
+class SSLTransport(Transport):
+    """``amqps://``: the same guard over TLS, as kombu's own ``SSLTransport`` does it
+    (which a transport given by name would otherwise lose, and port 5671 with it)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if not self.client.ssl:
+            self.client.ssl = True
