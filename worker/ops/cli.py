@@ -107,34 +107,22 @@ def _token(args: argparse.Namespace) -> int:
 
 
 def _schemas(args: argparse.Namespace) -> int:
-    from worker.ops.schema_export import render_all
+    from worker.ops.schema_export import check, write
 
     out = Path(args.out)
-    rendered = render_all()
     if args.check:
-        stale = [
-            name
-            for name, text in rendered.items()
-            if not (out / name).exists() or (out / name).read_text() != text
-        ]
-        extra = sorted(p.name for p in out.glob("*.json") if p.name not in rendered)
-        if stale or extra:
+        stale = check(out)
+        if stale:
             print(
                 "videoworker schemas: out of date: "
-                + ", ".join(stale + extra)
+                + ", ".join(stale)
                 + " (run `videoworker schemas`)",
                 file=sys.stderr,
             )
             return 1
-        print(f"videoworker schemas: {len(rendered)} files current")
+        print(f"videoworker schemas: {len(list(out.glob('*.json')))} files current")
         return 0
-    out.mkdir(parents=True, exist_ok=True)
-    for stale_file in out.glob("*.json"):
-        if stale_file.name not in rendered:
-            stale_file.unlink()
-    for name, text in rendered.items():
-        (out / name).write_text(text)
-    print(f"videoworker schemas: wrote {len(rendered)} files to {out}")
+    print(f"videoworker schemas: wrote {write(out)} files to {out}")
     return 0
 
 

@@ -8,6 +8,7 @@ checked-in copies in ``docs/schemas/`` honest.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 from pydantic import BaseModel
 
@@ -40,3 +41,27 @@ def render_all() -> dict[str, str]:
     for name, model in OTHERS.items():
         files[f"{name}.json"] = _dump(model, "serialization", name)
     return files
+
+
+def check(out: Path) -> list[str]:
+    """The files under ``out`` that differ from what the models render, or are missing,
+    or render from nothing any more; empty when the published schemas are current."""
+    rendered = render_all()
+    stale = [
+        name
+        for name, text in rendered.items()
+        if not (out / name).exists() or (out / name).read_text() != text
+    ]
+    return stale + sorted(p.name for p in out.glob("*.json") if p.name not in rendered)
+
+
+def write(out: Path) -> int:
+    """Render every schema into ``out``, dropping files no model renders any more."""
+    rendered = render_all()
+    out.mkdir(parents=True, exist_ok=True)
+    for stale_file in out.glob("*.json"):
+        if stale_file.name not in rendered:
+            stale_file.unlink()
+    for name, text in rendered.items():
+        (out / name).write_text(text)
+    return len(rendered)
