@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: run demo test install lint schemas bench clean
+.PHONY: run demo test install lint schemas bench soak clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null \
@@ -40,6 +40,11 @@ BENCH_SCALE_VIDEOS ?= 10000000
 bench: $(STAMP)
 	$(BIN)/python -m bench
 	$(BIN)/python -m bench search totals --videos $(BENCH_SCALE_VIDEOS) --samples 10 --keep
+
+## 100,000 mixed requests on the embedded stack; every store sampled, each must end flat.
+SOAK_REQUESTS ?= 100000
+soak: $(STAMP)
+	$(BIN)/python -m bench soak --requests $(SOAK_REQUESTS)
 
 clean:
 	rm -rf $(VENV) .videoworker .pytest_cache

@@ -18,6 +18,8 @@ from bench import harness
 
 # Shared pieces, not benches (and the no-op app, which widens the consumer's task list).
 HELPERS = {"common", "dataset", "harness", "noop_app"}
+# Run only when named: the soak takes most of ten minutes (``make soak``).
+ONLY_WHEN_NAMED = {"soak"}
 
 
 def discover() -> dict[str, object]:
@@ -46,7 +48,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         chosen.append(name)
     status = 0
     stated: list[tuple[str, str]] = []
-    for name in chosen or available:
+    for name in chosen or [name for name in available if name not in ONLY_WHEN_NAMED]:
         print(f"=== bench.{name} ===", flush=True)
         start = len(harness.VERDICTS)
         status = available[name](args) or status
