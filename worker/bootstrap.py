@@ -12,7 +12,7 @@ import logging
 from handlers.deps import Deps
 from handlers.policy import Policy
 from handlers.ports import Enqueue
-from worker.adapters.postgres.uow import PostgresUnitOfWork, held_reads, make_engine, reading
+from worker.adapters.postgres.uow import PostgresUnitOfWork, make_engine, read_path, reading
 from worker.adapters.redis import RedisPublisher, RedisStatsCache, make_redis
 from worker.adapters.s3.store import S3ObjectStore
 from worker.settings import Settings
@@ -32,11 +32,11 @@ def policy_from(settings: Settings) -> Policy:
 def build_deps(settings: Settings, *, enqueue: Enqueue) -> Deps:
     engine = make_engine(settings)
     reader = reading(engine)
-    held = held_reads(reader)
+    reads = read_path(reader)
     cache_client = make_redis(settings.redis_cache_url)
     return Deps(
         uow=lambda: PostgresUnitOfWork(engine),
-        read=lambda: PostgresUnitOfWork(reader, held),
+        read=lambda: PostgresUnitOfWork(reader, reads),
         store=S3ObjectStore(settings),
         cache=RedisStatsCache(
             cache_client,

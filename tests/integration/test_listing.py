@@ -8,7 +8,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import event
 
 import handlers
 from schemas import ListVideos
@@ -210,17 +209,18 @@ def test_list_items_carry_pin_names_flags_and_utc_times_from_two_queries(deps, c
             thumbnail=minutes % 3 == 0,
             uploaded_at=NOON - timedelta(minutes=minutes),
         )
-    engine = deps.uow().engine
+    # What the read path sends: the statements production runs.
+    path = deps.reads().read_path
     statements: list[str] = []
 
-    def record(conn, cursor, statement, parameters, context, executemany):
-        statements.append(statement)
+    def record(sql, parameters):
+        statements.append(sql)
 
-    event.listen(engine, "before_cursor_execute", record)
+    path.tracers.append(record)
     try:
         result = handlers.list_videos(ListVideos(), deps)
     finally:
-        event.remove(engine, "before_cursor_execute", record)
+        path.tracers.remove(record)
 
     assert [v.pin_name for v in result.videos] == list(pins.values())
     assert [v.has_proxy for v in result.videos] == [m % 2 == 0 for m in range(6)]

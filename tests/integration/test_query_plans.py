@@ -6,7 +6,7 @@ import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import event, func, select, text
+from sqlalchemy import func, select, text
 
 import handlers
 from schemas import ListVideos
@@ -36,18 +36,22 @@ JOIN LATERAL (
 
 
 def captured_statements(deps, query: ListVideos) -> list[tuple[str, object]]:
-    engine = deps.uow().engine
+    """The statements the list sends on the read path, as production sends them."""
+    path = deps.reads().read_path
     statements: list[tuple[str, object]] = []
 
-    def record(conn, cursor, statement, parameters, context, executemany):
-        statements.append((statement, parameters))
+    def record(sql, parameters):
+        statements.append((sql, parameters))
 
-    event.listen(engine, "before_cursor_execute", record)
+    runs = path.runs
+    path.tracers.append(record)
     try:
         result = handlers.list_videos(query, deps)
     finally:
-        event.remove(engine, "before_cursor_execute", record)
+        path.tracers.remove(record)
     assert len(result.videos) == query.page_size
+    # Each ran on the driver, none through SQLAlchemy.
+    assert path.runs - runs == len(statements)
     return statements
 
 

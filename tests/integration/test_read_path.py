@@ -1,7 +1,8 @@
 """The read path: read-only units of work run without a transaction, on the same pool,
 and give their connection back transactional; pooled connections are not pinged; the
-statements built by shape run on the process's held connection and answer exactly as
-through SQLAlchemy."""
+statements built by shape run on the read path (``readpath.ReadPath``: the process's
+held connection on its main thread, a connection of the pool for one unit of work on
+any other) and answer exactly as through SQLAlchemy."""
 
 from __future__ import annotations
 
@@ -14,22 +15,20 @@ from sqlalchemy import text
 import handlers
 from schemas import GetVideo
 from tests.conftest import RecordedEnqueue
-from worker.adapters.postgres.held import ReadConnection
+from worker.adapters.postgres.readpath import ReadSession
 from worker.adapters.postgres.uow import PostgresUnitOfWork, make_engine, reading
 
 
 def _status(uow) -> TransactionStatus:
     connection = uow.connection
-    if isinstance(connection, ReadConnection):
+    if isinstance(connection, ReadSession):
         connection = connection.pooled()
     return connection.connection.dbapi_connection.info.transaction_status
 
 
 def _held_pid(deps) -> int:
-    from sqlalchemy import func, select
-
     with deps.reads() as uow:
-        return uow.held.run(select(func.pg_backend_pid()), {}).scalar_one()
+        return uow.read_path.held().driver_connection.info.backend_pid
 
 
 def test_a_read_runs_its_statements_outside_any_transaction(deps):
@@ -67,9 +66,8 @@ def test_gets_run_on_the_held_connection_without_a_pool_checkout_or_a_transactio
     query = GetVideo(video_id=str(video["id"]))
     handlers.get_video(query, deps)  # the first read checks the held connection out
     pid = _held_pid(deps)
-    with deps.reads() as uow:
-        held = uow.held
-    runs = held.runs
+    path = deps.reads().read_path
+    runs = path.runs
     pool = deps.uow().engine.pool
     checkouts: list[object] = []
 
@@ -82,10 +80,10 @@ def test_gets_run_on_the_held_connection_without_a_pool_checkout_or_a_transactio
     finally:
         event.remove(pool, "checkout", checked_out)
     assert [a.id for a in answers] == [video["id"]] * 5
-    assert held.runs == runs + 5
+    assert path.runs == runs + 5
     assert checkouts == []
     assert _held_pid(deps) == pid
-    state = held._driver().driver_connection.info.transaction_status
+    state = path.held().driver_connection.info.transaction_status
     assert state == TransactionStatus.IDLE
 
 
@@ -176,11 +174,11 @@ def test_statements_kept_per_shape_take_each_callers_own_values(deps, catalog):
 def test_a_statement_that_binds_a_value_it_is_not_given_is_refused():
     from sqlalchemy import literal, select
 
-    from worker.adapters.postgres.rooms.shaped import Shaped
+    from worker.adapters.postgres.readpath import Shapes
 
-    shaped = Shaped()
+    shapes = Shapes()
     with pytest.raises(RuntimeError, match="binds"):
-        shaped.get(("test",), {}, lambda: select(literal(1)))
+        shapes.get(("test",), {}, lambda: select(literal(1)))
 
 
 def test_the_held_path_answers_every_read_as_sqlalchemy_does(deps, catalog):
@@ -241,8 +239,7 @@ def test_the_held_path_answers_every_read_as_sqlalchemy_does(deps, catalog):
         ListVideos(trashed=True, q="cam"),
         ListVideos(sign=["thumbnail", "proxy"], page_size=9),
     ]
-    with deps.reads() as uow:
-        runs_before = uow.held.runs
+    runs_before = deps.reads().read_path.runs
     compared = 0
     for scope in scopes:
         ours, theirs = replace(held, scope=scope), replace(through_sqlalchemy, scope=scope)
@@ -263,8 +260,161 @@ def test_the_held_path_answers_every_read_as_sqlalchemy_does(deps, catalog):
             compared += 1
         batch = SignUrls(video_ids=[str(v) for v in ids[:25]], target="thumbnail")
         assert handlers.sign_urls(batch, ours) == handlers.sign_urls(batch, theirs)
-    with deps.reads() as uow:
-        runs = uow.held.runs - runs_before
+    runs = deps.reads().read_path.runs - runs_before
     assert compared == len(scopes) * (len(queries) + len(ids))
     # The held path served our side: at least a statement for each read and batch.
     assert runs >= compared + len(scopes)
+
+
+def _through_both(path, conn, statement, values, runs):
+    """Runners of the statement, a shape of its own: on the read path (counting its runs
+    in ``runs``) and through SQLAlchemy on ``conn``."""
+    key = (repr(statement), *sorted(values))
+
+    def ours():
+        runs.append(1)
+        session = path.session()
+        try:
+            return session.run(key, values, lambda: statement)
+        finally:
+            session.close()
+
+    return ours, lambda: conn.execute(statement, values)
+
+
+def test_the_read_paths_rows_answer_the_whole_result_api_as_sqlalchemys(settings):
+    """first, one, one_or_none, scalar, scalar_one, scalars, mappings, all and
+    iteration, by position, by name and ``_mapping``, on the driver path itself (its
+    run count goes up), for no row, one and several: the same answers, and the same
+    errors, as SQLAlchemy's result."""
+    from sqlalchemy import Integer, bindparam, func, literal_column, select
+    from sqlalchemy import exc as sa_exc
+
+    from worker.adapters.postgres.uow import read_path
+
+    engine = make_engine(settings)
+    path = read_path(reading(engine))
+    n = bindparam("n", type_=Integer)
+    one, ten = literal_column("1"), literal_column("10")
+    series = func.generate_series(one, n).table_valued("value").render_derived()
+    statement = select(
+        series.c.value.label("value"), (series.c.value * ten).label("tens"), literal_column("'x'")
+    ).select_from(series)
+    runs: list[int] = []
+    try:
+        for rows, conn in ((rows, engine.connect()) for rows in (0, 1, 3)):
+            with conn:
+                ours, theirs = _through_both(path, conn, statement, {"n": rows}, runs)
+                assert [tuple(r) for r in ours()] == [tuple(r) for r in theirs()]
+                assert ours().all() == theirs().all()
+                assert ours().first() == theirs().first()
+                assert ours().scalar() == theirs().scalar()
+                assert ours().scalars().all() == theirs().scalars().all()
+                assert ours().mappings().all() == [dict(m) for m in theirs().mappings().all()]
+                assert [r._mapping for r in ours()] == [dict(r._mapping) for r in theirs()]
+                assert [(r.value, r.tens) for r in ours()] == [(r.value, r.tens) for r in theirs()]
+                for method in ("one", "one_or_none", "scalar_one", "scalar_one_or_none"):
+                    answers = []
+                    for result in (ours, theirs):
+                        try:
+                            answers.append(getattr(result(), method)())
+                        except (sa_exc.NoResultFound, sa_exc.MultipleResultsFound) as exc:
+                            answers.append(type(exc))
+                    assert answers[0] == answers[1], (method, rows)
+                closed = ours()
+                closed.first()
+                with pytest.raises(sa_exc.ResourceClosedError):
+                    closed.all()
+        # Every "ours" above ran on the driver: none was sent through SQLAlchemy.
+        assert path.runs == len(runs) > 0
+    finally:
+        path.forget()
+        engine.dispose()
+
+
+def test_a_held_connection_older_than_the_recycle_age_is_replaced(settings):
+    from sqlalchemy import event
+
+    from worker.adapters.postgres.readpath import ReadPath
+
+    now = [1000.0]
+    engine = make_engine(settings)
+    path = ReadPath(reading(engine), recycle=60, clock=lambda: now[0])
+    closed: list[object] = []
+    event.listen(engine.pool, "close", lambda *_: closed.append(1))
+    try:
+        first = path.held().driver_connection.info.backend_pid
+        now[0] += 59
+        assert path.held().driver_connection.info.backend_pid == first
+        assert closed == []
+        now[0] += 2  # 61 s after it was taken
+        second = path.held().driver_connection.info.backend_pid
+        assert second != first
+        assert closed == [1]  # the old one closed, not left to the server
+        now[0] += 30
+        assert path.held().driver_connection.info.backend_pid == second
+    finally:
+        path.forget()
+        engine.dispose()
+
+
+def test_other_threads_take_a_pooled_connection_per_unit_of_work_and_give_it_back(
+    settings, catalog
+):
+    """Threads (the threads pool; greenlets alike) do not each hold a connection: with
+    a pool of 2 (pool size 1, overflow 1), 8 threads reading at once all answer, and
+    every connection is back in the pool when they are done."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from worker.bootstrap import build_deps
+
+    deps = build_deps(settings.model_copy(update={"db_pool_size": 1}), enqueue=RecordedEnqueue())
+    mall = catalog.mall()
+    video = catalog.video(mall, catalog.pin(mall), upload_objects=False)
+    query = GetVideo(video_id=str(video["id"]))
+    path = deps.reads().read_path
+    pool = deps.uow().engine.pool
+    try:
+        handlers.get_video(query, deps)  # the shape's first run, checked against SQLAlchemy
+        runs = path.runs
+        held = pool.checkedout()  # the main thread's held connection
+        with ThreadPoolExecutor(max_workers=8) as threads:
+            answers = list(
+                threads.map(lambda _: handlers.get_video(query, deps).id, range(40), timeout=60)
+            )
+        assert answers == [video["id"]] * 40
+        assert path.runs == runs + 40
+        assert pool.checkedout() == held
+    finally:
+        path.forget()
+        deps.uow().engine.dispose()
+
+
+def test_engine_listeners_leave_the_read_path_on_and_its_tracers_see_each_statement(deps, catalog):
+    from sqlalchemy import event
+
+    mall = catalog.mall()
+    video = catalog.video(mall, catalog.pin(mall), upload_objects=False)
+    query = GetVideo(video_id=str(video["id"]))
+    handlers.get_video(query, deps)
+    path = deps.reads().read_path
+    engine = deps.uow().engine
+    through_sqlalchemy: list[str] = []
+    traced: list[tuple[str, object]] = []
+
+    def record(conn, cursor, statement, parameters, context, executemany):
+        through_sqlalchemy.append(statement)
+
+    runs = path.runs
+    event.listen(engine, "before_cursor_execute", record)
+    path.tracers.append(lambda sql, parameters: traced.append((sql, parameters)))
+    try:
+        handlers.get_video(query, deps)
+    finally:
+        path.tracers.clear()
+        event.remove(engine, "before_cursor_execute", record)
+    assert path.runs == runs + 1
+    assert through_sqlalchemy == []
+    [(sql, parameters)] = traced
+    assert sql.lstrip().upper().startswith("SELECT") and "FROM videos" in sql
+    assert parameters["video_id"] == video["id"]

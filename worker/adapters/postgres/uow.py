@@ -11,18 +11,20 @@ from types import TracebackType
 from sqlalchemy import Connection, Engine, create_engine
 from sqlalchemy import exc as sa_exc
 
-from worker.adapters.postgres.held import HeldConnections, ReadConnection, unreachable
+from worker.adapters.postgres.readpath import ReadPath, ReadSession, unreachable
 from worker.adapters.postgres.rooms.catalogue import PostgresCatalogue
 from worker.adapters.postgres.rooms.deletions import PostgresDeletionAudit, PostgresDeletionQueue
 from worker.adapters.postgres.rooms.figures import PostgresFigures
 from worker.adapters.postgres.rooms.references import PostgresReferences
 from worker.adapters.postgres.rooms.removal import PostgresRemoval
 from worker.adapters.postgres.rooms.retention import PostgresRetentionSettings
-from worker.adapters.postgres.rooms.shaped import SHAPED
 from worker.settings import Settings
 
 # Connection-level failures: the server is down, restarting or unreachable.
 CONNECTION_ERRORS = (sa_exc.OperationalError, sa_exc.InterfaceError)
+# A connection older than this is replaced, pooled or held by the read path: the
+# server's or a proxy's idle and lifetime limits never close one under a statement.
+POOL_RECYCLE_SECONDS = 1800
 
 
 def make_engine(settings: Settings) -> Engine:
@@ -35,7 +37,7 @@ def make_engine(settings: Settings) -> Engine:
         # and raises DatabaseUnavailable; the task then runs again at once, on a new
         # connection (ContractTask._handle_with_retries).
         pool_pre_ping=False,
-        pool_recycle=1800,
+        pool_recycle=POOL_RECYCLE_SECONDS,
         connect_args={
             "connect_timeout": 5,
             # UTC sessions: results carry Z whatever the server's TimeZone setting is.
@@ -50,10 +52,9 @@ def reading(engine: Engine) -> Engine:
     return engine.execution_options(isolation_level="AUTOCOMMIT")
 
 
-def held_reads(engine: Engine) -> HeldConnections:
-    """This process's held read connections, for the statements the catalogue builds
-    by shape (``worker.adapters.postgres.held``)."""
-    return HeldConnections(engine, SHAPED.owns)
+def read_path(engine: Engine) -> ReadPath:
+    """This process's read path over ``reading(engine)`` (``readpath.ReadPath``)."""
+    return ReadPath(engine, recycle=POOL_RECYCLE_SECONDS)
 
 
 class PostgresUnitOfWork:
@@ -63,8 +64,8 @@ class PostgresUnitOfWork:
     statement on its own (the same READ COMMITTED snapshot per statement a transaction
     would give), without the BEGIN and ROLLBACK that would double a single SELECT's
     round trips. For handlers that only read (``Deps.reads``); nothing they run could
-    be rolled back. Given ``held`` as well, the statements built by shape run on the
-    process's held connection, and a pooled one is checked out only for the others.
+    be rolled back. Given a ``ReadPath`` as well, the catalogue's statements run on it,
+    and a pooled connection is checked out only for the others.
     """
 
     catalogue: PostgresCatalogue
@@ -75,19 +76,19 @@ class PostgresUnitOfWork:
     deletions: PostgresDeletionQueue
     audit: PostgresDeletionAudit
 
-    def __init__(self, engine: Engine, held: HeldConnections | None = None) -> None:
+    def __init__(self, engine: Engine, read_path: ReadPath | None = None) -> None:
         self.engine = engine
         # Read-only when given the engine of ``reading(engine)``.
         self.read_only = engine.get_execution_options().get("isolation_level") == "AUTOCOMMIT"
-        if held is not None and not self.read_only:
-            raise ValueError("held connections serve read-only units of work only")
-        self.held = held
-        self.connection: Connection | ReadConnection | None = None
+        if read_path is not None and not self.read_only:
+            raise ValueError("the read path serves read-only units of work only")
+        self.read_path = read_path
+        self.connection: Connection | ReadSession | None = None
 
     def __enter__(self) -> PostgresUnitOfWork:
         try:
-            if self.held is not None:
-                self.connection = ReadConnection(self.held, self.engine)
+            if self.read_path is not None:
+                self.connection = self.read_path.session()
             else:
                 self.connection = self.engine.connect()
         except CONNECTION_ERRORS as exc:

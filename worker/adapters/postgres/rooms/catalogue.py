@@ -1,13 +1,14 @@
 """The catalogue: a page of videos and its exact total, one video, many by id.
 
-Every statement here is built once per shape (``shaped.SHAPED``) and run with the
-caller's values: these are the reads every caller makes, each a few index look-ups.
+Every statement here is built once per shape and run with the caller's values, on the
+read path (``worker.adapters.postgres.readpath``) in a read-only unit of work: these
+are the reads every caller makes, each a few index look-ups.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Protocol
 from uuid import UUID
 
 from sqlalchemy import (
@@ -30,6 +31,7 @@ from handlers.urls import is_file_key
 from schemas.requests import ListVideos
 from schemas.responses import VideoDetailResponse, VideoListItem
 from worker.adapters.postgres import spans
+from worker.adapters.postgres.readpath import OnConnection
 from worker.adapters.postgres.rooms.query import (
     DETAIL_COLUMNS,
     LIST_COLUMNS,
@@ -49,7 +51,6 @@ from worker.adapters.postgres.rooms.query import (
     videos,
     within,
 )
-from worker.adapters.postgres.rooms.shaped import SHAPED
 
 ZERO = literal_column("0")
 
@@ -149,9 +150,19 @@ def _details(scope: Where, one: bool, trashed: bool = False) -> Select:
     )
 
 
+class ShapedReads(Protocol):
+    def run(
+        self, key: tuple[Any, ...], values: Mapping[str, Any], build: Callable[[], Select]
+    ) -> Any:
+        """The rows of the statement ``build`` makes for shape ``key``, run with ``values``."""
+        ...
+
+
 class PostgresCatalogue:
-    def __init__(self, connection: Connection) -> None:
-        self.connection = connection
+    def __init__(self, reads: ShapedReads | Connection) -> None:
+        """``reads``: a read path's session (``ReadSession``), or a connection of one's
+        own, on which the statements run through SQLAlchemy."""
+        self.reads = OnConnection(reads) if isinstance(reads, Connection) else reads
 
     def list(self, scope: Scope, query: ListVideos) -> tuple[list[VideoListItem], int]:
         offset = (query.page - 1) * query.page_size
@@ -162,12 +173,12 @@ class PostgresCatalogue:
         def page() -> Select:
             return self._page(query, where.conditions(), with_total)
 
-        statement = SHAPED.get(_shape(scope, query, "page"), values, page)
+        key = _shape(scope, query, "page")
         if with_total:
             # A search finds its matches through the trigram indexes and rechecks each on
             # its table page: the page and its total are taken in that one pass (a
             # window count), not found twice. Only a page past the end counts apart.
-            rows = list(self.connection.execute(statement, values))
+            rows = self.reads.run(key, values, page).all()
             if rows:
                 return [list_item(row) for row in rows], rows[0].page_total
             # An empty first page is a total of 0; past the end, the true total is asked.
@@ -175,7 +186,7 @@ class PostgresCatalogue:
         total = self._total(scope, query)
         if total <= offset:
             return [], total
-        rows = self.connection.execute(statement, values)
+        rows = self.reads.run(key, values, page)
         return [list_item(row) for row in rows], total
 
     def _total(self, scope: Scope, query: ListVideos) -> int:
@@ -184,8 +195,8 @@ class PostgresCatalogue:
         if planned is None:
             return self._count(scope, query)
         shape, values, build = planned
-        statement = SHAPED.get((*_shape(scope, query, "total"), *shape), values, build)
-        return int(self.connection.execute(statement, values).scalar_one())
+        key = (*_shape(scope, query, "total"), *shape)
+        return int(self.reads.run(key, values, build).scalar_one())
 
     def _count(self, scope: Scope, query: ListVideos) -> int:
         """``count(*)`` of what the list shows, through the list indexes."""
@@ -194,8 +205,7 @@ class PostgresCatalogue:
         def count() -> Select:
             return select(func.count()).select_from(videos).where(*where.conditions())
 
-        statement = SHAPED.get(_shape(scope, query, "count"), where.values, count)
-        return self.connection.execute(statement, where.values).scalar_one()
+        return self.reads.run(_shape(scope, query, "count"), where.values, count).scalar_one()
 
     def _page(self, query: ListVideos, conditions: list[Any], with_total: bool) -> Select:
         """Deferred join: the page's keys come from the index (an index-only scan that
@@ -229,10 +239,9 @@ class PostgresCatalogue:
     def get(self, scope: Scope, video_id: UUID) -> VideoDetailResponse | None:
         within_scope = scoped(scope)
         values = {"video_id": video_id, **within_scope.values}
-        statement = SHAPED.get(
+        row = self.reads.run(
             ("detail", scope_shape(scope)), values, lambda: _details(within_scope, one=True)
-        )
-        row = self.connection.execute(statement, values).first()
+        ).first()
         return None if row is None else VideoDetailResponse.model_validate(row._mapping)
 
     def get_many(
@@ -242,11 +251,10 @@ class PostgresCatalogue:
             return {}
         within_scope = scoped(scope)
         values = {"video_ids": sorted(set(video_ids)), **within_scope.values}
-        statement = SHAPED.get(
+        rows = self.reads.run(
             ("details", scope_shape(scope), trashed),
             values,
             lambda: _details(within_scope, one=False, trashed=trashed),
         )
-        rows = self.connection.execute(statement, values)
         found = (VideoDetailResponse.model_validate(row._mapping) for row in rows)
         return {video.id: video for video in found}

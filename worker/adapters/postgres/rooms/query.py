@@ -216,7 +216,7 @@ def scoped(scope: Scope, table: Table = videos) -> Where:
     narrows the same indexes the other filters use. Several ids are one array parameter
     (``mall_id = ANY(:scope_ids)``, which PostgreSQL plans as it plans ``IN``), so a
     statement's text is the same for every caller of a role: it can be built once and
-    prepared once (see ``shaped.Shaped``). One id (a tenant of one pin, an operator of
+    prepared once (see ``readpath.Shapes``). One id (a tenant of one pin, an operator of
     one mall: the common case) is an equality, ``pin_id = :scope_id``: then the
     newest-first page is read from the pin's or the mall's own list index, as for a
     ``pin_id`` filter, where an ``ANY`` may be planned as a scan of every live video's
