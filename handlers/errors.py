@@ -47,5 +47,12 @@ class StorageUnavailable(Unavailable):
     pass
 
 
+class StatementTimeout(VideoError):
+    """A statement ran past the task's budget and the database cancelled it: asking
+    again the same way would time out again, so it is answered, not retried."""
+
+    code = "timeout"
+
+
 PROXY_NOT_AVAILABLE = "Proxy video not available (still processing or failed)"
 THUMBNAIL_NOT_AVAILABLE = "Thumbnail not available (still processing)"

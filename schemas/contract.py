@@ -106,6 +106,14 @@ class TaskSpec:
     def hard_limit(self) -> int:
         return self.limits[1]
 
+    @property
+    def statement_budget_ms(self) -> int:
+        """How long any one database statement of this task may run: half its soft
+        limit, so that a statement past it is cancelled by the server and answered
+        ``timeout`` with time to spare, instead of the soft limit interrupting the
+        driver mid-statement while the server goes on working for nobody."""
+        return self.soft_limit * 1000 // 2
+
 
 _READS_NOTHING_CHANGES = "it only reads"
 

@@ -13,6 +13,8 @@ ErrorCode = Literal[
     "not_available",
     "not_found",
     "unavailable",
+    "timeout",
+    "too_many_attempts",
     "internal",
 ]
 
@@ -24,6 +26,10 @@ STATUS_OF: dict[str, int] = {
     "not_available": 400,
     "not_found": 404,
     "unavailable": 503,
+    # v1.2: a statement past its budget, cancelled in PostgreSQL.
+    "timeout": 504,
+    # v1.2: a share's password failed too often within the window.
+    "too_many_attempts": 429,
     "internal": 500,
 }
 

@@ -68,3 +68,35 @@ def test_storage_unavailable_gets_no_immediate_attempt(sleeps):
     assert Task()._handle_with_retries(handler, "cmd", None) == "answered"
     assert len(calls) == 2
     assert len(sleeps) == 1
+
+
+
+def test_a_statement_past_its_budget_is_answered_timeout_once_not_retried(sleeps, monkeypatch):
+    """Asking again the same way would time out again: 504 at once, no backoff."""
+    from handlers.errors import StatementTimeout
+    from tasks.entrypoints import ENTRY_POINTS
+    from tests.unit.fakes import Fakes, make_video
+    from worker.adapters.postgres import budget
+
+    fakes = Fakes()
+    video = make_video()
+    fakes.add_videos(video)
+    budgets: list[int | None] = []
+
+    def too_slow(*_args, **_kwargs):
+        budgets.append(budget.current())
+        raise StatementTimeout("A database statement took longer than 10000 ms")
+
+    monkeypatch.setattr("worker.runtime.tasking.get_deps", lambda: fakes.deps)
+    monkeypatch.setattr(type(fakes.uow.catalogue), "get", too_slow)
+
+    envelope = ENTRY_POINTS["videos.get"].apply(kwargs={"video_id": str(video.id)}).get()
+
+    assert envelope == {
+        "ok": False,
+        "status": 504,
+        "error": {"code": "timeout", "detail": "A database statement took longer than 10000 ms"},
+    }
+    assert sleeps == []
+    # Tried once, under the task table's budget for videos.get (half its soft limit).
+    assert budgets == [10_000]

@@ -56,6 +56,9 @@ def test_a_row_is_whole(spec: TaskSpec):
     soft, hard = spec.limits
     assert 0 < soft < hard
     assert spec.rerun.strip(), "every task is acknowledged late: say why a rerun is safe"
+    # A statement past its budget is cancelled by the server well before the soft limit
+    # would interrupt the driver mid-statement.
+    assert 0 < spec.statement_budget_ms <= soft * 1000 // 2
 
 
 @pytest.mark.parametrize("spec", TASKS, ids=lambda spec: spec.name)

@@ -21,7 +21,9 @@ from pydantic import BaseModel, ValidationError
 
 from handlers.deps import Deps
 from handlers.errors import DatabaseUnavailable, InvalidRequest, Unavailable, VideoError
+from schemas.contract import TASK_OF
 from schemas.envelope import failure, success
+from worker.adapters.postgres.budget import statement_budget
 from worker.runtime.app import get_deps
 from worker.runtime.auth import Forbidden, Unauthorized, authorize
 
@@ -87,7 +89,8 @@ class ContractTask(Task):
 
         deps = replace(get_deps(), request_id=self.request.id, scope=scope)
         try:
-            result = self._handle_with_retries(handler, command, deps)
+            with statement_budget(self.statement_budget_ms):
+                result = self._handle_with_retries(handler, command, deps)
         except InvalidRequest as exc:
             return invalid_request(exc.detail, exc.fields)
         except Unavailable as exc:
@@ -102,6 +105,13 @@ class ContractTask(Task):
             log.exception("task.failed", extra={"task": self.name})
             return failure("internal", f"{self.name} failed: {type(exc).__name__}")
         return success(result)
+
+    @property
+    def statement_budget_ms(self) -> int | None:
+        """The task table's budget for this task's statements (none for a task outside
+        the table, such as a bench's no-op)."""
+        spec = TASK_OF.get(self.name)
+        return spec.statement_budget_ms if spec is not None else None
 
     def _handle_with_retries(self, handler: Handler, command: BaseModel, deps: Deps) -> BaseModel:
         """Run the handler, trying again with backoff while PostgreSQL is unreachable.

@@ -49,6 +49,7 @@ from sqlalchemy.sql import visitors
 from sqlalchemy.sql.elements import BindParameter
 
 from handlers.errors import DatabaseUnavailable
+from worker.adapters.postgres import budget
 
 log = logging.getLogger("videoworker")
 
@@ -376,17 +377,26 @@ class ReadPath:
         parameters = compiled.parameters(values)
         self._trace(compiled.sql, parameters)
         connection = session.driver()
+        driver = connection.driver_connection
         try:
-            with connection.driver_connection.cursor() as cursor:
+            budget.apply_session(driver, connection.info)
+            with driver.cursor() as cursor:
                 cursor.execute(compiled.sql, parameters)
                 # Every statement built by shape is a SELECT: there are rows to fetch.
                 raw = cursor.fetchall()
                 description = cursor.description
         except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
-            driver = connection.driver_connection
+            if (timeout := budget.timed_out(exc)) is not None:
+                raise timeout from exc
             if driver.closed or driver.broken:
                 session.lost(connection)
             raise unreachable(exc) from exc
+        except BaseException:
+            # Interrupted mid-statement (a time limit): cancelled on the server, and the
+            # connection, still busy with it, is not used again.
+            if budget.abandon(driver):
+                session.lost(connection)
+            raise
         self.runs += 1
         if not shape.probed:
             return self._probe(session, shape, values, compiled.rows(raw, description))
@@ -453,6 +463,7 @@ class ReadSession:
     def pooled(self) -> Connection:
         if self._pooled is None:
             self._pooled = self.path.engine.connect()
+            budget.apply_session(self._pooled.connection.driver_connection, self._pooled.info)
         return self._pooled
 
     def close(self) -> None:
@@ -462,8 +473,22 @@ class ReadSession:
             own.driver_connection.autocommit = False
             own.close()
         if self._pooled is not None:
-            self._pooled.close()
+            release(self._pooled)
             self._pooled = None
+
+
+def release(connection: Connection) -> None:
+    """Give a SQLAlchemy connection back, or throw it away if a statement interrupted
+    by its caller is still running on it (cancelled on the server first)."""
+    try:
+        busy = not connection.invalidated and budget.abandon(
+            connection.connection.driver_connection
+        )
+    except sa_exc.ResourceClosedError:
+        busy = False
+    if busy:
+        connection.invalidate()
+    connection.close()
 
 
 def unreachable(exc: BaseException) -> DatabaseUnavailable:

@@ -11,6 +11,7 @@ from types import TracebackType
 from sqlalchemy import Connection, Engine, create_engine
 from sqlalchemy import exc as sa_exc
 
+from worker.adapters.postgres import budget
 from worker.adapters.postgres.readpath import ReadPath, ReadSession, unreachable
 from worker.adapters.postgres.rooms.catalogue import PostgresCatalogue
 from worker.adapters.postgres.rooms.deletions import PostgresDeletionAudit, PostgresDeletionQueue
@@ -91,7 +92,16 @@ class PostgresUnitOfWork:
                 self.connection = self.read_path.session()
             else:
                 self.connection = self.engine.connect()
+                if self.read_only:
+                    budget.apply_session(
+                        self.connection.connection.driver_connection, self.connection.info
+                    )
+                else:
+                    budget.apply_local(self.connection.exec_driver_sql, self.connection.info)
         except CONNECTION_ERRORS as exc:
+            if self.connection is not None:
+                self.connection.close()
+                self.connection = None
             raise unreachable(exc) from exc
         self.catalogue = PostgresCatalogue(self.connection)
         self.removal = PostgresRemoval(self.connection)
@@ -109,15 +119,25 @@ class PostgresUnitOfWork:
         tb: TracebackType | None,
     ) -> None:
         assert self.connection is not None
-        try:
-            # A read has no transaction to end: closing gives the connection back.
-            if not self.read_only:
-                self.connection.rollback()
-        except CONNECTION_ERRORS:
-            pass
-        finally:
-            self.connection.close()
-            self.connection = None
+        connection, self.connection = self.connection, None
+        if isinstance(connection, ReadSession):
+            connection.close()
+        else:
+            # Interrupted mid-statement: cancelled and thrown away, never rolled back
+            # (the driver would refuse: another command is in progress).
+            if exc is not None and not connection.invalidated:
+                if budget.abandon(connection.connection.driver_connection):
+                    connection.invalidate()
+            try:
+                # A read has no transaction to end: closing gives the connection back.
+                if not self.read_only and not connection.invalidated:
+                    connection.rollback()
+            except CONNECTION_ERRORS:
+                pass
+            finally:
+                connection.close()
+        if exc is not None and (timeout := budget.timed_out(exc)) is not None:
+            raise timeout from exc
         if isinstance(exc, CONNECTION_ERRORS):
             raise unreachable(exc) from exc
 
