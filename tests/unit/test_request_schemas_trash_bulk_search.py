@@ -1,5 +1,6 @@
-"""Validation of the kwargs contract v1.1 adds: types are strict, bounds inclusive,
-unknown keys refused, and a bulk delete never selects "everything"."""
+"""Validation of the kwargs of the trash, bulk deletes, search, gallery URLs, per-pin
+statistics and retention settings: types are strict, bounds inclusive, unknown keys
+refused, and a bulk delete never selects "everything"."""
 
 from __future__ import annotations
 

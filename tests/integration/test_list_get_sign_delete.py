@@ -1,4 +1,5 @@
-"""The seed's 17 "Integration Tests (To Be Created)", against real Postgres, S3 and Redis.
+"""The four original requests (list, get, sign, delete) as the seed's 17 "Integration
+Tests (To Be Created)" name them, against real Postgres, S3 and Redis.
 
 Each test's name is the seed's wording; its docstring quotes the seed line.
 """
