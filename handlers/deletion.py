@@ -375,7 +375,11 @@ def delete_video(cmd: DeleteVideo, deps: Deps) -> VideoDeleteResponse:
     with deps.uow() as uow:
         removed = uow.removal.delete(deps.scope, cmd.video_id)
         if removed is None:
-            past = uow.audit.find(cmd.video_id, deps.request_id) if deps.request_id else None
+            past = (
+                uow.audit.find(deps.scope, cmd.video_id, deps.request_id)
+                if deps.request_id
+                else None
+            )
             if past is None:
                 raise NotFound.video(cmd.video_id)
             return _answer_again(past)
@@ -405,8 +409,9 @@ def delete_video(cmd: DeleteVideo, deps: Deps) -> VideoDeleteResponse:
 def _answer_again(past: PastDeletion) -> VideoDeleteResponse:
     """The answer to a redelivered delete whose first run committed but never replied.
 
-    Only the same message (same task id) gets it; a new delete of a video already gone
-    is ``not_found``, as the contract says.
+    Only the same message (same task id) from the same caller, within the same scope,
+    gets it; anything else, a new delete of a video already gone or another caller
+    reusing the task id, is ``not_found``, as a fresh delete would be.
     """
     pending = [] if past.files_kept else [k for k in past.object_keys if k in past.still_queued]
     deleted = [] if past.files_kept else [k for k in past.object_keys if k not in pending]

@@ -308,8 +308,11 @@ class DeletionAuditLog(Protocol):
         """One row per video; ``actor`` is the caller's ``sub`` (None with auth off)."""
         ...
 
-    def find(self, video_id: UUID, request_id: str) -> PastDeletion | None:
-        """The deletion of this video by this request, if it happened."""
+    def find(self, scope: Scope, video_id: UUID, request_id: str) -> PastDeletion | None:
+        """The deletion of this video by this request, if it happened, and only if this
+        caller made it: the audit's ``actor`` is ``scope.subject`` (both None with auth
+        off) and the scope sees the video's mall and pin. Callers choose task ids, so a
+        request id alone never proves whose deletion it was."""
         ...
 
     def settle(self, video_ids: Iterable[UUID]) -> None:

@@ -12,6 +12,7 @@ import os
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -374,6 +375,46 @@ def test_a_misconfigured_jwt_worker_does_not_start_and_names_the_variable(
         stop_worker(process)
     assert process.returncode != 0
     assert named in log_path.read_text()
+
+
+def test_a_reused_task_id_never_answers_another_callers_deletion(caller, two_malls):
+    """Callers choose task ids: the answer a redelivery gets again from the audit goes
+    only to the caller who deleted, within its scope."""
+    mall_a, mall_b, _, _, _, b = two_malls
+    task_id = f"chosen-{uuid.uuid4()}"
+    theirs = str(b["id"])
+
+    def delete_as(auth: str) -> dict:
+        sent = caller.send_task(
+            "videos.delete",
+            kwargs={"auth": auth, "video_id": theirs},
+            queue="videos.maintenance",
+            task_id=task_id,
+        )
+        try:
+            return sent.get(timeout=30)
+        finally:
+            # The answer is stored under the task id: the next sender must not read it.
+            sent.forget()
+
+    admin = token("admin", "root")
+    first = delete_as(admin)
+    reused = {
+        "operator of mall A": delete_as(token("operator", "root", malls=[mall_a])),
+        "operator of no mall": delete_as(token("operator", "root", malls=[])),
+        "operator of mall B, another sub": delete_as(token("operator", "olga", malls=[mall_b])),
+        "another admin": delete_as(token("admin", "eve")),
+    }
+    again = delete_as(admin)
+
+    assert first["ok"] is True and first["data"]["deleted"] is True
+    not_found = {
+        "ok": False,
+        "status": 404,
+        "error": {"code": "not_found", "detail": f"Video {theirs} not found"},
+    }
+    assert reused == dict.fromkeys(reused, not_found)
+    assert again == first
 
 
 def test_an_operator_cannot_bulk_delete_another_malls_videos_nor_a_tenant_restore(

@@ -271,16 +271,17 @@ def test_record_then_find_by_video_and_request_id_with_the_keys_still_queued(wor
     ids = [row.id for row in world.queued()]
     world.write(lambda uow: uow.deletions.complete([ids[0]]))
 
-    found = world.read(lambda uow: uow.audit.find(video.id, "task-1"))
+    found = world.read(lambda uow: uow.audit.find(UNRESTRICTED, video.id, "task-1"))
     assert (found.video_id, found.object_keys, found.files_kept) == (
         video.id,
         [video.original_path, video.proxy_path, video.thumbnail_path],
         False,
     )
     assert sorted(found.still_queued) == sorted([video.proxy_path, video.thumbnail_path])
-    assert world.read(lambda uow: uow.audit.find(other.id, "task-1")).still_queued == []
-    assert world.read(lambda uow: uow.audit.find(video.id, "task-2")) is None
-    assert world.read(lambda uow: uow.audit.find(uuid.uuid4(), "task-1")) is None
+    found_other = world.read(lambda uow: uow.audit.find(UNRESTRICTED, other.id, "task-1"))
+    assert found_other.still_queued == []
+    assert world.read(lambda uow: uow.audit.find(UNRESTRICTED, video.id, "task-2")) is None
+    assert world.read(lambda uow: uow.audit.find(UNRESTRICTED, uuid.uuid4(), "task-1")) is None
     assert world.audit() == [
         row_of(video, "files_queued", "task-1"),
         row_of(other, "files_queued", "task-1"),
@@ -297,9 +298,34 @@ def test_find_tells_a_deletion_that_kept_its_files(world):
 
     world.write(delete_keeping_files)
 
-    found = world.read(lambda uow: uow.audit.find(video.id, "task-9"))
+    found = world.read(lambda uow: uow.audit.find(UNRESTRICTED, video.id, "task-9"))
     assert (found.files_kept, found.still_queued) == (True, [])
     assert world.audit() == [row_of(video, "files_kept", "task-9")]
+
+
+def test_find_answers_only_the_caller_who_deleted_within_a_scope_that_sees_the_video(world):
+    mall, elsewhere = world.mall(), world.mall()
+    pin, other_pin = world.pin(mall), world.pin(mall)
+    video = world.video(mall, pin)
+
+    def delete_as_olga(uow):
+        gone = [uow.removal.delete(UNRESTRICTED, video.id)]
+        uow.audit.record(gone, "request", "files_kept", request_id="task-7", actor="olga")
+
+    world.write(delete_as_olga)
+
+    def found(scope: Scope) -> bool:
+        return world.read(lambda uow: uow.audit.find(scope, video.id, "task-7")) is not None
+
+    assert found(Scope.admin("olga"))
+    assert found(Scope.operator([mall], "olga"))
+    assert found(Scope.tenant([pin], "olga"))
+    assert not found(Scope.operator([elsewhere], "olga"))
+    assert not found(Scope.operator([], "olga"))
+    assert not found(Scope.tenant([other_pin], "olga"))
+    assert not found(Scope.admin("eve"))
+    assert not found(Scope.operator([mall], "eve"))
+    assert not found(UNRESTRICTED)
 
 
 def test_settle_marks_files_deleted_once_none_of_the_videos_keys_is_queued(world):

@@ -10,6 +10,7 @@ from types import TracebackType
 from typing import Any
 from uuid import UUID
 
+from handlers.access import Scope
 from handlers.deps import Deps
 from handlers.errors import StorageUnavailable
 from handlers.policy import Policy
@@ -170,6 +171,7 @@ class AuditEntry:
     outcome: str
     request_id: str | None = None
     actor: str | None = None
+    pin_id: UUID | None = None
 
 
 class FakeDeletionAudit:
@@ -186,13 +188,18 @@ class FakeDeletionAudit:
         actor: str | None = None,
     ) -> None:
         self.entries.extend(
-            AuditEntry(v.id, v.mall_id, reason, v.object_keys, outcome, request_id, actor)
+            AuditEntry(v.id, v.mall_id, reason, v.object_keys, outcome, request_id, actor, v.pin_id)
             for v in removed
         )
 
-    def find(self, video_id: UUID, request_id: str) -> PastDeletion | None:
+    def find(self, scope: Scope, video_id: UUID, request_id: str) -> PastDeletion | None:
         for entry in self.entries:
-            if entry.video_id == video_id and entry.request_id == request_id:
+            if (
+                entry.video_id == video_id
+                and entry.request_id == request_id
+                and entry.actor == scope.subject
+                and scope.sees(entry.mall_id, entry.pin_id)  # a null pin: no tenant's
+            ):
                 queued = [
                     e.object_key for e in self.queue.entries.values() if e.video_id == video_id
                 ]

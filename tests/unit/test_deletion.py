@@ -10,6 +10,7 @@ from datetime import timedelta
 import pytest
 
 from handlers import NotFound, delete_video, purge_storage, sweep_retention
+from handlers.access import Scope
 from handlers.deletion import RETRY_CAP_SECONDS, delete_message, retry_delay
 from handlers.policy import Policy
 from schemas import DeleteVideo, PurgeStorage, SweepRetention, VideoDeleted
@@ -611,3 +612,42 @@ def test_a_redelivered_delete_gets_the_first_runs_answer_and_a_new_request_not_f
 
     assert redelivered == first
     assert again.value.detail == f"Video {video.id} not found"
+
+
+def test_a_reused_task_id_answers_again_only_to_the_caller_who_deleted_within_its_scope():
+    """Callers choose task ids: an answer given again must not reveal another mall's
+    deletion, nor another caller's, to whoever sends the same id."""
+    fakes = Fakes()
+    theirs = aged(1, mall_id=uuid.uuid4())
+    fakes.add_videos(theirs)
+    task = "chosen-by-the-caller"
+    admin = dataclasses.replace(fakes.deps, request_id=task, scope=Scope.admin("root"))
+    delete_video(DeleteVideo(video_id=str(theirs.id)), admin)
+
+    callers = {
+        "operator of another mall": Scope.operator([MALL], subject="root"),
+        "operator of no mall": Scope.operator([], subject="root"),
+        "its mall's operator, another subject": Scope.operator([theirs.mall_id], "olga"),
+        "another admin": Scope.admin("eve"),
+        "auth off": Scope.admin(),
+    }
+    answers = {}
+    for name, scope in callers.items():
+        deps = dataclasses.replace(fakes.deps, request_id=task, scope=scope)
+        with pytest.raises(NotFound) as refused:
+            delete_video(DeleteVideo(video_id=str(theirs.id)), deps)
+        answers[name] = refused.value.detail
+
+    assert answers == dict.fromkeys(callers, f"Video {theirs.id} not found")
+    # The one who deleted it, within the same scope, still gets its answer again.
+    same = delete_video(DeleteVideo(video_id=str(theirs.id)), admin)
+    assert (same.deleted, same.files_deleted) == (True, object_keys(theirs))
+
+
+def test_with_auth_off_a_redelivery_is_answered_again_with_no_subject_on_either_side():
+    fakes, video = one_video()
+    deps = dataclasses.replace(fakes.deps, request_id="task-1")
+    first = delete_video(DeleteVideo(video_id=str(video.id)), deps)
+
+    assert delete_video(DeleteVideo(video_id=str(video.id)), deps) == first
+    assert [e.actor for e in fakes.uow.audit.entries] == [None]

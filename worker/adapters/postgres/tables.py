@@ -353,6 +353,9 @@ class DeletionAudit(Base):
     request_id: Mapped[str | None] = mapped_column(Text)
     # Who asked: the caller's token ``sub`` (AUTH_MODE=jwt); null when auth is off.
     actor: Mapped[str | None] = mapped_column(Text)
+    # The video's pin, so that answering a request again applies the caller's scope as
+    # reads do; null on rows written before it was recorded (seen by no tenant).
+    pin_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)
 
     __table_args__ = (
         CheckConstraint(f"reason IN {AUDIT_REASONS}", name="reason"),

@@ -24,8 +24,9 @@ from sqlalchemy import (
     update,
 )
 
+from handlers.access import Scope
 from handlers.ports import PastDeletion, QueuedDeletion, QueuedKey, RemovedVideo
-from worker.adapters.postgres.rooms.query import audit, deletions
+from worker.adapters.postgres.rooms.query import audit, deletions, visible
 
 # One transaction-level advisory lock per key (64-bit hash of its text).
 LOCK_KEYS = text(
@@ -147,6 +148,7 @@ class PostgresDeletionAudit:
                     {
                         "video_id": video.id,
                         "mall_id": video.mall_id,
+                        "pin_id": video.pin_id,
                         "reason": reason,
                         "object_keys": video.object_keys,
                         "outcome": outcome,
@@ -173,11 +175,18 @@ class PostgresDeletionAudit:
             )
         )
 
-    def find(self, video_id: UUID, request_id: str) -> PastDeletion | None:
+    def find(self, scope: Scope, video_id: UUID, request_id: str) -> PastDeletion | None:
+        # The scope as every read of videos applies it, on the mall and pin the row had
+        # (a row from before pins were recorded has none: no tenant sees it).
         row = self.connection.execute(
-            select(audit.c.object_keys, audit.c.outcome).where(
-                audit.c.video_id == video_id, audit.c.request_id == request_id
+            select(audit.c.object_keys, audit.c.outcome)
+            .where(
+                audit.c.video_id == video_id,
+                audit.c.request_id == request_id,
+                audit.c.actor.is_not_distinct_from(scope.subject),
+                *visible(scope, audit),
             )
+            .order_by(audit.c.id.desc())
         ).first()
         if row is None:
             return None
