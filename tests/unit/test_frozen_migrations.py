@@ -14,7 +14,12 @@ from pathlib import Path
 import pytest
 
 VERSIONS = Path(__file__).resolve().parents[2] / "migrations" / "versions"
-FROZEN = ("0008_video_counts.py", "0009_video_counts_by_mall.py", "0010_video_figure.py")
+FROZEN = (
+    "0008_video_counts.py",
+    "0009_video_counts_by_mall.py",
+    "0010_video_figure.py",
+    "0012_event_outbox.py",
+)
 IMPORTABLE = {"alembic", "sqlalchemy"}
 
 
