@@ -8,7 +8,12 @@ a sweep or a second bulk delete running over the same videos takes other rows an
 never waits. Each batch has the guarantees of ``videos.delete`` (or moves its videos
 to the trash), and is followed by a ``bulk_delete.progress`` event. A run that reaches
 its time budget queues a continuation under a task id it answers with, so a caller
-can await the rest.
+can await the rest; one that ends its budget with its last batch has nothing to hand
+over and queues none (a continuation of no ids would be refused).
+
+A run delivered again after its process died finds what it already deleted gone: the
+audit rows written under its own task id (by the same caller, within its scope, as a
+single delete answered again) count as matched and deleted, not as ``not_found``.
 """
 
 from __future__ import annotations
@@ -29,30 +34,42 @@ TASK = "videos.bulk_delete"
 
 def bulk_delete(cmd: BulkDelete, deps: Deps) -> BulkDeleteResult:
     scope = deps.scope
+    # A redelivery (its process killed mid-run) finds part of its selection gone by its
+    # own hand: that part counts as matched and deleted, as the first run would have
+    # answered. Only deletions are audited; a trash run counts what it moves now.
+    looks_back = deps.request_id is not None and not cmd.dry_run and not cmd.trash
     with deps.uow() as uow:
         if cmd.video_ids is not None:
             found = uow.removal.find_selected(scope, cmd.video_ids)
-            not_found = [
+            missing = [
                 video_id for video_id in dict.fromkeys(cmd.video_ids) if video_id not in found
             ]
+            earlier = (
+                uow.audit.done_by(scope, deps.request_id, missing) if looks_back and missing else []
+            )
+            done_before = {past.video_id for past in earlier}
+            not_found = [video_id for video_id in missing if video_id not in done_before]
             matched = len(found)
             ids: list[UUID] | None = sorted(found)
         else:
             matched = uow.removal.summarise_selected(scope, cmd.filters).count
+            earlier = uow.audit.done_by(scope, deps.request_id) if looks_back else []
             not_found, ids = [], None
+    matched += len(earlier)
+    tally = Tally()
+    tally.count_past(earlier)
     result = dict(matched=matched, not_found=not_found, dry_run=cmd.dry_run)
-    if cmd.dry_run or matched == 0:
+    if cmd.dry_run or matched == len(earlier):
         return BulkDeleteResult(
             **result,
-            deleted=0,
-            files_deleted=0,
-            files_pending=0,
+            deleted=tally.deleted,
+            files_deleted=tally.files_deleted,
+            files_pending=tally.files_pending,
             continued=False,
             continuation_id=None,
         )
 
     budget = Budget(deps.policy.bulk_delete_time_budget_seconds)
-    tally = Tally()
 
     def progress() -> None:
         deps.publish(
@@ -74,6 +91,12 @@ def bulk_delete(cmd: BulkDelete, deps: Deps) -> BulkDeleteResult:
             tally=tally,
             after_batch=progress,
         )
+    # Out of time right after the last batch, nothing is left to hand over.
+    if out_of_time and (
+        (ids is not None and set(ids) <= set(tally.ids))
+        or (ids is None and tally.deleted >= matched)
+    ):
+        out_of_time = False
     continuation_id = _continue(deps, cmd, ids, tally.ids) if out_of_time else None
     deps.log.info(
         "videos.bulk_deleted",

@@ -290,6 +290,15 @@ class Tally:
     files_pending: int = 0
     ids: list = field(default_factory=list)
 
+    def count_past(self, done: Sequence[PastDeletion]) -> None:
+        """What this request deleted before it was delivered again."""
+        self.deleted += len(done)
+        self.ids.extend(past.video_id for past in done)
+        for past in done:
+            deleted, pending = past_outcome(past)
+            self.files_deleted += len(deleted)
+            self.files_pending += len(pending)
+
     def count(self, batch: Sequence[RemovedVideo], report: RemovalReport, files: bool) -> None:
         self.deleted += len(batch)
         self.ids.extend(video.id for video in batch)
@@ -413,8 +422,7 @@ def _answer_again(past: PastDeletion) -> VideoDeleteResponse:
     gets it; anything else, a new delete of a video already gone or another caller
     reusing the task id, is ``not_found``, as a fresh delete would be.
     """
-    pending = [] if past.files_kept else [k for k in past.object_keys if k in past.still_queued]
-    deleted = [] if past.files_kept else [k for k in past.object_keys if k not in pending]
+    deleted, pending = past_outcome(past)
     return VideoDeleteResponse(
         video_id=past.video_id,
         deleted=True,
@@ -422,3 +430,11 @@ def _answer_again(past: PastDeletion) -> VideoDeleteResponse:
         files_pending=pending,
         message=delete_message(len(deleted), len(pending)),
     )
+
+
+def past_outcome(past: PastDeletion) -> tuple[list[str], list[str]]:
+    """(removed, still queued) keys of an earlier deletion, as its run would have said."""
+    if past.files_kept:
+        return [], []
+    pending = [key for key in past.object_keys if key in past.still_queued]
+    return [key for key in past.object_keys if key not in pending], pending

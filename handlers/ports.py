@@ -315,6 +315,14 @@ class DeletionAuditLog(Protocol):
         request id alone never proves whose deletion it was."""
         ...
 
+    def done_by(
+        self, scope: Scope, request_id: str, video_ids: Sequence[UUID] | None = None
+    ) -> list[PastDeletion]:
+        """What this request already deleted (of these videos, or all of it), with the
+        rule of ``find``: a redelivered bulk delete counts its own earlier work, never
+        another caller's under a reused task id."""
+        ...
+
     def settle(self, video_ids: Iterable[UUID]) -> None:
         """Settle these videos' open audit rows from the queue: ``files_deleted`` once
         none of their keys is queued any more, ``files_pending`` while one is."""

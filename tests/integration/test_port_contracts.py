@@ -328,6 +328,37 @@ def test_find_answers_only_the_caller_who_deleted_within_a_scope_that_sees_the_v
     assert not found(UNRESTRICTED)
 
 
+def test_done_by_lists_what_one_request_deleted_for_its_caller_only(world):
+    mall, elsewhere = world.mall(), world.mall()
+    first, second, kept, other_task = (world.video(mall) for _ in range(4))
+
+    def deletes(uow):
+        gone = {v.id: uow.removal.delete(UNRESTRICTED, v.id) for v in (first, second, kept)}
+        uow.audit.record([gone[first.id], gone[second.id]], "bulk", "files_queued", "bulk-1", "ann")
+        uow.audit.record([gone[kept.id]], "bulk", "files_kept", "bulk-1", "ann")
+        uow.deletions.enqueue([queued_key(first.thumbnail_path, first.id, mall)], T0)
+        other = [uow.removal.delete(UNRESTRICTED, other_task.id)]
+        uow.audit.record(other, "bulk", "files_queued", "bulk-2", "ann")
+
+    world.write(deletes)
+
+    def done(scope, video_ids=None):
+        found = world.read(lambda uow: uow.audit.done_by(scope, "bulk-1", video_ids))
+        return {p.video_id: (p.still_queued, p.files_kept) for p in found}
+
+    ann = Scope.operator([mall], "ann")
+    assert done(ann) == {
+        first.id: ([first.thumbnail_path], False),
+        second.id: ([], False),
+        kept.id: ([], True),
+    }
+    assert done(ann, [second.id, uuid.uuid4()]) == {second.id: ([], False)}
+    assert done(ann, []) == {}
+    assert done(Scope.operator([elsewhere], "ann")) == {}
+    assert done(Scope.admin("bob")) == {}
+    assert done(UNRESTRICTED) == {}
+
+
 def test_settle_marks_files_deleted_once_none_of_the_videos_keys_is_queued(world):
     mall = world.mall()
     cleared, waiting, kept, untouched = (world.video(mall) for _ in range(4))

@@ -193,23 +193,33 @@ class FakeDeletionAudit:
         )
 
     def find(self, scope: Scope, video_id: UUID, request_id: str) -> PastDeletion | None:
+        found = self.done_by(scope, request_id, [video_id])
+        return found[0] if found else None
+
+    def done_by(
+        self, scope: Scope, request_id: str, video_ids: Sequence[UUID] | None = None
+    ) -> list[PastDeletion]:
+        wanted = None if video_ids is None else set(video_ids)
+        done: dict[UUID, PastDeletion] = {}
         for entry in self.entries:
             if (
-                entry.video_id == video_id
+                (wanted is None or entry.video_id in wanted)
                 and entry.request_id == request_id
                 and entry.actor == scope.subject
                 and scope.sees(entry.mall_id, entry.pin_id)  # a null pin: no tenant's
             ):
                 queued = [
-                    e.object_key for e in self.queue.entries.values() if e.video_id == video_id
+                    e.object_key
+                    for e in self.queue.entries.values()
+                    if e.video_id == entry.video_id
                 ]
-                return PastDeletion(
-                    video_id=video_id,
+                done[entry.video_id] = PastDeletion(
+                    video_id=entry.video_id,
                     object_keys=list(entry.object_keys),
                     still_queued=queued,
                     files_kept=entry.outcome == "files_kept",
                 )
-        return None
+        return list(done.values())
 
     def settle(self, video_ids: Iterable[UUID]) -> None:
         ids = set(video_ids)

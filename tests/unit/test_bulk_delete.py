@@ -273,3 +273,102 @@ def test_bulk_trash_out_of_time_continues_with_what_is_not_yet_in_the_trash():
     assert set(fakes.uow.videos.trashed) == {videos[0].id}
     [(_, kwargs, _)] = [c for c in fakes.enqueue.calls if c[0] == TASK]
     assert sorted(kwargs["video_ids"]) == sorted(ids(videos[1:])) and kwargs["trash"] is True
+
+
+def test_a_budget_spent_with_the_last_batch_sends_no_continuation():
+    """Nothing is left to hand over: a continuation of no ids would be refused as
+    invalid, and of filters would match nothing."""
+    for selection in ("video_ids", "filters"):
+        fakes = Fakes(policy=NO_TIME_LEFT)
+        videos = mall_of(fakes, 2)
+        chosen = (
+            {"video_ids": ids(videos)}
+            if selection == "video_ids"
+            else {"filters": {"mall_id": str(videos[0].mall_id)}}
+        )
+
+        result = run(fakes, batch_size=2, **chosen)
+
+        assert (result.matched, result.deleted, result.not_found) == (2, 2, []), selection
+        assert (result.continued, result.continuation_id) == (False, None), selection
+        assert not any(call[0] == TASK for call in fakes.enqueue.calls), selection
+
+
+class KilledMidRun(BaseException):
+    """The pool process dies: nothing after this point of the first run happens."""
+
+
+def killed_after_batches(fakes: Fakes, batches: int):
+    """A run whose process dies once ``batches`` batches have committed."""
+    publish = fakes.publisher
+
+    def dying(event):
+        publish(event)
+        if isinstance(event, BulkDeleteProgress) and event.deleted >= batches * 2:
+            raise KilledMidRun
+
+    return replace(fakes.deps, request_id=REQUEST_ID, publish=dying)
+
+
+def test_a_redelivered_bulk_delete_counts_what_its_first_run_already_deleted():
+    fakes = Fakes()
+    videos = mall_of(fakes, 5)
+    unknown = str(uuid.uuid4())
+    command = BulkDelete(video_ids=[*ids(videos), unknown], batch_size=2)
+    try:
+        bulk_delete(command, killed_after_batches(fakes, 2))
+    except KilledMidRun:
+        pass
+    assert len(fakes.uow.videos.rows) == 1
+
+    again = bulk_delete(command, replace(fakes.deps, request_id=REQUEST_ID))
+
+    assert again.model_dump(mode="json") == {
+        "matched": 5,
+        "deleted": 5,
+        "not_found": [unknown],
+        "files_deleted": 15,
+        "files_pending": 0,
+        "dry_run": False,
+        "continued": False,
+        "continuation_id": None,
+    }
+    assert fakes.uow.videos.rows == {}
+    assert progress_of(fakes)[-1] == (REQUEST_ID, 5, 5)
+
+
+def test_a_redelivered_bulk_delete_by_filters_counts_its_first_runs_work_too():
+    fakes = Fakes()
+    videos = mall_of(fakes, 5)
+    command = BulkDelete(filters={"mall_id": str(videos[0].mall_id)}, batch_size=2)
+    try:
+        bulk_delete(command, killed_after_batches(fakes, 1))
+    except KilledMidRun:
+        pass
+
+    again = bulk_delete(command, replace(fakes.deps, request_id=REQUEST_ID))
+
+    assert (again.matched, again.deleted, again.files_deleted) == (5, 5, 15)
+    assert fakes.uow.videos.rows == {}
+
+
+def test_a_reused_bulk_task_id_never_counts_another_callers_deletions():
+    fakes = Fakes()
+    videos = mall_of(fakes, 2)
+    admin = replace(fakes.deps, request_id=REQUEST_ID, scope=Scope.admin("root"))
+    bulk_delete(BulkDelete(video_ids=ids(videos)), admin)
+
+    for scope in (
+        Scope.operator([uuid.uuid4()], subject="root"),
+        Scope.operator([videos[0].mall_id], subject="olga"),
+        Scope.admin("eve"),
+    ):
+        reused = bulk_delete(BulkDelete(video_ids=ids(videos)), replace(admin, scope=scope))
+        assert (reused.matched, reused.deleted, reused.not_found) == (0, 0, videos_ids(videos))
+
+    own = bulk_delete(BulkDelete(video_ids=ids(videos)), admin)
+    assert (own.matched, own.deleted, own.not_found, own.files_deleted) == (2, 2, [], 6)
+
+
+def videos_ids(videos) -> list[uuid.UUID]:
+    return [v.id for v in videos]

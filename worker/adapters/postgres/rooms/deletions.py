@@ -176,26 +176,45 @@ class PostgresDeletionAudit:
         )
 
     def find(self, scope: Scope, video_id: UUID, request_id: str) -> PastDeletion | None:
+        found = self.done_by(scope, request_id, [video_id])
+        return found[0] if found else None
+
+    def done_by(
+        self, scope: Scope, request_id: str, video_ids: Sequence[UUID] | None = None
+    ) -> list[PastDeletion]:
         # The scope as every read of videos applies it, on the mall and pin the row had
-        # (a row from before pins were recorded has none: no tenant sees it).
-        row = self.connection.execute(
-            select(audit.c.object_keys, audit.c.outcome)
+        # (a row from before pins were recorded has none: no tenant sees it). Newest
+        # first, so that a video deleted twice by one request answers for the last time.
+        stmt = (
+            select(audit.c.video_id, audit.c.object_keys, audit.c.outcome)
+            .distinct(audit.c.video_id)
             .where(
-                audit.c.video_id == video_id,
                 audit.c.request_id == request_id,
                 audit.c.actor.is_not_distinct_from(scope.subject),
                 *visible(scope, audit),
             )
-            .order_by(audit.c.id.desc())
-        ).first()
-        if row is None:
-            return None
-        queued = self.connection.execute(
-            select(deletions.c.object_key).where(deletions.c.video_id == video_id)
-        ).scalars()
-        return PastDeletion(
-            video_id=video_id,
-            object_keys=list(row.object_keys),
-            still_queued=list(queued),
-            files_kept=row.outcome == "files_kept",
+            .order_by(audit.c.video_id, audit.c.id.desc())
         )
+        if video_ids is not None:
+            if not video_ids:
+                return []
+            stmt = stmt.where(audit.c.video_id.in_(sorted(set(video_ids))))
+        rows = self.connection.execute(stmt).all()
+        if not rows:
+            return []
+        queued: dict[UUID, list[str]] = {}
+        for video_id, key in self.connection.execute(
+            select(deletions.c.video_id, deletions.c.object_key).where(
+                deletions.c.video_id.in_([row.video_id for row in rows])
+            )
+        ):
+            queued.setdefault(video_id, []).append(key)
+        return [
+            PastDeletion(
+                video_id=row.video_id,
+                object_keys=list(row.object_keys),
+                still_queued=queued.get(row.video_id, []),
+                files_kept=row.outcome == "files_kept",
+            )
+            for row in rows
+        ]
