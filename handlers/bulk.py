@@ -22,9 +22,10 @@ import uuid
 from collections.abc import Callable, Sequence
 from uuid import UUID
 
+from handlers import events
 from handlers.deletion import Budget, Tally, delete_in_batches, trash_changed
 from handlers.deps import Deps
-from handlers.ports import UnitOfWork
+from handlers.ports import RemovedVideo, TrashedVideo, UnitOfWork
 from schemas.events import BulkDeleteProgress
 from schemas.requests import BulkDelete
 from schemas.responses import BulkDeleteResult
@@ -78,12 +79,22 @@ def bulk_delete(cmd: BulkDelete, deps: Deps) -> BulkDeleteResult:
             )
         )
 
+    def record(uow: UnitOfWork, batch: Sequence[RemovedVideo | TrashedVideo]) -> None:
+        # In the batch's transaction: its progress event exists if and only if it does.
+        events.bulk_progress(uow, deps.request_id, matched, tally.deleted + len(batch), cmd.trash)
+
+    def take(uow: UnitOfWork) -> list[RemovedVideo]:
+        batch = uow.removal.delete_selected(scope, ids, cmd.filters, cmd.batch_size)
+        if batch:
+            record(uow, batch)
+        return batch
+
     if cmd.trash:
-        out_of_time = _trash_in_batches(deps, cmd, ids, budget, tally, progress)
+        out_of_time = _trash_in_batches(deps, cmd, ids, budget, tally, progress, record)
     else:
         out_of_time = delete_in_batches(
             deps,
-            lambda uow: uow.removal.delete_selected(scope, ids, cmd.filters, cmd.batch_size),
+            take,
             reason="bulk",
             delete_files=cmd.delete_files,
             batch_size=cmd.batch_size,
@@ -125,11 +136,15 @@ def _trash_in_batches(
     budget: Budget,
     tally: Tally,
     progress: Callable[[], None],
+    record: Callable[[UnitOfWork, Sequence[TrashedVideo]], None],
 ) -> bool:
     """Move the selection into the trash, batch by batch; True when out of time."""
     while not budget.exhausted():
         with deps.uow() as uow:
             batch = _trash_batch(deps, uow, cmd, ids)
+            if batch:
+                events.trashed(uow, batch, deps.scope.subject)
+                record(uow, batch)
             uow.commit()
         if not batch:
             return False

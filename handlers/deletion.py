@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from itertools import islice
 
+from handlers import events
 from handlers.deps import Deps
 from handlers.errors import NotFound
 from handlers.ports import (
@@ -94,6 +95,7 @@ def queue_removal(
     a concurrent transaction this one cannot see, so the decision waits for removal
     time, under the key's lock. Returns the queue ids to hand to ``remove_queued``.
     """
+    events.deleted(uow, removed, reason, delete_files)
     uow.audit.record(
         removed,
         reason,
@@ -360,6 +362,7 @@ def trash_video(cmd: DeleteVideo, deps: Deps) -> VideoDeleteResponse:
         trashed = uow.removal.trash(deps.scope, cmd.video_id, deps.clock(), deps.scope.subject)
         if trashed is None:
             raise NotFound.video(cmd.video_id)
+        events.trashed(uow, [trashed], deps.scope.subject)
         uow.commit()
     if trashed.newly:
         deps.log.info("video.trashed", extra={"video_id": str(trashed.id)})

@@ -14,7 +14,7 @@ from typing import Protocol
 from uuid import UUID
 
 from handlers.access import Scope
-from schemas.events import Event
+from schemas.events import Event, EventData
 from schemas.requests import ListVideos, VideoFilters
 from schemas.responses import PinFigures, VideoDetailResponse, VideoListItem, VideoStats
 
@@ -329,6 +329,17 @@ class DeletionAuditLog(Protocol):
         ...
 
 
+class Outbox(Protocol):
+    """Events written in the unit of work's transaction: relayed (at least once, in
+    commit order per subject) once it commits, never if it rolls back."""
+
+    def add(self, events: Sequence[EventData]) -> None:
+        """Write these events, in this order. A video's event is written after its row
+        was changed (so locked) in this transaction: that is what orders one video's
+        events by commit across transactions."""
+        ...
+
+
 class UnitOfWork(Protocol):
     """A transaction: rolled back on leaving the ``with`` block unless committed."""
 
@@ -339,6 +350,7 @@ class UnitOfWork(Protocol):
     references: References
     deletions: DeletionQueue
     audit: DeletionAuditLog
+    events: Outbox
 
     def __enter__(self) -> UnitOfWork: ...
 

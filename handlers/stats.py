@@ -6,6 +6,7 @@ from collections.abc import Iterable
 from datetime import datetime
 from uuid import UUID
 
+from handlers import events
 from handlers.access import UNRESTRICTED
 from handlers.deps import Deps
 from schemas.events import StatsRefreshed
@@ -118,8 +119,12 @@ def _sum(mall_id: UUID | None, parts: list[VideoStats], now: datetime) -> VideoS
 
 
 def _save(deps: Deps, fresh: list[VideoStats], now: datetime) -> None:
-    """One cache write, then one event per scope refreshed."""
+    """One cache write, then one event per scope refreshed (in the outbox, and on the
+    v1 channel)."""
     deps.cache.put(fresh)
+    with deps.uow() as uow:
+        events.stats_refreshed(uow, [stats.mall_id for stats in fresh])
+        uow.commit()
     for stats in fresh:
         deps.publish(StatsRefreshed(mall_id=stats.mall_id, at=now))
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from handlers import events
 from handlers.deletion import trash_changed
 from handlers.deps import Deps
 from handlers.errors import NotFound
@@ -16,6 +17,7 @@ def restore_video(cmd: RestoreVideo, deps: Deps) -> RestoreResult:
         restored = uow.removal.restore(deps.scope, cmd.video_id)
         if restored is None:
             raise NotFound(f"Video {cmd.video_id} not in trash")
+        events.restored(uow, [restored])
         uow.commit()
     deps.log.info("video.restored", extra={"video_id": str(restored.id)})
     trash_changed(deps, [restored])

@@ -1,15 +1,30 @@
-"""Events published on the ``videos.events`` Redis channel, after the commit they describe."""
+"""Events: the v1 shapes published on the ``videos.events`` Redis channel after the
+commit they describe, and the CloudEvents every change also writes to the outbox, which
+the relay carries to the stream ``videos:events`` (and, on RabbitMQ, the exchange
+``videos.events``) at least once, in commit order per subject."""
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, ClassVar, Literal
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from schemas.responses import UtcDatetime
 
 EVENTS_CHANNEL = "videos.events"
+# Where the outbox's events are relayed to. The pub/sub channel above and the exchange
+# share a name but not a server: one is Redis, the other RabbitMQ.
+EVENTS_STREAM = "videos:events"
+EVENTS_EXCHANGE = "videos.events"
+EVENTS_SOURCE = "videoworker"
+CLOUDEVENTS_SPECVERSION = "1.0"
+CLOUDEVENTS_CONTENT_TYPE = "application/cloudevents+json"
+# The fields of a stream entry: the whole event, and its type and subject to filter by
+# without parsing it.
+STREAM_EVENT_FIELD = "event"
+STREAM_TYPE_FIELD = "type"
+STREAM_SUBJECT_FIELD = "subject"
 
 
 class Event(BaseModel):
@@ -42,4 +57,152 @@ class BulkDeleteProgress(Event):
     at: UtcDatetime
 
 
-__all__ = ["EVENTS_CHANNEL", "BulkDeleteProgress", "Event", "StatsRefreshed", "VideoDeleted"]
+class CloudEvent(BaseModel):
+    """A CloudEvents 1.0 event in structured JSON mode, as the stream and the exchange
+    carry it. ``id`` is the outbox row's and never changes on a redelivery: subscribers
+    deduplicate by it. Unknown attributes (extensions) are ignored when read."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    specversion: Literal["1.0"] = CLOUDEVENTS_SPECVERSION
+    id: str = Field(min_length=1)
+    source: str = Field(default=EVENTS_SOURCE, min_length=1)
+    type: str = Field(min_length=1)
+    subject: str = Field(min_length=1)
+    time: UtcDatetime
+    datacontenttype: Literal["application/json"] = "application/json"
+    data: dict[str, Any]
+
+
+class EventData(BaseModel):
+    """The ``data`` of one type of CloudEvent; ``subject`` names what it is about."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    event_type: ClassVar[str]
+
+    @property
+    def subject(self) -> str:
+        raise NotImplementedError
+
+
+class VideoEventData(EventData):
+    video_id: UUID
+    mall_id: UUID
+    pin_id: UUID | None
+
+    @property
+    def subject(self) -> str:
+        return str(self.video_id)
+
+
+class VideoCreatedData(VideoEventData):
+    """A row another service inserted (written by a trigger on ``videos``)."""
+
+    event_type: ClassVar[str] = "video.created"
+    processing_status: str
+    has_proxy: bool
+    has_thumbnail: bool
+    uploaded_at: UtcDatetime
+
+
+class StatusChange(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    from_: Any = Field(alias="from")
+    to: Any
+
+
+class VideoStatusChangedData(VideoEventData):
+    """Written by a trigger on ``videos`` when an UPDATE changes the processing status,
+    or makes a proxy or thumbnail appear or go. All three carry from and to (equal when
+    that one did not move); ``changed`` names those that moved."""
+
+    event_type: ClassVar[str] = "video.status_changed"
+    processing_status: StatusChange
+    has_proxy: StatusChange
+    has_thumbnail: StatusChange
+    changed: list[Literal["processing_status", "has_proxy", "has_thumbnail"]]
+
+
+class VideoTrashedData(VideoEventData):
+    event_type: ClassVar[str] = "video.trashed"
+    trashed_at: UtcDatetime
+    trashed_by: str | None
+
+
+class VideoRestoredData(VideoEventData):
+    event_type: ClassVar[str] = "video.restored"
+
+
+class VideoDeletedData(VideoEventData):
+    """The row is gone. ``object_keys`` are the files it held: queued for removal when
+    ``files_kept`` is false (``videos.purge_storage`` retries until they are gone)."""
+
+    event_type: ClassVar[str] = "video.deleted"
+    reason: str
+    object_keys: list[str]
+    files_kept: bool
+
+
+class BulkDeleteProgressData(EventData):
+    """After each batch of a bulk delete; the subject is the run's task id."""
+
+    event_type: ClassVar[str] = "bulk_delete.progress"
+    task_id: str | None
+    matched: int
+    deleted: int
+    trash: bool
+
+    @property
+    def subject(self) -> str:
+        return self.task_id or "bulk_delete"
+
+
+class StatsRefreshedData(EventData):
+    """A scope's figures were recomputed into the cache; the subject is the mall id, or
+    ``global`` for the figure of every mall."""
+
+    event_type: ClassVar[str] = "stats.refreshed"
+    mall_id: UUID | None
+
+    @property
+    def subject(self) -> str:
+        return str(self.mall_id) if self.mall_id is not None else "global"
+
+
+EVENT_DATA: dict[str, type[EventData]] = {
+    model.event_type: model
+    for model in (
+        VideoCreatedData,
+        VideoStatusChangedData,
+        VideoTrashedData,
+        VideoRestoredData,
+        VideoDeletedData,
+        BulkDeleteProgressData,
+        StatsRefreshedData,
+    )
+}
+
+
+__all__ = [
+    "CLOUDEVENTS_SPECVERSION",
+    "EVENTS_CHANNEL",
+    "EVENTS_EXCHANGE",
+    "EVENTS_SOURCE",
+    "EVENTS_STREAM",
+    "EVENT_DATA",
+    "BulkDeleteProgress",
+    "BulkDeleteProgressData",
+    "CloudEvent",
+    "Event",
+    "EventData",
+    "StatsRefreshed",
+    "StatsRefreshedData",
+    "VideoCreatedData",
+    "VideoDeleted",
+    "VideoDeletedData",
+    "VideoRestoredData",
+    "VideoStatusChangedData",
+    "VideoTrashedData",
+]

@@ -12,8 +12,10 @@ import logging
 from handlers.deps import Deps
 from handlers.policy import Policy
 from handlers.ports import Enqueue
+from schemas.contract import is_amqp
 from worker.adapters.postgres.uow import PostgresUnitOfWork, make_engine, read_path, reading
-from worker.adapters.redis import RedisPublisher, RedisStatsCache, make_redis
+from worker.adapters.redis import RedisPublisher, RedisStatsCache, RedisStreamSink, make_redis
+from worker.adapters.relay import Relay, Sink
 from worker.adapters.s3.store import S3ObjectStore
 from worker.settings import Settings
 
@@ -47,4 +49,23 @@ def build_deps(settings: Settings, *, enqueue: Enqueue) -> Deps:
         enqueue=enqueue,
         policy=policy_from(settings),
         log=logging.getLogger("videoworker"),
+    )
+
+
+def build_relay(settings: Settings) -> Relay:
+    """The event relay: to the stream on REDIS_URL, and to the exchange on RabbitMQ."""
+    sinks: list[Sink] = [
+        RedisStreamSink(make_redis(settings.redis_cache_url), settings.events_retention_hours)
+    ]
+    if is_amqp(settings.celery_broker_url):
+        from worker.adapters.amqp_events import RabbitExchangeSink
+
+        sinks.append(RabbitExchangeSink(settings.celery_broker_url))
+    return Relay(
+        settings.relay_database_url,
+        sinks,
+        batch=settings.events_relay_batch,
+        poll_seconds=settings.events_poll_seconds,
+        max_bytes=settings.events_max_bytes,
+        keep_sent_seconds=settings.events_keep_sent_seconds,
     )

@@ -15,16 +15,28 @@ it travels as the ``auth`` kwarg of each task.
 
 from __future__ import annotations
 
+import time
+from collections.abc import Iterator, Sequence
 from datetime import datetime
-from typing import Any, TypeVar
+from fnmatch import fnmatchcase
+from typing import Any, Literal, TypeVar
 from uuid import UUID
 
+import redis
 from celery import Celery
 from celery.result import AsyncResult
+from kombu import Connection as BrokerConnection
 from kombu import Exchange, Queue
 from pydantic import BaseModel
 
 from schemas.contract import QUEUE_OF, QUEUES, QUORUM_QUEUE_ARGUMENTS, REQUESTS_QUEUE, is_amqp
+from schemas.events import (
+    EVENTS_EXCHANGE,
+    EVENTS_STREAM,
+    STREAM_EVENT_FIELD,
+    STREAM_TYPE_FIELD,
+    CloudEvent,
+)
 from schemas.responses import (
     BulkDeleteResult,
     PurgeResult,
@@ -330,5 +342,142 @@ class VideoClient:
     def purge_storage(self, *, timeout: float | None = None, **options: Any) -> PurgeResult:
         return self._data(PurgeResult, "videos.purge_storage", timeout, **options)
 
+    def events(
+        self,
+        *,
+        group: str,
+        consumer: str = "consumer-1",
+        types: Sequence[str] | None = None,
+        block_ms: int = 5000,
+        start: str = "$",
+        via: Literal["stream", "exchange"] = "stream",
+        url: str | None = None,
+        stop_when_idle: bool = False,
+    ) -> Iterator[CloudEvent]:
+        """The worker's events, each acknowledged once the loop asks for the next.
+
+        ``via="stream"`` reads ``videos:events`` on Redis (``url``, else the result
+        backend's) as consumer ``consumer`` of the group ``group``, created at ``start``
+        the first time (``$``: from now; ``0``: all that is kept). ``via="exchange"``
+        (RabbitMQ) binds the durable queue named ``group`` to the exchange
+        ``videos.events``. Either way an event not acknowledged (the loop broke, the
+        process died) comes again, and one published while the subscriber was away waits
+        for it; delivery is at least once, so deduplicate by ``event.id``. ``types``:
+        patterns such as ``video.*``. ``stop_when_idle``: end after ``block_ms`` with
+        nothing new.
+        """
+        if via == "exchange":
+            yield from read_exchange(
+                url or self.app.conf.broker_write_url or str(self.app.conf.broker_url),
+                group,
+                types,
+                block_ms=block_ms,
+                stop_when_idle=stop_when_idle,
+            )
+            return
+        redis_url = url or str(self.app.conf.result_backend or "")
+        yield from read_stream(
+            redis_url,
+            group=group,
+            consumer=consumer,
+            types=types,
+            block_ms=block_ms,
+            start=start,
+            stop_when_idle=stop_when_idle,
+        )
+
     def close(self) -> None:
         self.app.close()
+
+
+def wanted(event_type: str, types: Sequence[str] | None) -> bool:
+    return not types or any(fnmatchcase(event_type, pattern) for pattern in types)
+
+
+def read_stream(
+    redis_url: str,
+    *,
+    group: str | None,
+    consumer: str = "consumer-1",
+    types: Sequence[str] | None = None,
+    block_ms: int = 5000,
+    start: str = "$",
+    stop_when_idle: bool = False,
+    count: int = 100,
+) -> Iterator[CloudEvent]:
+    """``videos:events`` from Redis: with ``group``, through a consumer group (its own
+    pending entries first, each acknowledged when the next is asked for); without, a
+    plain XREAD from ``start`` that acknowledges nothing."""
+    client = redis.Redis.from_url(redis_url, socket_timeout=block_ms / 1000 + 10)
+    try:
+        if group is None:
+            last = start
+            while True:
+                reply = client.xread({EVENTS_STREAM: last}, count=count, block=block_ms)
+                entries = reply[0][1] if reply else []
+                if not entries and stop_when_idle:
+                    return
+                for entry_id, fields in entries:
+                    last = entry_id
+                    if fields and wanted(fields[STREAM_TYPE_FIELD.encode()].decode(), types):
+                        yield CloudEvent.model_validate_json(fields[STREAM_EVENT_FIELD.encode()])
+        try:
+            client.xgroup_create(EVENTS_STREAM, group, id=start, mkstream=True)
+        except redis.ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+        # "0": what this consumer was given and never acknowledged; then ">": new ones.
+        cursor = "0"
+        while True:
+            reply = client.xreadgroup(
+                group, consumer, {EVENTS_STREAM: cursor}, count=count, block=block_ms
+            )
+            entries = reply[0][1] if reply else []
+            if not entries:
+                if cursor == "0":
+                    cursor = ">"
+                    continue
+                if stop_when_idle:
+                    return
+                continue
+            for entry_id, fields in entries:
+                # A pending entry trimmed away since comes back without its fields.
+                if fields and wanted(fields[STREAM_TYPE_FIELD.encode()].decode(), types):
+                    yield CloudEvent.model_validate_json(fields[STREAM_EVENT_FIELD.encode()])
+                client.xack(EVENTS_STREAM, group, entry_id)
+    finally:
+        client.close()
+
+
+def read_exchange(
+    broker_url: str,
+    queue: str,
+    types: Sequence[str] | None = None,
+    *,
+    block_ms: int = 5000,
+    stop_when_idle: bool = False,
+) -> Iterator[CloudEvent]:
+    """The exchange ``videos.events`` on RabbitMQ, through the durable queue ``queue``
+    bound with each of ``types`` (topic patterns: ``video.*``; none: ``#``)."""
+    exchange = Exchange(EVENTS_EXCHANGE, type="topic", durable=True, auto_delete=False)
+    keys = list(types) if types else ["#"]
+    with BrokerConnection(broker_url) as connection:
+        channel = connection.channel()
+        exchange(channel).declare()
+        bound = Queue(queue, exchange, routing_key=keys[0], durable=True, auto_delete=False)
+        bound(channel).declare()
+        for key in keys[1:]:
+            bound(channel).bind_to(exchange=EVENTS_EXCHANGE, routing_key=key)
+        idle_since = None
+        while True:
+            message = bound(channel).get(no_ack=False)
+            if message is None:
+                now = time.monotonic()
+                idle_since = idle_since or now
+                if stop_when_idle and now - idle_since >= block_ms / 1000:
+                    return
+                time.sleep(0.05)
+                continue
+            idle_since = None
+            yield CloudEvent.model_validate_json(message.body)
+            message.ack()

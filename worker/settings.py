@@ -97,6 +97,21 @@ class Settings(BaseSettings):
     auth_jwt_issuer: str | None = None
     # The token beat's scheduled tasks present when no AUTH_JWT_SECRET can mint one.
     auth_service_token: SecretStr | None = None
+    # Events (worker.adapters.relay): the stream videos:events keeps this many hours.
+    events_retention_hours: PositiveInt = 168
+    # The relay's own PostgreSQL URL; empty: DATABASE_URL. Its session advisory lock and
+    # LISTEN need a direct server connection: behind a transaction pooler (PgBouncer in
+    # transaction mode) give it the server's own address here.
+    events_relay_database_url: str = ""
+    # Off: this worker never relays (another worker does; one relays at a time anyway).
+    events_relay: bool = True
+    events_relay_batch: int = Field(default=500, ge=1, le=10_000)
+    # How long the relay waits for a NOTIFY before it looks anyway.
+    events_poll_seconds: float = Field(default=1.0, gt=0)
+    # An event larger than this is refused by the relay: kept, retried, logged.
+    events_max_bytes: PositiveInt = 1024 * 1024
+    # Relayed rows stay in the outbox this long, then are pruned.
+    events_keep_sent_seconds: PositiveInt = 3600
 
     @model_validator(mode="after")
     def _auth_has_a_key(self) -> Settings:
@@ -108,6 +123,11 @@ class Settings(BaseSettings):
                 "or AUTH_JWT_SECRET (HS256)"
             )
         return self
+
+    @field_validator("events_relay_database_url")
+    @classmethod
+    def _relay_postgres_only(cls, value: str) -> str:
+        return cls._postgres_only(value) if value else value
 
     @field_validator("database_url")
     @classmethod
@@ -150,6 +170,10 @@ class Settings(BaseSettings):
     @property
     def signing(self) -> bool:
         return bool(self.security_key and self.security_certificate and self.security_cert_store)
+
+    @property
+    def relay_database_url(self) -> str:
+        return self.events_relay_database_url or self.database_url
 
     @property
     def result_backend_url(self) -> str:

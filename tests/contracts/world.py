@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 from uuid import UUID
 
 from pydantic import TypeAdapter
-from sqlalchemy import insert, select
+from sqlalchemy import insert, select, text
 
 from handlers.ports import ObjectStore, Publish, StatsCache, UnitOfWork
 from schemas.events import EVENTS_CHANNEL, Event, StatsRefreshed, VideoDeleted
@@ -174,6 +174,10 @@ class World:
         """Start receiving published events; the result waits for that many of them."""
         raise NotImplementedError
 
+    def outbox(self) -> list[tuple[str, str, dict[str, Any]]]:
+        """(type, subject, data) of each event in the outbox, in id order."""
+        raise NotImplementedError
+
     # Running a port call in a transaction of its own.
     def read(self, action: Callable[[UnitOfWork], R]) -> R:
         with self.uow() as uow:
@@ -265,6 +269,9 @@ class FakeWorld(World):
 
     def listen(self) -> Callable[[int], list[Event]]:
         return lambda count: list(self.fakes.publisher.events)
+
+    def outbox(self) -> list[tuple[str, str, dict[str, Any]]]:
+        return [(e.type, e.subject, e.data) for e in self.fakes.uow.events.entries]
 
 
 class RealWorld(World):
@@ -378,6 +385,10 @@ class RealWorld(World):
             return events
 
         return received
+
+    def outbox(self) -> list[tuple[str, str, dict[str, Any]]]:
+        rows = self._rows(text("SELECT type, subject, data FROM event_outbox ORDER BY id"))
+        return [(row.type, row.subject, row.data) for row in rows]
 
 
 def world_of(request: Any) -> World:

@@ -15,7 +15,7 @@ from handlers.deps import Deps
 from handlers.errors import StorageUnavailable
 from handlers.policy import Policy
 from handlers.ports import DeleteReport, PastDeletion, QueuedDeletion, QueuedKey, RemovedVideo
-from schemas.events import Event
+from schemas.events import Event, EventData
 from schemas.responses import VideoDetailResponse, VideoStats
 from tests.unit.fake_videos import (
     FakeCatalogue,
@@ -235,6 +235,36 @@ class FakeDeletionAudit:
         return [(e.reason, e.outcome) for e in self.entries if e.video_id == video_id]
 
 
+@dataclass(frozen=True)
+class OutboxEntry:
+    id: int
+    type: str
+    subject: str
+    data: dict[str, Any]
+
+
+class FakeOutbox:
+    """The outbox as a list: what a transaction wrote, kept only if it commits."""
+
+    def __init__(self) -> None:
+        self.entries: list[OutboxEntry] = []
+        self._ids = iter(range(1, 1 << 62))
+
+    def add(self, events: Sequence[EventData]) -> None:
+        for event in events:
+            self.entries.append(
+                OutboxEntry(
+                    id=next(self._ids),
+                    type=event.event_type,
+                    subject=event.subject,
+                    data=event.model_dump(mode="json", by_alias=True),
+                )
+            )
+
+    def of_type(self, *types: str) -> list[OutboxEntry]:
+        return [entry for entry in self.entries if entry.type in types]
+
+
 class FakeUnitOfWork:
     """One shared store of rows; each ``with`` block is rolled back unless committed.
 
@@ -252,6 +282,7 @@ class FakeUnitOfWork:
         self.references = FakeReferences(self.videos)
         self.deletions = FakeDeletionQueue()
         self.audit = FakeDeletionAudit(self.deletions)
+        self.events = FakeOutbox()
         self.committed = False
         self.transactions = 0
 
@@ -268,6 +299,7 @@ class FakeUnitOfWork:
             list(self.audit.entries),
             dict(self.videos.quota_of),
             dict(self.videos.trashed),
+            list(self.events.entries),
         )
 
     def __enter__(self) -> FakeUnitOfWork:
@@ -291,6 +323,7 @@ class FakeUnitOfWork:
             self.audit.entries,
             self.videos.quota_of,
             self.videos.trashed,
+            self.events.entries,
         ) = self._saved
 
     def commit(self) -> None:

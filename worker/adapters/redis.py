@@ -1,4 +1,5 @@
-"""Redis adapter: the statistics cache and the ``videos.events`` publisher.
+"""Redis adapter: the statistics cache, the ``videos.events`` publisher, and the stream
+the event relay writes to.
 
 Both are best-effort by design: with Redis down, ``videos.stats`` answers from
 Postgres and events are skipped (logged), rather than failing a delete that has
@@ -8,14 +9,23 @@ already committed.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from uuid import UUID
 
 import redis
 from pydantic import ValidationError
 
-from schemas.events import EVENTS_CHANNEL, Event
+from schemas.events import (
+    EVENTS_CHANNEL,
+    EVENTS_STREAM,
+    STREAM_EVENT_FIELD,
+    STREAM_SUBJECT_FIELD,
+    STREAM_TYPE_FIELD,
+    Event,
+)
 from schemas.responses import VideoStats
+from worker.adapters.relay import Outgoing, SinkUnavailable
 
 log = logging.getLogger("videoworker.cache")
 
@@ -206,3 +216,53 @@ class RedisPublisher:
                 "event.publish.failed",
                 extra={"event": getattr(event, "event", "?"), "error": type(exc).__name__},
             )
+
+
+class RedisStreamSink:
+    """The stream ``videos:events``: one XADD per event, a batch per pipeline.
+
+    Each entry carries the whole CloudEvent (field ``event``) and its type and subject
+    (to filter on without parsing). Every XADD trims by age (``MINID ~``, now less the
+    retention): approximate trimming drops whole macro nodes, so it costs next to nothing.
+    """
+
+    name = "stream"
+
+    def __init__(
+        self, client: redis.Redis, retention_hours: int, stream: str = EVENTS_STREAM
+    ) -> None:
+        self.client = client
+        self.stream = stream
+        self.retention_ms = retention_hours * 3600 * 1000
+
+    def publish(self, events: Sequence[Outgoing]) -> dict[int, str]:
+        """Refused events (row id: why); raises ``SinkUnavailable`` when Redis is away."""
+        if not events:
+            return {}
+        min_id = max(0, int(time.time() * 1000) - self.retention_ms)
+        try:
+            with self.client.pipeline(transaction=False) as pipe:
+                for event in events:
+                    pipe.xadd(
+                        self.stream,
+                        {
+                            STREAM_EVENT_FIELD: event.body,
+                            STREAM_TYPE_FIELD: event.type,
+                            STREAM_SUBJECT_FIELD: event.subject,
+                        },
+                        minid=min_id,
+                        approximate=True,
+                    )
+                replies = pipe.execute(raise_on_error=False)
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            raise SinkUnavailable(f"Redis: {type(exc).__name__}") from exc
+        refused: dict[int, str] = {}
+        for event, reply in zip(events, replies, strict=True):
+            if isinstance(reply, (redis.ConnectionError, redis.TimeoutError)):
+                raise SinkUnavailable(f"Redis: {type(reply).__name__}")
+            if isinstance(reply, Exception):
+                refused[event.row_id] = f"Redis refused: {str(reply)[:200]}"
+        return refused
+
+    def close(self) -> None:
+        self.client.close()

@@ -426,6 +426,24 @@ def build_parser() -> argparse.ArgumentParser:
 
     events = sub.add_parser("events", help="print videos.events as they come (Ctrl-C stops)")
     events.add_argument("--count", type=int, default=None, help="stop after N events")
+    events.add_argument(
+        "--follow",
+        action="store_true",
+        help="read the stream videos:events (CloudEvents, kept for days) instead of the channel",
+    )
+    events.add_argument(
+        "--from", dest="start", default="$", help="with --follow: a stream id, 0 for all kept"
+    )
+    events.add_argument(
+        "--group", default=None, help="with --follow: read as this consumer group, acknowledging"
+    )
+    events.add_argument(
+        "--type",
+        dest="types",
+        action="append",
+        default=[],
+        help="with --follow: only these types (video.*); repeatable",
+    )
     events.set_defaults(func=_events)
 
     schemas = sub.add_parser("schemas", help="write JSON Schemas of every message")

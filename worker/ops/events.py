@@ -16,7 +16,7 @@ import redis
 from rich.console import Console
 from rich.markup import escape
 
-from schemas.events import EVENTS_CHANNEL
+from schemas.events import EVENTS_CHANNEL, EVENTS_STREAM
 from worker.adapters.redis import make_redis
 
 POLL_SECONDS = 1.0  # how often a quiet wait looks up, so Ctrl-C is prompt
@@ -90,11 +90,42 @@ def follow(
     return seen
 
 
-__all__ = ["command", "follow", "pretty"]
+def follow_stream(
+    redis_url: str,
+    *,
+    start: str = "$",
+    group: str | None = None,
+    consumer: str = "videoworker-cli",
+    types: list[str] | None = None,
+    count: int | None = None,
+    out: IO[str] | None = None,
+) -> int:
+    """``--follow``: the stream ``videos:events`` (CloudEvents, kept for
+    EVENTS_RETENTION_HOURS), from ``start`` or through the consumer group ``group``
+    (acknowledging what it printed); one JSON object a line. Returns how many."""
+    from worker.client import read_stream
+
+    out = out or sys.stdout
+    seen = 0
+    if count == 0:
+        return 0
+    for event in read_stream(
+        redis_url, group=group, consumer=consumer, types=types, start=start, block_ms=1000
+    ):
+        out.write(event.model_dump_json() + "\n")
+        out.flush()
+        seen += 1
+        if count is not None and seen >= count:
+            break
+    return seen
+
+
+__all__ = ["command", "follow", "follow_stream", "pretty"]
 
 
 def command(args) -> int:  # noqa: ANN001 - the parsed arguments
-    """``videoworker events [--count N]``."""
+    """``videoworker events [--count N]``: the v1 channel as it comes; ``--follow
+    [--from ID] [--group G] [--type video.*]``: the stream, with what was missed."""
     from worker.ops.preflight import endpoints
     from worker.settings import get_settings
 
@@ -109,7 +140,21 @@ def command(args) -> int:  # noqa: ANN001 - the parsed arguments
         )
 
     try:
-        follow(settings.redis_cache_url, count=args.count, on_subscribed=subscribed)
+        if getattr(args, "follow", False):
+            print(
+                f"videoworker events: reading {EVENTS_STREAM} at {where}; Ctrl-C stops",
+                file=sys.stderr,
+                flush=True,
+            )
+            follow_stream(
+                settings.redis_cache_url,
+                start=args.start,
+                group=args.group,
+                types=args.types or None,
+                count=args.count,
+            )
+        else:
+            follow(settings.redis_cache_url, count=args.count, on_subscribed=subscribed)
     except KeyboardInterrupt:
         return 0
     except redis.ConnectionError as exc:

@@ -12,12 +12,14 @@ from celery.signals import (
     task_postrun,
     task_prerun,
     worker_process_init,
+    worker_ready,
+    worker_shutdown,
 )
 
 from handlers.deps import Deps
 from schemas.contract import QUEUE_OF
 from worker import logs
-from worker.bootstrap import build_deps
+from worker.bootstrap import build_deps, build_relay
 from worker.runtime import auth, consumer
 from worker.settings import get_settings
 
@@ -112,3 +114,23 @@ def _clear_task_context(task_id: str | None = None, task: object = None, **_: ob
     if task_id:
         request = getattr(task, "request", None)
         consumer.mark_finished(task_id, getattr(request, "retries", 0) or 0)
+
+
+_relay = None
+
+
+@worker_ready.connect
+def _start_event_relay(**_: object) -> None:
+    # The main process only (pool children never see worker_ready): one relay thread per
+    # worker, one of them active across all workers (worker.adapters.relay).
+    global _relay
+    settings = get_settings()
+    if settings.events_relay and _relay is None:
+        _relay = build_relay(settings)
+        _relay.start()
+
+
+@worker_shutdown.connect
+def _stop_event_relay(**_: object) -> None:
+    if _relay is not None:
+        _relay.stop.set()

@@ -15,6 +15,7 @@ from worker.adapters.postgres import budget
 from worker.adapters.postgres.readpath import ReadPath, ReadSession, unreachable
 from worker.adapters.postgres.rooms.catalogue import PostgresCatalogue
 from worker.adapters.postgres.rooms.deletions import PostgresDeletionAudit, PostgresDeletionQueue
+from worker.adapters.postgres.rooms.events import PostgresOutbox
 from worker.adapters.postgres.rooms.figures import PostgresFigures
 from worker.adapters.postgres.rooms.references import PostgresReferences
 from worker.adapters.postgres.rooms.removal import PostgresRemoval
@@ -76,6 +77,7 @@ class PostgresUnitOfWork:
     references: PostgresReferences
     deletions: PostgresDeletionQueue
     audit: PostgresDeletionAudit
+    events: PostgresOutbox
 
     def __init__(self, engine: Engine, read_path: ReadPath | None = None) -> None:
         self.engine = engine
@@ -110,6 +112,7 @@ class PostgresUnitOfWork:
         self.references = PostgresReferences(self.connection)
         self.deletions = PostgresDeletionQueue(self.connection)
         self.audit = PostgresDeletionAudit(self.connection)
+        self.events = PostgresOutbox(self.connection)
         return self
 
     def __exit__(

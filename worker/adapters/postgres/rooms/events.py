@@ -1,0 +1,130 @@
+"""The room ``events``: the outbox table, written in the writer's transaction and read
+by the relay.
+
+Writers (``PostgresOutbox``, and the triggers of migration 0012 for the rows other
+services write) only insert. The relay (``worker.adapters.relay``) owns the rest, on a
+connection of its own, through the statements below: take the unsent rows in id order,
+mark them relayed to a sink, hold back a refused one and its subject, prune sent rows.
+
+Why ids are in commit order per subject: every writer draws a subject's ids after it has
+locked that subject. A video's events are written after its row was updated or deleted
+in the same transaction (the triggers run after the statement; the handlers write after
+``uow.removal`` changed the row), and the next writer of that video waits on the row
+lock until the first commits, so draws its ids after that commit. A subject with no row
+(a mall's statistics, a bulk run) is locked here with a transaction-level advisory lock
+on its name before its ids are drawn.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+
+from sqlalchemy import Connection, text
+
+from schemas.events import EventData
+
+NOTIFY_CHANNEL = "videoworker_events"
+
+INSERT = text(
+    """
+    WITH written AS (
+        INSERT INTO event_outbox (type, subject, data)
+        SELECT e.type, e.subject, e.data::jsonb
+        FROM unnest(CAST(:types AS text[]), CAST(:subjects AS text[]), CAST(:data AS text[]))
+             WITH ORDINALITY AS e(type, subject, data, n)
+        ORDER BY e.n
+        RETURNING 1
+    )
+    SELECT pg_notify('videoworker_events', '') FROM (SELECT 1 FROM written LIMIT 1) AS any_row
+    """
+)
+
+# Subjects in a stable order, so two writers of the same subjects never deadlock.
+LOCK_SUBJECTS = text(
+    """
+    SELECT pg_advisory_xact_lock(hashtextextended('videoworker.events:' || s, 0))
+    FROM (SELECT DISTINCT s FROM unnest(CAST(:subjects AS text[])) AS s ORDER BY s) AS ordered
+    """
+)
+
+
+def locked_by_row(event: EventData) -> bool:
+    """A video's events are written after its row was changed in the same transaction:
+    the row lock orders them. Every other subject is locked by name."""
+    return event.event_type.startswith("video.")
+
+
+class PostgresOutbox:
+    def __init__(self, connection: Connection) -> None:
+        self.connection = connection
+
+    def add(self, events: Sequence[EventData]) -> None:
+        if not events:
+            return
+        unlocked = sorted({e.subject for e in events if not locked_by_row(e)})
+        if unlocked:
+            self.connection.execute(LOCK_SUBJECTS, {"subjects": unlocked})
+        self.connection.execute(
+            INSERT,
+            {
+                "types": [e.event_type for e in events],
+                "subjects": [e.subject for e in events],
+                "data": [json.dumps(e.model_dump(mode="json", by_alias=True)) for e in events],
+            },
+        )
+
+
+# The relay's statements (psycopg placeholders; run on its own connection).
+
+# Subjects held back: a row of theirs was refused and waits for its retry.
+HELD_SUBJECTS = """
+SELECT DISTINCT subject FROM event_outbox
+WHERE sent_at IS NULL AND retry_at IS NOT NULL AND retry_at > now()
+"""
+
+# The next unsent rows for one sink, oldest id first. No cursor: a row that commits
+# after a later id was relayed is still unsent, so the next pass takes it.
+TAKE = """
+SELECT id, event_id, type, subject, time, data::text, attempts
+FROM event_outbox
+WHERE sent_at IS NULL
+  AND relayed & %(bit)s = 0
+  AND (retry_at IS NULL OR retry_at <= now())
+  AND NOT (subject = ANY(%(held)s))
+ORDER BY id
+LIMIT %(limit)s
+FOR UPDATE SKIP LOCKED
+"""
+
+MARK_RELAYED = """
+UPDATE event_outbox
+SET relayed = relayed | %(bit)s,
+    sent_at = CASE WHEN (relayed | %(bit)s) & %(all)s = %(all)s THEN now() END,
+    retry_at = NULL
+WHERE id = ANY(%(ids)s)
+"""
+
+HOLD = """
+UPDATE event_outbox AS o
+SET attempts = o.attempts + 1,
+    retry_at = now() + make_interval(secs => least(%(cap)s, 2 ^ least(o.attempts, 20))),
+    last_error = h.error
+FROM unnest(%(ids)s::bigint[], %(errors)s::text[]) AS h(id, error)
+WHERE o.id = h.id
+"""
+
+PRUNE = """
+DELETE FROM event_outbox
+WHERE id IN (
+    SELECT id FROM event_outbox
+    WHERE sent_at IS NOT NULL AND sent_at < now() - make_interval(secs => %(keep)s)
+    LIMIT %(limit)s
+)
+"""
+
+# What waits: unsent rows, and the oldest one's age in seconds (health and the bench).
+BACKLOG = """
+SELECT count(*), coalesce(extract(epoch FROM now() - min(time)), 0)
+FROM event_outbox WHERE sent_at IS NULL
+"""
