@@ -14,6 +14,7 @@ from pydantic import BaseModel
 
 import schemas as s
 from schemas import contract
+from schemas.events import EVENT_DATA, CloudEvent
 
 # The callers' tasks of the task table; the worker's internal ones publish no schema.
 TASKS: dict[str, tuple[type[BaseModel], type[BaseModel]]] = {
@@ -24,6 +25,9 @@ OTHERS: dict[str, type[BaseModel]] = {
     "event.video.deleted": s.VideoDeleted,
     "event.stats.refreshed": s.StatsRefreshed,
     "event.bulk_delete.progress": s.BulkDeleteProgress,
+    # The stream's and the exchange's events: the CloudEvent envelope, and each type's data.
+    "cloudevent": CloudEvent,
+    **{f"cloudevent.{name}.data": model for name, model in EVENT_DATA.items()},
 }
 
 
