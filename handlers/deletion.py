@@ -17,9 +17,11 @@ rows to ``_remove_claimed``, which decides per key, at removal time, whether it 
   settled from what is left in the queue.
 
 Two rows sharing a key and deleted at once therefore never both skip it: whichever
-remover runs last sees no row left and removes it. What remains is the moment between
-the reference check and the S3 call: a row another service registers on the key in
-that window loses its object (``videoworker reconcile`` reports it as missing).
+remover runs last sees no row left and removes it. Writers of ``videos`` take the same
+key locks for the keys they register (a trigger, migration 0015), so a row registered
+before the engine locks a key is seen under the lock. What remains is a registration
+that waits behind an engine already past its check: its row commits after the object
+is gone (``videoworker reconcile`` reports it as missing; see the README).
 """
 
 from __future__ import annotations

@@ -28,7 +28,9 @@ from handlers.access import Scope
 from handlers.ports import PastDeletion, QueuedDeletion, QueuedKey, RemovedVideo
 from worker.adapters.postgres.rooms.query import audit, deletions, visible
 
-# One transaction-level advisory lock per key (64-bit hash of its text).
+# One transaction-level advisory lock per key (64-bit hash of its text). Writers of
+# videos take the same locks, in the same order, for the keys they register (migration
+# 0015's trigger): change both or neither.
 LOCK_KEYS = text(
     "SELECT count(pg_advisory_xact_lock(h)) FROM ("
     " SELECT DISTINCT hashtextextended(k, 0) AS h FROM unnest(CAST(:keys AS text[])) AS k"
