@@ -26,6 +26,7 @@ from schemas.requests import (
     FlushStaleStats,
     GetStats,
     GetVideo,
+    ListTags,
     ListVideos,
     PurgeStorage,
     RefreshStats,
@@ -33,6 +34,7 @@ from schemas.requests import (
     SignUrl,
     SignUrls,
     SweepRetention,
+    TagVideos,
 )
 from schemas.responses import (
     BulkDeleteResult,
@@ -41,6 +43,8 @@ from schemas.responses import (
     RestoreResult,
     RetentionSweepResult,
     SignUrlsResult,
+    TagList,
+    TagResult,
     VideoDeleteResponse,
     VideoDetailResponse,
     VideoListResponse,
@@ -240,6 +244,26 @@ TASKS: tuple[TaskSpec, ...] = (
         STATS_LIMITS,
         "it recomputes the figures marked stale, which a first run already cleared",
         internal=True,
+    ),
+    TaskSpec(
+        "videos.tag",
+        TagVideos,
+        TagResult,
+        "handlers.tagging.tag_videos",
+        REQUESTS_QUEUE,
+        EVERY_ROLE,
+        REQUEST_LIMITS,
+        "a pair already added (or removed) is left as it is",
+    ),
+    TaskSpec(
+        "videos.tags",
+        ListTags,
+        TagList,
+        "handlers.tagging.list_tags",
+        REQUESTS_QUEUE,
+        EVERY_ROLE,
+        REQUEST_LIMITS,
+        _READS_NOTHING_CHANGES,
     ),
 )
 

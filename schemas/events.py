@@ -171,6 +171,15 @@ class StatsRefreshedData(EventData):
         return str(self.mall_id) if self.mall_id is not None else "global"
 
 
+class VideoTaggedData(VideoEventData):
+    """Tags added to or removed from one video (``videos.tag``): the names as stored."""
+
+    event_type: ClassVar[str] = "video.tagged"
+    added: list[str]
+    removed: list[str]
+    tagged_by: str | None
+
+
 EVENT_DATA: dict[str, type[EventData]] = {
     model.event_type: model
     for model in (
@@ -181,6 +190,7 @@ EVENT_DATA: dict[str, type[EventData]] = {
         VideoDeletedData,
         BulkDeleteProgressData,
         StatsRefreshedData,
+        VideoTaggedData,
     )
 }
 
@@ -205,4 +215,5 @@ __all__ = [
     "VideoRestoredData",
     "VideoStatusChangedData",
     "VideoTrashedData",
+    "VideoTaggedData",
 ]

@@ -7,6 +7,7 @@ rejected (``extra="forbid"``), ints and bools are strict (``"2"`` is not a page,
 
 from __future__ import annotations
 
+import unicodedata
 from datetime import datetime
 from typing import Annotated, Any, Literal
 from uuid import UUID
@@ -85,6 +86,48 @@ Targets = Annotated[list[Target], Field(min_length=1, max_length=3), AfterValida
 ExpiresMinutes = Annotated[StrictInt, Field(ge=5, le=1440)]
 BatchSize = Annotated[StrictInt, Field(ge=1, le=1000)]
 
+# A tag's name: at most this many characters once normalised.
+TAG_NAME_MAX = 64
+# Control, format, surrogate, private-use and unassigned code points: a name that holds
+# one prints differently from what it is (a right-to-left override, a NUL, a
+# zero-width space). The zero-width joiner stays: emoji sequences are made with it.
+_HIDDEN_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Co", "Cn"})
+_JOINER = "\u200d"
+
+
+def _bad_tag(name: str, reason: str) -> PydanticCustomError:
+    shown = repr(name)
+    shown = shown if len(shown) <= 80 else shown[:77] + "..."
+    return PydanticCustomError("tag_name", f"Invalid tag name {shown}: {reason}")
+
+
+def tag_name(value: str) -> str:
+    """A tag's name as stored and compared: NFKC (so a full-width "ＡＢＣ" and "ABC", or
+    the ligature "ﬁ" and "fi", are one name), trimmed, runs of whitespace one space. One
+    string, never a list packed into one field: a name holds no comma-separated others,
+    it is simply a name, and each tag is a row of its own."""
+    normalised = " ".join(unicodedata.normalize("NFKC", value).split())
+    if not normalised:
+        raise _bad_tag(value, "empty once whitespace is trimmed")
+    if len(normalised) > TAG_NAME_MAX:
+        raise _bad_tag(value, f"longer than {TAG_NAME_MAX} characters")
+    for ch in normalised:
+        if ch != _JOINER and unicodedata.category(ch) in _HIDDEN_CATEGORIES:
+            raise _bad_tag(value, f"holds the control character U+{ord(ch):04X}")
+    return normalised
+
+
+def _distinct_names(names: list[str]) -> list[str]:
+    # Compared as PostgreSQL's lower() compares them: one name, whatever its case.
+    seen: dict[str, str] = {}
+    for name in names:
+        seen.setdefault(name.lower(), name)
+    return list(seen.values())
+
+
+TagName = Annotated[StrictStr, AfterValidator(tag_name)]
+TagNames = Annotated[list[TagName], AfterValidator(_distinct_names)]
+
 
 AUTH_KWARG_SCHEMA = {
     "type": "string",
@@ -119,6 +162,8 @@ class VideoFilters(BaseModel):
     uploaded_before: Instant | None = None
     # Case-insensitive substring of original_filename or operator_notes.
     q: SearchText | None = None
+    # Videos carrying every one of these tags (names compared case-insensitively).
+    tags: Annotated[TagNames, Field(min_length=1, max_length=10)] | None = None
 
     @model_validator(mode="after")
     def _range_is_forward(self) -> VideoFilters:
@@ -248,3 +293,33 @@ class ClearRetention(Command):
 class SetLegalHold(Command):
     video_id: Id
     held: StrictBool = True
+
+
+# Contract v1.2: tags and share links.
+class TagVideos(Command):
+    """Add and remove tags on videos; a pair already there (or already gone) is left as
+    it is, so the same message twice changes nothing the second time."""
+
+    video_ids: Annotated[list[Id], Field(min_length=1, max_length=1000)]
+    add: Annotated[TagNames, Field(max_length=20)] = []
+    remove: Annotated[TagNames, Field(max_length=20)] = []
+
+    @model_validator(mode="after")
+    def _something_to_do(self) -> TagVideos:
+        if not self.add and not self.remove:
+            raise PydanticCustomError("nothing_to_do", "Give add, remove or both")
+        both = {n.lower() for n in self.add} & {n.lower() for n in self.remove}
+        if both:
+            raise PydanticCustomError(
+                "add_and_remove",
+                "A tag cannot be both added and removed: {names}",
+                {"names": ", ".join(sorted(both))},
+            )
+        return self
+
+
+class ListTags(Command):
+    mall_id: Id | None = None
+    # Names starting with this (case-insensitively), as a search box completes them.
+    prefix: Annotated[StrictStr, Field(min_length=1, max_length=TAG_NAME_MAX)] | None = None
+    limit: StrictInt = Field(default=100, ge=1, le=200)

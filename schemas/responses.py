@@ -82,6 +82,8 @@ class VideoListItem(Result):
     purge_after: UtcDatetime | None = only_when_given()
     # videos.list(sign=[...]) only: one presigned URL per target, null where no file is.
     urls: dict[str, str | None] | None = only_when_given()
+    # v1.2: the video's tags, sorted case-insensitively.
+    tags: list[str] = Field(default_factory=list)
     # The object key of each target as the listed row held it: what a gallery page signs,
     # read in the list query itself. Never part of an answer.
     _files: dict[str, str | None] = PrivateAttr(default_factory=dict)
@@ -132,6 +134,8 @@ class VideoDetailResponse(Result):
     created_at: UtcDatetime | None
     updated_at: UtcDatetime | None
     operator_notes: str | None
+    # v1.2: the video's tags, sorted case-insensitively.
+    tags: list[str] = Field(default_factory=list)
 
 
 class VideoStreamUrlResponse(Result):
@@ -249,3 +253,22 @@ class PurgeResult(Result):
     remaining: int
     # Keys that failed so often they need a person to look (permissions, a lost bucket…).
     stuck: int
+
+
+# Contract v1.2: tags and share links.
+class TagResult(Result):
+    # How many of the video_ids the caller sees (not in the trash); pairs changed.
+    videos: int
+    added: int
+    removed: int
+    not_found: list[UUID]
+
+
+class TagCount(Result):
+    name: str
+    mall_id: UUID
+    videos: int
+
+
+class TagList(Result):
+    tags: list[TagCount]

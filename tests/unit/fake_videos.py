@@ -56,7 +56,9 @@ def _visible(scope: Scope, video: VideoDetailResponse) -> bool:
     return scope.sees(video.mall_id, video.pin_id)
 
 
-def _matches(video: VideoDetailResponse, query: VideoFilters) -> bool:
+def _matches(
+    video: VideoDetailResponse, query: VideoFilters, tags: dict[UUID, dict[str, str]]
+) -> bool:
     checks = (
         query.mall_id is None or video.mall_id == query.mall_id,
         query.pin_id is None or video.pin_id == query.pin_id,
@@ -67,6 +69,7 @@ def _matches(video: VideoDetailResponse, query: VideoFilters) -> bool:
         query.q is None
         or _contains(video.original_filename, query.q)
         or _contains(video.operator_notes, query.q),
+        all(name.lower() in tags.get(video.id, {}) for name in query.tags or ()),
     )
     return all(checks)
 
@@ -87,6 +90,16 @@ class FakeVideoTable:
         self.held: set[UUID] = set()
         # The trash: when each trashed video went in, and by whom.
         self.trashed: dict[UUID, tuple[datetime, str | None]] = {}
+        # video_tags, by video: each tag's lower-cased name and its spelling; and the
+        # tags table: each mall's spelling of each lower-cased name, first one kept.
+        self.video_tags: dict[UUID, dict[str, str]] = {}
+        self.tag_names: dict[tuple[UUID, str], str] = {}
+
+    def tags_of(self, video_id: UUID) -> list[str]:
+        return sorted(self.video_tags.get(video_id, {}).values(), key=lambda n: (n.lower(), n))
+
+    def tagged(self, video: VideoDetailResponse) -> VideoDetailResponse:
+        return video.model_copy(update={"tags": self.tags_of(video.id)})
 
     def is_live(self, video: VideoDetailResponse) -> bool:
         return video.id not in self.trashed
@@ -103,7 +116,9 @@ class FakeVideoTable:
         return [
             v
             for v in self.rows.values()
-            if _visible(scope, v) and _matches(v, query) and self.is_live(v) != trashed
+            if _visible(scope, v)
+            and _matches(v, query, self.video_tags)
+            and self.is_live(v) != trashed
         ]
 
     def seen(self, scope: Scope, video_id: UUID) -> VideoDetailResponse | None:
@@ -114,6 +129,7 @@ class FakeVideoTable:
     def drop(self, video: VideoDetailResponse) -> RemovedVideo:
         del self.rows[video.id]
         self.trashed.pop(video.id, None)
+        self.video_tags.pop(video.id, None)
         self.held.discard(video.id)
         return _removed(video)
 
@@ -128,10 +144,11 @@ class FakeCatalogue:
         page = matching[start : start + query.page_size]
         items = [
             VideoListItem(
-                **v.model_dump(include=set(VideoListItem.model_fields)),
+                **v.model_dump(include=set(VideoListItem.model_fields) - {"tags"}),
                 has_proxy=is_file_key(v.proxy_path),
                 has_thumbnail=is_file_key(v.thumbnail_path),
                 trashed_at=self.table.trashed[v.id][0] if query.trashed else None,
+                tags=self.table.tags_of(v.id),
             ).with_files(
                 {"original": v.original_path, "proxy": v.proxy_path, "thumbnail": v.thumbnail_path}
             )
@@ -141,13 +158,17 @@ class FakeCatalogue:
 
     def get(self, scope: Scope, video_id: UUID) -> VideoDetailResponse | None:
         video = self.table.seen(scope, video_id)
-        return video if video is not None and self.table.is_live(video) else None
+        return self.table.tagged(video) if video is not None and self.table.is_live(video) else None
 
     def get_many(
         self, scope: Scope, video_ids: Sequence[UUID], trashed: bool = False
     ) -> dict[UUID, VideoDetailResponse]:
         found = (self.table.seen(scope, video_id) for video_id in set(video_ids))
-        return {v.id: v for v in found if v is not None and self.table.is_live(v) != trashed}
+        return {
+            v.id: self.table.tagged(v)
+            for v in found
+            if v is not None and self.table.is_live(v) != trashed
+        }
 
 
 class FakeRemoval:

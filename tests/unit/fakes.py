@@ -17,6 +17,7 @@ from handlers.policy import Policy
 from handlers.ports import DeleteReport, PastDeletion, QueuedDeletion, QueuedKey, RemovedVideo
 from schemas.events import Event, EventData
 from schemas.responses import VideoDetailResponse, VideoStats
+from tests.unit.fake_sharing import FakeTags
 from tests.unit.fake_videos import (
     FakeCatalogue,
     FakeFigures,
@@ -282,6 +283,7 @@ class FakeUnitOfWork:
         self.references = FakeReferences(self.videos)
         self.deletions = FakeDeletionQueue()
         self.audit = FakeDeletionAudit(self.deletions)
+        self.tags = FakeTags(self.videos)
         self.events = FakeOutbox()
         self.committed = False
         self.transactions = 0
@@ -290,6 +292,7 @@ class FakeUnitOfWork:
         return self
 
     def _snapshot(self) -> None:
+        self._saved_rooms = (self.tags.snapshot(),)
         self._saved = (
             dict(self.videos.rows),
             set(self.videos.malls),
@@ -314,6 +317,7 @@ class FakeUnitOfWork:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        self.tags.restore(self._saved_rooms[0])
         (
             self.videos.rows,
             self.videos.malls,

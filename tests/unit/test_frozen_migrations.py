@@ -19,6 +19,7 @@ FROZEN = (
     "0009_video_counts_by_mall.py",
     "0010_video_figure.py",
     "0012_event_outbox.py",
+    "0013_tags.py",
     "0015_key_registration_lock.py",
 )
 IMPORTABLE = {"alembic", "sqlalchemy"}

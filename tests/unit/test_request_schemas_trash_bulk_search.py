@@ -261,6 +261,7 @@ def test_every_filter_of_list_is_a_filter_of_bulk_delete():
         "uploaded_after",
         "uploaded_before",
         "q",
+        "tags",
     }
     assert str(filters.mall_id) == MALL_ID and filters.has_proxy is False
     assert filters.uploaded_before.isoformat() == "2025-10-31T23:00:00+00:00"

@@ -20,7 +20,7 @@ from worker.runtime.consumer import ALLOWED_TASKS
 from worker.runtime.tasking import ContractTask, MaintenanceTask
 
 ROOT = Path(__file__).resolve().parents[2]
-# The tasks contract v1 and v1.1 name, with their queues, as written there.
+# The tasks contracts v1, v1.1 and v1.2 name, with their queues, as written there.
 CONTRACT = {
     "videos.list": "videos",
     "videos.get": "videos",
@@ -33,6 +33,9 @@ CONTRACT = {
     "videos.refresh_stats": "videos.maintenance",
     "videos.retention_sweep": "videos.maintenance",
     "videos.purge_storage": "videos.maintenance",
+    # v1.2: tags and share links.
+    "videos.tag": "videos",
+    "videos.tags": "videos",
 }
 
 

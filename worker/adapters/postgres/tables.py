@@ -367,3 +367,38 @@ class DeletionAudit(Base):
         Index("ix_deletion_audit_mall_at", "mall_id", "at"),
         Index("ix_deletion_audit_request_id", "request_id"),
     )
+
+
+class Tag(Base):
+    """A mall's name for some of its videos (migration 0013): one row per name, unique
+    within the mall whatever its case, kept as first written."""
+
+    __tablename__ = "tags"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    mall_id: Mapped[uuid.UUID] = mapped_column(Uuid, ForeignKey("malls.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(Timestamp, server_default=func.now())
+
+    __table_args__ = (
+        CheckConstraint("char_length(name) BETWEEN 1 AND 64", name="name"),
+        Index("uq_tags_mall_id_lower_name", "mall_id", func.lower(text("name")), unique=True),
+        Index("ix_tags_lower_name", func.lower(text("name"))),
+    )
+
+
+class VideoTag(Base):
+    """One tag on one video, and who put it there (the caller's ``sub``)."""
+
+    __tablename__ = "video_tags"
+
+    video_id: Mapped[uuid.UUID] = mapped_column(
+        Uuid, ForeignKey("videos.id", ondelete="CASCADE"), primary_key=True
+    )
+    tag_id: Mapped[uuid.UUID] = mapped_column(
+        Uuid, ForeignKey("tags.id", ondelete="CASCADE"), primary_key=True
+    )
+    tagged_at: Mapped[datetime] = mapped_column(Timestamp, server_default=func.now())
+    tagged_by: Mapped[str | None] = mapped_column(Text)
+
+    __table_args__ = (Index("ix_video_tags_tag_id_video_id", "tag_id", "video_id"),)

@@ -20,6 +20,7 @@ from worker.adapters.postgres.rooms.figures import PostgresFigures
 from worker.adapters.postgres.rooms.references import PostgresReferences
 from worker.adapters.postgres.rooms.removal import PostgresRemoval
 from worker.adapters.postgres.rooms.retention import PostgresRetentionSettings
+from worker.adapters.postgres.rooms.tags import PostgresTags
 from worker.settings import Settings
 
 # Connection-level failures: the server is down, restarting or unreachable.
@@ -77,6 +78,7 @@ class PostgresUnitOfWork:
     references: PostgresReferences
     deletions: PostgresDeletionQueue
     audit: PostgresDeletionAudit
+    tags: PostgresTags
     events: PostgresOutbox
 
     def __init__(self, engine: Engine, read_path: ReadPath | None = None) -> None:
@@ -112,6 +114,7 @@ class PostgresUnitOfWork:
         self.references = PostgresReferences(self.connection)
         self.deletions = PostgresDeletionQueue(self.connection)
         self.audit = PostgresDeletionAudit(self.connection)
+        self.tags = PostgresTags(self.connection)
         self.events = PostgresOutbox(self.connection)
         return self
 

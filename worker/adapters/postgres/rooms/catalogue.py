@@ -68,7 +68,10 @@ def exact_total(
     months and days summed, the partial days at the range's edges counted from the list
     indexes, in one statement (one snapshot). Answers what shapes the statement beyond
     its parameters' names, the parameters, and how to build it; None when the range
-    holds no whole day: the indexes then count it as fast."""
+    holds no whole day: the indexes then count it as fast, and with ``tags``, which the
+    figures do not know."""
+    if query.tags:
+        return None
     parts = spans.split(query.uploaded_after, query.uploaded_before)
     if parts is None:
         return None

@@ -33,6 +33,7 @@ from sqlalchemy import (
     select,
     true,
 )
+from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.sql.elements import BindParameter
 
 from handlers.access import Scope
@@ -43,11 +44,13 @@ from worker.adapters.postgres.tables import (
     Mall,
     MallRetention,
     StorageDeletion,
+    Tag,
     Video,
     VideoCountsDaily,
     VideoCountsMallDaily,
     VideoCountsMallMonthly,
     VideoCountsMonthly,
+    VideoTag,
 )
 
 videos = Video.__table__
@@ -60,6 +63,8 @@ counts_daily = VideoCountsDaily.__table__
 counts_monthly = VideoCountsMonthly.__table__
 counts_mall_daily = VideoCountsMallDaily.__table__
 counts_mall_monthly = VideoCountsMallMonthly.__table__
+tags = Tag.__table__
+video_tags = VideoTag.__table__
 
 
 def by_pin(scope: Scope, pin_id: UUID | None) -> bool:
@@ -117,6 +122,21 @@ def readable(column: Column[Any]) -> ColumnElement[Any]:
     return column
 
 
+# A video's tag names, sorted case-insensitively (ties by the name itself): one index
+# look-up per listed row, in the statement that reads the row.
+TAG_NAMES = (
+    select(
+        func.coalesce(
+            func.array_agg(aggregate_order_by(tags.c.name, func.lower(tags.c.name), tags.c.name)),
+            literal_column("'{}'::text[]"),
+        )
+    )
+    .select_from(video_tags.join(tags, tags.c.id == video_tags.c.tag_id))
+    .where(video_tags.c.video_id == videos.c.id)
+    .scalar_subquery()
+    .label("tags")
+)
+
 LIST_COLUMNS = (
     videos.c.id,
     videos.c.mall_id,
@@ -133,6 +153,7 @@ LIST_COLUMNS = (
     videos.c.original_path,
     readable(videos.c.uploaded_at),
     readable(videos.c.recorded_at),
+    TAG_NAMES,
 )
 TRASH_LIST_COLUMNS = (*LIST_COLUMNS, readable(videos.c.trashed_at))
 # The columns of the contract's detail: not the worker's own (hold, trash).
@@ -140,6 +161,7 @@ OWN_COLUMNS = ("legal_hold", "trashed_at", "trashed_by")
 DETAIL_COLUMNS = (
     *(readable(c) for c in videos.c if c.name not in OWN_COLUMNS),
     pins.c.name.label("pin_name"),
+    TAG_NAMES,
 )
 WITH_PIN = videos.outerjoin(pins, pins.c.id == videos.c.pin_id)
 
@@ -302,7 +324,20 @@ def list_filters(
             where.bind("uploaded_before", query.uploaded_before, lambda p: at < p)
     if query.q is not None:
         where.bind("q_pattern", search_pattern(query.q), _matches, Text)
+    for index, name in enumerate(query.tags or ()):
+        where.bind(f"tag{index}", name, _tagged, Text)
     return where
+
+
+def _tagged(name: BindParameter[Any]) -> ColumnElement[bool]:
+    """The video carries a tag of this name (in its mall; any case): one look-up of the
+    name's tags, then of the pair, by the primary key of ``video_tags``."""
+    return (
+        select(literal_column("1"))
+        .select_from(video_tags.join(tags, tags.c.id == video_tags.c.tag_id))
+        .where(video_tags.c.video_id == videos.c.id, func.lower(tags.c.name) == func.lower(name))
+        .exists()
+    )
 
 
 def figure_filters(table: Table, scope: Scope, query: VideoFilters, trashed: bool) -> Where:
