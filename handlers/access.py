@@ -75,3 +75,5 @@ class Scope:
 
 # AUTH_MODE=off, and the operator's own tools: every video, nobody to name as actor.
 UNRESTRICTED = Scope.admin()
+# A public task's caller (a share's token is its credential): no video of its own.
+NOBODY = Scope.tenant(())

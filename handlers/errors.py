@@ -56,3 +56,15 @@ class StatementTimeout(VideoError):
 
 PROXY_NOT_AVAILABLE = "Proxy video not available (still processing or failed)"
 THUMBNAIL_NOT_AVAILABLE = "Thumbnail not available (still processing)"
+
+
+class WrongPassword(VideoError):
+    """A share's password missing or wrong."""
+
+    code = "forbidden"
+
+
+class TooManyAttempts(VideoError):
+    """A share refusing every password until its window of attempts has passed."""
+
+    code = "too_many_attempts"

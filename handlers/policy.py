@@ -32,5 +32,12 @@ class Policy:
     reconcile_min_age_seconds: float = 24 * 3600.0
     reconcile_max_share: float = 0.1
 
+    # Share links: the longest a link may live (no link lives for ever), how long each
+    # URL a resolve mints lives (never past the link's own expiry), and how many wrong
+    # passwords a link takes within 15 minutes before it refuses every attempt.
+    share_max_minutes: int = 43_200
+    share_url_minutes: int = 15
+    share_max_attempts: int = 5
+
 
 DEFAULT_POLICY = Policy()

@@ -22,15 +22,19 @@ from pydantic import BaseModel
 
 from schemas.requests import (
     BulkDelete,
+    CreateShare,
     DeleteVideo,
     FlushStaleStats,
     GetStats,
     GetVideo,
+    ListShares,
     ListTags,
     ListVideos,
     PurgeStorage,
     RefreshStats,
+    ResolveShare,
     RestoreVideo,
+    RevokeShare,
     SignUrl,
     SignUrls,
     SweepRetention,
@@ -42,6 +46,10 @@ from schemas.responses import (
     RefreshStatsResult,
     RestoreResult,
     RetentionSweepResult,
+    ShareCreated,
+    ShareList,
+    ShareResolved,
+    ShareRevoked,
     SignUrlsResult,
     TagList,
     TagResult,
@@ -101,6 +109,9 @@ class TaskSpec:
     # Queued by the worker itself (a debounced flush), not part of the callers' contract:
     # no JSON Schema is published for it.
     internal: bool = False
+    # Its kwargs carry their own credential (a share's token): no ``auth`` is asked for
+    # or verified, and no role applies.
+    public: bool = False
 
     @property
     def soft_limit(self) -> int:
@@ -265,6 +276,49 @@ TASKS: tuple[TaskSpec, ...] = (
         REQUEST_LIMITS,
         _READS_NOTHING_CHANGES,
     ),
+    TaskSpec(
+        "videos.share",
+        CreateShare,
+        ShareCreated,
+        "handlers.sharing.create_share",
+        REQUESTS_QUEUE,
+        EVERY_ROLE,
+        REQUEST_LIMITS,
+        "a second run makes a second link; the first one's token was never answered, so "
+        "nobody holds it, and it expires unused",
+    ),
+    TaskSpec(
+        "videos.share_resolve",
+        ResolveShare,
+        ShareResolved,
+        "handlers.sharing.resolve_share",
+        REQUESTS_QUEUE,
+        EVERY_ROLE,
+        REQUEST_LIMITS,
+        "a second run counts a view of its own and mints URLs of its own, as a second "
+        "open of the link would",
+        public=True,
+    ),
+    TaskSpec(
+        "videos.share_revoke",
+        RevokeShare,
+        ShareRevoked,
+        "handlers.sharing.revoke_share",
+        REQUESTS_QUEUE,
+        EVERY_ROLE,
+        REQUEST_LIMITS,
+        "a share already revoked is answered revoked again, its first revocation kept",
+    ),
+    TaskSpec(
+        "videos.shares",
+        ListShares,
+        ShareList,
+        "handlers.sharing.list_shares",
+        REQUESTS_QUEUE,
+        EVERY_ROLE,
+        REQUEST_LIMITS,
+        _READS_NOTHING_CHANGES,
+    ),
 )
 
 TASK_OF: dict[str, TaskSpec] = {spec.name: spec for spec in TASKS}
@@ -277,3 +331,5 @@ QUEUE_OF = {spec.name: spec.queue for spec in TASKS}
 ROUTES = {name: {"queue": queue} for name, queue in QUEUE_OF.items()}
 ROLES_OF_TASK: dict[str, frozenset[str]] = {spec.name: spec.roles for spec in TASKS}
 LONGEST_HARD_LIMIT = max(spec.hard_limit for spec in TASKS)
+# Tasks whose kwargs carry their own credential: no ``auth``, no role.
+PUBLIC_TASKS = frozenset(spec.name for spec in TASKS if spec.public)

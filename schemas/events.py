@@ -180,6 +180,39 @@ class VideoTaggedData(VideoEventData):
     tagged_by: str | None
 
 
+class ShareEventData(EventData):
+    """About one share link; the subject is its id. Never its token or password."""
+
+    share_id: UUID
+
+    @property
+    def subject(self) -> str:
+        return str(self.share_id)
+
+
+class ShareCreatedData(ShareEventData):
+    event_type: ClassVar[str] = "share.created"
+    created_by: str | None
+    expires_at: UtcDatetime
+    targets: list[str]
+    video_ids: list[UUID]
+    max_views: int | None
+    has_password: bool
+
+
+class ShareRevokedData(ShareEventData):
+    event_type: ClassVar[str] = "share.revoked"
+    revoked_by: str | None
+
+
+class ShareViewedData(ShareEventData):
+    """A resolve that answered: ``views`` counts it; ``video_ids`` it gave URLs for."""
+
+    event_type: ClassVar[str] = "share.viewed"
+    views: int
+    video_ids: list[UUID]
+
+
 EVENT_DATA: dict[str, type[EventData]] = {
     model.event_type: model
     for model in (
@@ -191,6 +224,9 @@ EVENT_DATA: dict[str, type[EventData]] = {
         BulkDeleteProgressData,
         StatsRefreshedData,
         VideoTaggedData,
+        ShareCreatedData,
+        ShareRevokedData,
+        ShareViewedData,
     )
 }
 
@@ -216,4 +252,7 @@ __all__ = [
     "VideoStatusChangedData",
     "VideoTrashedData",
     "VideoTaggedData",
+    "ShareCreatedData",
+    "ShareRevokedData",
+    "ShareViewedData",
 ]

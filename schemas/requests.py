@@ -323,3 +323,47 @@ class ListTags(Command):
     # Names starting with this (case-insensitively), as a search box completes them.
     prefix: Annotated[StrictStr, Field(min_length=1, max_length=TAG_NAME_MAX)] | None = None
     limit: StrictInt = Field(default=100, ge=1, le=200)
+
+
+SHARE_PASSWORD_MIN, SHARE_PASSWORD_MAX = 8, 128
+SHARE_DEFAULT_MINUTES = 10080
+SharePassword = Annotated[
+    StrictStr,
+    Field(min_length=SHARE_PASSWORD_MIN, max_length=SHARE_PASSWORD_MAX),
+    AfterValidator(_no_nul),
+]
+
+
+class CreateShare(Command):
+    """A link to these videos for someone without an account. The upper bound of
+    ``expires_in_minutes`` is the worker's ``SHARE_MAX_MINUTES``, checked by the handler:
+    a link never lives for ever, and never longer than the operator allows."""
+
+    video_ids: Annotated[list[Id], Field(min_length=1, max_length=100), AfterValidator(_distinct)]
+    expires_in_minutes: StrictInt = Field(default=SHARE_DEFAULT_MINUTES, ge=5)
+    targets: Targets = ["proxy", "thumbnail"]
+    password: SharePassword | None = None
+    max_views: StrictInt | None = Field(default=None, ge=1, le=1_000_000)
+    label: Annotated[StrictStr, Field(max_length=200), AfterValidator(_no_nul)] | None = None
+
+
+class ResolveShare(Command):
+    """The token is the credential (no ``auth``). Its shape is judged by the handler, not
+    here: a token of the wrong length is answered as an unknown one, never as a bad
+    request that would tell a guesser what a token looks like."""
+
+    token: StrictStr
+    # Compared with the share's hash; a share without a password ignores it.
+    password: Annotated[StrictStr, Field(max_length=4096)] | None = None
+
+
+class RevokeShare(Command):
+    share_id: Id
+
+
+class ListShares(Command):
+    video_id: Id | None = None
+    # False: only links that still open (not expired, revoked or used up).
+    include_expired: StrictBool = False
+    page: StrictInt = Field(default=1, ge=1)
+    page_size: StrictInt = Field(default=20, ge=1, le=100)

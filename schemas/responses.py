@@ -272,3 +272,58 @@ class TagCount(Result):
 
 class TagList(Result):
     tags: list[TagCount]
+
+
+class ShareCreated(Result):
+    """The one answer that carries the token: the worker keeps only its hash."""
+
+    share_id: UUID
+    token: str
+    expires_at: UtcDatetime
+    targets: list[str]
+    video_count: int
+
+
+class SharedVideo(Result):
+    id: UUID
+    original_filename: str
+    duration_seconds: FiniteFloat | None
+    uploaded_at: UtcDatetime
+    recorded_at: UtcDatetime | None
+    urls: dict[str, str | None]
+
+
+class ShareResolved(Result):
+    share_id: UUID
+    label: str | None
+    expires_at: UtcDatetime
+    # When this answer's URLs expire: SHARE_URL_MINUTES from now, or the share's expiry.
+    urls_expire_at: UtcDatetime
+    videos: list[SharedVideo]
+
+
+class ShareRevoked(Result):
+    share_id: UUID
+    revoked: bool
+
+
+class ShareSummary(Result):
+    """A share as its owners see it: never its token or its password."""
+
+    share_id: UUID
+    label: str | None
+    created_by: str | None
+    created_at: UtcDatetime
+    expires_at: UtcDatetime
+    revoked_at: UtcDatetime | None
+    targets: list[str]
+    video_count: int
+    views: int
+    max_views: int | None
+    last_viewed_at: UtcDatetime | None
+    has_password: bool
+
+
+class ShareList(Result):
+    shares: list[ShareSummary]
+    total: int

@@ -28,6 +28,9 @@ def policy_from(settings: Settings) -> Policy:
         purge_grace_seconds=settings.purge_grace_seconds,
         sweep_time_budget_seconds=settings.sweep_time_budget_seconds,
         stats_debounce_seconds=settings.stats_debounce_seconds,
+        share_max_minutes=settings.share_max_minutes,
+        share_url_minutes=settings.share_url_minutes,
+        share_max_attempts=settings.share_max_attempts,
     )
 
 

@@ -52,6 +52,10 @@ SIGNATURE = re.compile(r"(X-Amz-(?:Signature|Credential|Security-Token)=)[^&\s'\
 # A compact JWT (a caller's ``auth`` token): ``eyJ…`` header, payload, signature. The
 # look-behind lets a match start only at the head of a run, so each run is read once.
 JWT = re.compile(r"(?<![A-Za-z0-9_-])eyJ[A-Za-z0-9_-]*+\.[A-Za-z0-9_-]*+(?:\.[A-Za-z0-9_-]*+)?")
+# A share link's token (``handlers.sharing``): its fixed head makes it findable, as a
+# secret scanner finds a prefixed API key. Share tasks' kwargs are never logged; this
+# blanks one that reaches a line some other way (a caller's own message, a traceback).
+SHARE_TOKEN = re.compile(r"(?<![A-Za-z0-9_-])vws_[A-Za-z0-9_-]++")
 
 # The old URL-password pattern, ``([a-z][a-z0-9+.-]*://[^:/@\s'"]*:)[^@\s'"]+@``, tried a
 # scheme at every letter of a long word and re-read the word each time: quadratic, 49 s on
@@ -182,6 +186,7 @@ class Redactor(logging.Filter):
     def _scrub(self, text: str, cut: bool) -> str:
         text = SIGNATURE.sub(r"\1" + REDACTED, text)
         text = JWT.sub(REDACTED, text)
+        text = SHARE_TOKEN.sub(REDACTED, text)
         text = _redact_url_passwords(text, cut)
         for secret in self.secrets:
             text = text.replace(secret, REDACTED)

@@ -97,6 +97,11 @@ class Settings(BaseSettings):
     auth_jwt_issuer: str | None = None
     # The token beat's scheduled tasks present when no AUTH_JWT_SECRET can mint one.
     auth_service_token: SecretStr | None = None
+    # Share links (videos.share): the longest expiry a caller may choose, the life of
+    # each URL a resolve mints, and the wrong passwords a link takes per 15 minutes.
+    share_max_minutes: int = Field(default=DEFAULT_POLICY.share_max_minutes, ge=5, le=525_600)
+    share_url_minutes: int = Field(default=DEFAULT_POLICY.share_url_minutes, ge=1, le=1440)
+    share_max_attempts: int = Field(default=DEFAULT_POLICY.share_max_attempts, ge=1, le=1000)
     # Events (worker.adapters.relay): the stream videos:events keeps this many hours.
     events_retention_hours: PositiveInt = 168
     # The relay's own PostgreSQL URL; empty: DATABASE_URL. Its session advisory lock and

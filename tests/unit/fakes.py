@@ -17,7 +17,7 @@ from handlers.policy import Policy
 from handlers.ports import DeleteReport, PastDeletion, QueuedDeletion, QueuedKey, RemovedVideo
 from schemas.events import Event, EventData
 from schemas.responses import VideoDetailResponse, VideoStats
-from tests.unit.fake_sharing import FakeTags
+from tests.unit.fake_sharing import FakeShares, FakeTags
 from tests.unit.fake_videos import (
     FakeCatalogue,
     FakeFigures,
@@ -284,6 +284,7 @@ class FakeUnitOfWork:
         self.deletions = FakeDeletionQueue()
         self.audit = FakeDeletionAudit(self.deletions)
         self.tags = FakeTags(self.videos)
+        self.shares = FakeShares(self.videos)
         self.events = FakeOutbox()
         self.committed = False
         self.transactions = 0
@@ -292,7 +293,7 @@ class FakeUnitOfWork:
         return self
 
     def _snapshot(self) -> None:
-        self._saved_rooms = (self.tags.snapshot(),)
+        self._saved_rooms = (self.tags.snapshot(), self.shares.snapshot())
         self._saved = (
             dict(self.videos.rows),
             set(self.videos.malls),
@@ -318,6 +319,7 @@ class FakeUnitOfWork:
         tb: TracebackType | None,
     ) -> None:
         self.tags.restore(self._saved_rooms[0])
+        self.shares.restore(self._saved_rooms[1])
         (
             self.videos.rows,
             self.videos.malls,

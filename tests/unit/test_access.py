@@ -13,7 +13,7 @@ import pytest
 from handlers import get_stats
 from handlers.access import UNRESTRICTED, Scope, may_run
 from schemas import BulkDeleteProgress, GetStats
-from schemas.contract import ROLES_OF_TASK, TASK_NAMES
+from schemas.contract import PUBLIC_TASKS, ROLES_OF_TASK, TASK_NAMES
 from tasks.entrypoints import ENTRY_POINTS
 from tests.unit.fakes import T0, Fakes, make_video
 from worker import logs
@@ -149,7 +149,7 @@ def test_maintenance_is_for_admins_only(fakes, task, role):
 def test_every_task_without_a_valid_token_is_unauthorized_and_reveals_nothing(fakes):
     theirs = video_of(fakes, MALL_B)
     expired = token("admin", ttl=-120)
-    for task in TASKS:
+    for task in sorted(set(TASKS) - PUBLIC_TASKS):
         for bad, detail in (
             (None, "auth: a token is required (AUTH_MODE=jwt)"),
             (expired, "auth: token expired"),
@@ -165,6 +165,22 @@ def test_every_task_without_a_valid_token_is_unauthorized_and_reveals_nothing(fa
                 "error": {"code": "unauthorized", "detail": detail},
             }, task
     assert len(fakes.uow.videos.rows) == 3
+
+
+def test_a_public_task_asks_for_no_token_and_reads_none_it_is_given(fakes):
+    """A share's token is its caller's credential: a resolve needs no ``auth``, and one
+    sent along (expired, malformed, or an admin's) changes nothing."""
+    assert PUBLIC_TASKS == {"videos.share_resolve"}
+    unknown = {
+        "ok": False,
+        "status": 404,
+        "error": {"code": "not_found", "detail": "Share not found"},
+    }
+    for auth in (None, token("admin", ttl=-120), "not-a-jwt", token("admin")):
+        kwargs = {"token": "vws_" + "A" * 43}
+        if auth is not None:
+            kwargs["auth"] = auth
+        assert run("videos.share_resolve", **kwargs) == unknown
 
 
 def test_with_auth_off_the_auth_kwarg_is_accepted_and_ignored(fakes, monkeypatch):

@@ -20,6 +20,7 @@ FROZEN = (
     "0010_video_figure.py",
     "0012_event_outbox.py",
     "0013_tags.py",
+    "0014_shares.py",
     "0015_key_registration_lock.py",
 )
 IMPORTABLE = {"alembic", "sqlalchemy"}

@@ -36,6 +36,10 @@ CONTRACT = {
     # v1.2: tags and share links.
     "videos.tag": "videos",
     "videos.tags": "videos",
+    "videos.share": "videos",
+    "videos.share_resolve": "videos",
+    "videos.share_revoke": "videos",
+    "videos.shares": "videos",
 }
 
 

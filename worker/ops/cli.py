@@ -373,6 +373,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_bulk_delete(sub)
 
+    from worker.ops.sharing import add_parsers as add_tags_and_shares
+
+    add_tags_and_shares(sub)
+
     purge = sub.add_parser("purge", help="remove queued object deletions that are due")
     purge.add_argument(
         "--now", action="store_true", help="every queued key at once, whatever its backoff"

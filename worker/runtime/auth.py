@@ -17,7 +17,8 @@ import threading
 from datetime import timedelta
 from typing import Any
 
-from handlers.access import UNRESTRICTED, Scope, may_run
+from handlers.access import NOBODY, UNRESTRICTED, Scope, may_run
+from schemas.contract import PUBLIC_TASKS
 from worker import logs
 from worker.runtime.tokens import TokenVerifier, Unauthorized, auth_config, mint_token
 from worker.settings import ConfigError, get_settings
@@ -108,11 +109,15 @@ def authorize(task: str, kwargs: dict[str, Any]) -> Scope:
 
     ``AUTH_MODE=off``: everything, and ``auth`` is ignored. ``jwt``: the token's scope,
     or ``Unauthorized`` (no valid token) or ``Forbidden`` (a role the table refuses).
+    A public task (``TaskSpec.public``: its kwargs carry their own credential) is asked
+    for no token; any it is given is dropped unread, and its scope sees nothing.
     """
     token = kwargs.pop(AUTH_KWARG, None)
     _caller_token.set(None)
     if get_settings().auth_mode == "off":
         return UNRESTRICTED
+    if task in PUBLIC_TASKS:
+        return NOBODY
     try:
         scope = verifier().verify(token)
     except Unauthorized as exc:

@@ -23,12 +23,14 @@ from kombu import Connection, Exchange, Producer, Queue
 from kombu.utils.json import dumps
 
 from schemas.contract import DEAD_LETTERS_QUEUE, QUORUM_QUEUE_ARGUMENTS, is_amqp
-from worker.logs import JWT
+from worker.logs import JWT, SHARE_TOKEN
 
-# Headers that may repeat the kwargs (Celery writes their repr), and the kwarg that is
-# a caller's token: neither is ever stored in the queue.
+# Headers that may repeat the kwargs (Celery writes their repr), and the kwargs that are
+# credentials (a caller's token; a share's token and password): none is ever stored in
+# the queue. A share resolve requeued without them is answered as a bad request.
 REPR_HEADERS = ("argsrepr", "kwargsrepr")
 TOKEN_KWARG = "auth"
+SECRET_KWARGS = frozenset({TOKEN_KWARG, "token", "password"})
 REASON_HEADER = "x-videoworker-reason"
 SET_ASIDE_AT_HEADER = "x-videoworker-set-aside-at"
 FROM_QUEUE_HEADER = "x-videoworker-queue"
@@ -76,10 +78,11 @@ def publish_dead_letter(
 
 
 def without_token(body: bytes | str) -> bytes | str:
-    """The body with the caller's ``auth`` kwarg removed: a token is never stored.
+    """The body with the credentials among its kwargs removed (``SECRET_KWARGS``): a
+    token or a password is never stored.
 
     A body that is not ``[args, kwargs, embed]`` JSON (refused, or cut to a prefix) has
-    whatever looks like a compact JWT in it blanked instead.
+    whatever looks like a compact JWT or a share token in it blanked instead.
     """
     try:
         decoded = json.loads(body)
@@ -87,15 +90,15 @@ def without_token(body: bytes | str) -> bytes | str:
         return _blank_tokens(body)
     if not (isinstance(decoded, list) and len(decoded) == 3 and isinstance(decoded[1], dict)):
         return _blank_tokens(body)
-    if TOKEN_KWARG not in decoded[1]:
+    if SECRET_KWARGS.isdisjoint(decoded[1]):
         return body
-    decoded[1] = {k: v for k, v in decoded[1].items() if k != TOKEN_KWARG}
+    decoded[1] = {k: v for k, v in decoded[1].items() if k not in SECRET_KWARGS}
     return json.dumps(decoded).encode()
 
 
 def _blank_tokens(body: bytes | str) -> bytes | str:
     text = body.decode("utf-8", "surrogateescape") if isinstance(body, bytes) else body
-    blanked = JWT.sub("[redacted]", text)
+    blanked = SHARE_TOKEN.sub("[redacted]", JWT.sub("[redacted]", text))
     if blanked == text:
         return body
     return blanked.encode("utf-8", "surrogateescape") if isinstance(body, bytes) else blanked

@@ -26,6 +26,7 @@ from sqlalchemy import (
     Identity,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     Numeric,
     PrimaryKeyConstraint,
@@ -402,3 +403,59 @@ class VideoTag(Base):
     tagged_by: Mapped[str | None] = mapped_column(Text)
 
     __table_args__ = (Index("ix_video_tags_tag_id_video_id", "tag_id", "video_id"),)
+
+
+class Share(Base):
+    """A share link (migration 0014): the hash of its token, never the token; the
+    Argon2id hash of its password, never the password."""
+
+    __tablename__ = "shares"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    token_hash: Mapped[bytes] = mapped_column(LargeBinary)
+    password_hash: Mapped[str | None] = mapped_column(Text)
+    created_by: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(Timestamp, server_default=func.now())
+    expires_at: Mapped[datetime] = mapped_column(Timestamp)
+    revoked_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    revoked_by: Mapped[str | None] = mapped_column(Text)
+    max_views: Mapped[int | None] = mapped_column(Integer)
+    views: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    last_viewed_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    label: Mapped[str | None] = mapped_column(Text)
+    targets: Mapped[list[str]] = mapped_column(ARRAY(Text))
+    # The malls and pins of the videos shared, when shared: who may see the share.
+    mall_ids: Mapped[list[uuid.UUID]] = mapped_column(ARRAY(Uuid))
+    pin_ids: Mapped[list[uuid.UUID]] = mapped_column(ARRAY(Uuid))
+    video_count: Mapped[int] = mapped_column(Integer)
+    # Wrong passwords within the window that began at attempts_since.
+    failed_attempts: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    attempts_since: Mapped[datetime | None] = mapped_column(Timestamp)
+
+    __table_args__ = (
+        CheckConstraint("octet_length(token_hash) = 32", name="token_hash"),
+        CheckConstraint("max_views BETWEEN 1 AND 1000000", name="max_views"),
+        CheckConstraint("views >= 0", name="views"),
+        CheckConstraint(
+            "cardinality(targets) BETWEEN 1 AND 3 "
+            "AND targets <@ ARRAY['proxy', 'original', 'thumbnail']::text[]",
+            name="targets",
+        ),
+        CheckConstraint("expires_at > created_at", name="expires_at"),
+        CheckConstraint("char_length(label) <= 200", name="label"),
+        Index("uq_shares_token_hash", "token_hash", unique=True),
+        Index("ix_shares_recent", text("created_at DESC"), text("id DESC")),
+    )
+
+
+class ShareVideo(Base):
+    __tablename__ = "share_videos"
+
+    share_id: Mapped[uuid.UUID] = mapped_column(
+        Uuid, ForeignKey("shares.id", ondelete="CASCADE"), primary_key=True
+    )
+    video_id: Mapped[uuid.UUID] = mapped_column(
+        Uuid, ForeignKey("videos.id", ondelete="CASCADE"), primary_key=True, index=True
+    )
+    # The order the videos were given in: the order a resolve lists them.
+    position: Mapped[int] = mapped_column(Integer)

@@ -20,6 +20,7 @@ from worker.adapters.postgres.rooms.figures import PostgresFigures
 from worker.adapters.postgres.rooms.references import PostgresReferences
 from worker.adapters.postgres.rooms.removal import PostgresRemoval
 from worker.adapters.postgres.rooms.retention import PostgresRetentionSettings
+from worker.adapters.postgres.rooms.shares import PostgresShares
 from worker.adapters.postgres.rooms.tags import PostgresTags
 from worker.settings import Settings
 
@@ -79,6 +80,7 @@ class PostgresUnitOfWork:
     deletions: PostgresDeletionQueue
     audit: PostgresDeletionAudit
     tags: PostgresTags
+    shares: PostgresShares
     events: PostgresOutbox
 
     def __init__(self, engine: Engine, read_path: ReadPath | None = None) -> None:
@@ -115,6 +117,7 @@ class PostgresUnitOfWork:
         self.deletions = PostgresDeletionQueue(self.connection)
         self.audit = PostgresDeletionAudit(self.connection)
         self.tags = PostgresTags(self.connection)
+        self.shares = PostgresShares(self.connection)
         self.events = PostgresOutbox(self.connection)
         return self
 
