@@ -449,6 +449,19 @@ def read_stream(
         client.close()
 
 
+def bind_queue(channel: Any, queue: str, types: Sequence[str] | None = None) -> Queue:
+    """Declare the durable queue ``queue`` bound to ``videos.events`` with each of
+    ``types``: from then on it keeps every matching event until it is read."""
+    exchange = Exchange(EVENTS_EXCHANGE, type="topic", durable=True, auto_delete=False)
+    keys = list(types) if types else ["#"]
+    exchange(channel).declare()
+    bound = Queue(queue, exchange, routing_key=keys[0], durable=True, auto_delete=False)(channel)
+    bound.declare()
+    for key in keys[1:]:
+        bound.bind_to(exchange=EVENTS_EXCHANGE, routing_key=key)
+    return bound
+
+
 def read_exchange(
     broker_url: str,
     queue: str,
@@ -459,18 +472,12 @@ def read_exchange(
 ) -> Iterator[CloudEvent]:
     """The exchange ``videos.events`` on RabbitMQ, through the durable queue ``queue``
     bound with each of ``types`` (topic patterns: ``video.*``; none: ``#``)."""
-    exchange = Exchange(EVENTS_EXCHANGE, type="topic", durable=True, auto_delete=False)
-    keys = list(types) if types else ["#"]
     with BrokerConnection(broker_url) as connection:
         channel = connection.channel()
-        exchange(channel).declare()
-        bound = Queue(queue, exchange, routing_key=keys[0], durable=True, auto_delete=False)
-        bound(channel).declare()
-        for key in keys[1:]:
-            bound(channel).bind_to(exchange=EVENTS_EXCHANGE, routing_key=key)
+        bound = bind_queue(channel, queue, types)
         idle_since = None
         while True:
-            message = bound(channel).get(no_ack=False)
+            message = bound.get(no_ack=False)
             if message is None:
                 now = time.monotonic()
                 idle_since = idle_since or now
