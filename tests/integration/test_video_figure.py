@@ -143,3 +143,19 @@ def test_downgrading_0010_gives_back_0009s_functions_as_0009_wrote_them(engine, 
     assert after_downgrade == as_0009_wrote_them
     assert after_downgrade != {k: v for k, v in at_head.items() if k != "video_figure"}
     assert _definitions(engine) == at_head
+
+
+def test_the_application_restates_no_part_of_a_rows_figure():
+    """What a video keeps in the bucket is video_figure's, read by the rooms' statements
+    (quotas, summaries, the deleted rows' sizes) as by the triggers: never re-derived."""
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    restated = [
+        str(path.relative_to(root))
+        for folder in ("worker", "handlers")
+        for path in (root / folder).rglob("*.py")
+        if "proxy_size_bytes, 0" in path.read_text()
+        or "coalesce(videos.c.proxy_size_bytes" in path.read_text()
+    ]
+    assert restated == []

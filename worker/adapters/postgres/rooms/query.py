@@ -87,7 +87,19 @@ NOT_HELD = videos.c.legal_hold.is_(False)
 NEWEST_FIRST = (videos.c.uploaded_at.desc(), videos.c.id.desc())
 OLDEST_FIRST = (videos.c.uploaded_at, videos.c.id)
 # Originals plus proxies: what a video keeps in the bucket, as quotas and stats count it.
-STORED_BYTES = videos.c.file_size_bytes + func.coalesce(videos.c.proxy_size_bytes, 0)
+# Defined once, in SQL: migration 0010's video_figure(videos), which the figure triggers
+# and ``videoworker figures check|rebuild`` read too. Joined laterally to the row (the
+# planner inlines the function: the same index scans as the sum written out), or, where
+# one row's value is wanted (RETURNING), as a scalar subquery. numeric: two huge sizes
+# never overflow a bigint.
+FIGURE = (
+    func.video_figure(videos.table_valued())
+    .table_valued("stored_bytes")
+    .lateral("figure")
+)
+WITH_FIGURE = videos.join(FIGURE, true())
+STORED_BYTES = FIGURE.c.stored_bytes
+ROW_STORED_BYTES = select(FIGURE.c.stored_bytes).scalar_subquery()
 
 # The instants a Python datetime holds. Other services may store 'infinity', year 20000
 # or BC dates, which psycopg refuses to load (DataError), failing the whole page.
@@ -362,4 +374,8 @@ def within(column: Any, name: str, start: Any, end: Any) -> Where:
 
 def summary_of(*conditions: Any) -> Select:
     """How many videos match, and their originals plus proxies in bytes."""
-    return select(func.count(), func.coalesce(func.sum(STORED_BYTES), 0)).where(*conditions)
+    return (
+        select(func.count(), func.coalesce(func.sum(STORED_BYTES), 0))
+        .select_from(WITH_FIGURE)
+        .where(*conditions)
+    )

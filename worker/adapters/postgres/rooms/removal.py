@@ -21,8 +21,10 @@ from worker.adapters.postgres.rooms.query import (
     LIVE,
     NOT_HELD,
     OLDEST_FIRST,
+    ROW_STORED_BYTES,
     STORED_BYTES,
     TRASHED,
+    WITH_FIGURE,
     list_filters,
     readable,
     summary_of,
@@ -37,7 +39,7 @@ REMOVED_COLUMNS = (
     videos.c.proxy_path,
     videos.c.thumbnail_path,
     videos.c.pin_id,
-    STORED_BYTES.label("stored_bytes"),
+    ROW_STORED_BYTES.label("stored_bytes"),
 )
 TRASHED_COLUMNS = (
     videos.c.id,
@@ -45,6 +47,11 @@ TRASHED_COLUMNS = (
     videos.c.pin_id,
     readable(videos.c.trashed_at),
 )
+
+
+def _removed(row: Any) -> RemovedVideo:
+    *identity, stored = row
+    return RemovedVideo(*identity, stored_bytes=int(stored))
 
 
 def _trashed_video(row: Any, newly: bool) -> TrashedVideo:
@@ -112,7 +119,7 @@ class PostgresRemoval:
         rows = self.connection.execute(
             delete(videos).where(videos.c.id.in_(claimed)).returning(*REMOVED_COLUMNS)
         )
-        return [RemovedVideo(*row) for row in rows]
+        return [_removed(row) for row in rows]
 
     def delete(self, scope: Scope, video_id: UUID) -> RemovedVideo | None:
         row = self.connection.execute(
@@ -120,7 +127,7 @@ class PostgresRemoval:
             .where(videos.c.id == video_id, *visible(scope))
             .returning(*REMOVED_COLUMNS)
         ).first()
-        return None if row is None else RemovedVideo(*row)
+        return None if row is None else _removed(row)
 
     def trash(
         self, scope: Scope, video_id: UUID, at: datetime, by: str | None
@@ -223,10 +230,11 @@ class PostgresRemoval:
                 videos.c.uploaded_at,
                 func.greatest(STORED_BYTES, 0).label("size"),
             )
+            .select_from(WITH_FIGURE)
             .where(videos.c.mall_id == mall_id, NOT_HELD, *visible(scope))
             .order_by(*OLDEST_FIRST)
             .limit(limit)
-            .with_for_update(skip_locked=True)
+            .with_for_update(of=videos, skip_locked=True)
             .cte("candidates")
         )
         freed_before = (

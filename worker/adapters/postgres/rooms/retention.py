@@ -11,7 +11,13 @@ from uuid import UUID
 from sqlalchemy import Connection, delete, func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
-from worker.adapters.postgres.rooms.query import STORED_BYTES, mall_retention, malls, videos
+from worker.adapters.postgres.rooms.query import (
+    STORED_BYTES,
+    WITH_FIGURE,
+    mall_retention,
+    malls,
+    videos,
+)
 
 
 class PostgresRetentionSettings:
@@ -43,7 +49,9 @@ class PostgresRetentionSettings:
         """Originals plus proxies of every video of the mall, in the trash too."""
         return int(
             self.connection.execute(
-                select(func.coalesce(func.sum(STORED_BYTES), 0)).where(videos.c.mall_id == mall_id)
+                select(func.coalesce(func.sum(STORED_BYTES), 0))
+                .select_from(WITH_FIGURE)
+                .where(videos.c.mall_id == mall_id)
             ).scalar_one()
         )
 
