@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: run demo test install lint schemas bench soak clean
+.PHONY: run demo test install lint schemas bench soak stop-check clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null \
@@ -45,6 +45,11 @@ bench: $(STAMP)
 SOAK_REQUESTS ?= 100000
 soak: $(STAMP)
 	$(BIN)/python -m bench soak --requests $(SOAK_REQUESTS)
+
+## Ctrl-C on `videoworker run`, ten rounds in a row (`make test` runs three): each must
+## stop worker and beat, then the servers, in at most five quiet lines.
+stop-check: $(STAMP)
+	RUN_STOP_ROUNDS=10 $(BIN)/python -m pytest tests/e2e/test_run_stops_quietly.py
 
 clean:
 	rm -rf $(VENV) .videoworker .pytest_cache

@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import time
@@ -93,8 +94,16 @@ class EmbeddedPostgres:
         return str(_pg_bin_path() / name)
 
     def _run(self, *args: str) -> subprocess.CompletedProcess[str]:
+        # A session of its own: the terminal's Ctrl-C must not reach the server that
+        # pg_ctl forks, which stops only after the worker that still uses it.
         return subprocess.run(
-            list(args), user=self._user, check=False, capture_output=True, text=True, timeout=60
+            list(args),
+            user=self._user,
+            check=False,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            start_new_session=True,
         )
 
     def _prepare_root(self) -> None:
@@ -168,7 +177,26 @@ class EmbeddedPostgres:
                 conn.execute(f'CREATE DATABASE "{PG_DATABASE}"')
 
     def stop(self) -> None:
-        self._run(self._bin("pg_ctl"), "-D", str(self.data_dir), "-m", "fast", "-w", "stop")
+        done = self._run(self._bin("pg_ctl"), "-D", str(self.data_dir), "-m", "fast", "-w", "stop")
+        if done.returncode != 0 and "not running" not in done.stderr + done.stdout:
+            # pg_ctl could not do it (as root it runs as the wheel's user, who may have
+            # lost access to a parent directory): stop the postmaster by its pid file.
+            self._signal_postmaster(signal.SIGINT)
+
+    def _signal_postmaster(self, signum: int, wait: float = 30.0) -> None:
+        try:
+            pid = int((self.data_dir / "postmaster.pid").read_text().split()[0])
+            os.kill(pid, signum)
+        except (OSError, ValueError, IndexError):
+            return
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline:
+            try:
+                os.kill(pid, 0)
+            except OSError:
+                return
+            time.sleep(0.05)
+        log.warning("embedded.postgres.stop_timeout", extra={"pid": pid})
 
     def kill(self) -> None:
         """Stop at once, as a crash would (used by fault tests)."""
@@ -208,7 +236,8 @@ class EmbeddedRedis:
             "--logfile",
             str(self.data_dir / "redis.log"),
         ]
-        self.process = subprocess.Popen(args, stdin=subprocess.DEVNULL)
+        # Out of the terminal's process group, as PostgreSQL: stopped last, on purpose.
+        self.process = subprocess.Popen(args, stdin=subprocess.DEVNULL, start_new_session=True)
         wait_for_port(self.port, process=self.process)
 
     def stop(self) -> None:

@@ -36,15 +36,6 @@ def run(args: argparse.Namespace, home: Path) -> int:
     )
     embedded = [name for name in ("postgres", "redis", "s3") if getattr(stack, name)]
     env_file = home / "stack.env"
-    if embedded:
-        print(f"videoworker: starting embedded {', '.join(embedded)} under {home}/")
-        from worker.ops.preflight import moved_ports
-
-        for line in moved_ports(stack):
-            print(line)
-        os.environ.update(stack.start())
-        stack.write_env_file(env_file)
-    get_settings.cache_clear()
     children: list[subprocess.Popen[bytes]] = []
     stopping = False
 
@@ -52,12 +43,27 @@ def run(args: argparse.Namespace, home: Path) -> int:
         nonlocal stopping
         stopping = True
 
+    # From here a Ctrl-C only asks to stop: whatever has started stops in order below,
+    # the worker and beat first, the services they use last.
     signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGTERM, stop)
     try:
+        if embedded:
+            print(f"videoworker: starting embedded {', '.join(embedded)} under {home}/")
+            from worker.ops.preflight import moved_ports
+
+            for line in moved_ports(stack):
+                print(line)
+            os.environ.update(stack.start())
+            stack.write_env_file(env_file)
+        get_settings.cache_clear()
+        if stopping:
+            return 0
         from worker.adapters.postgres.migrate import upgrade
 
         upgrade(get_settings().database_url)
+        if stopping:
+            return 0
         _start_children(args, children)
         settings = get_settings()
         print(
