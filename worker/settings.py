@@ -1,13 +1,17 @@
 """Configuration, read once from the environment (names as in the message contract).
 
-Every field maps to one upper-case environment variable. Defaults point at loopback
-services so that a developer machine works without any configuration; the embedded
-stack (``videoworker run``) exports the URLs of the services it starts.
+Every field maps to one upper-case environment variable. What the environment leaves
+unset comes from the embedded stack's ``stack.env`` (written by ``videoworker run``
+under the stack's home), then from defaults. The home is found the same way from any
+folder (``stack_home``), so a command run elsewhere still talks to its checkout's stack
+rather than to whatever else listens on the default ports.
 """
 
 from __future__ import annotations
 
+import os
 from functools import lru_cache
+from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
@@ -28,7 +32,8 @@ class Settings(BaseSettings):
         case_sensitive=False,
         extra="ignore",
         frozen=True,
-        env_file=(".videoworker/stack.env",),
+        # The stack's file is found at load time (load_settings), never at import.
+        env_file=None,
         env_file_encoding="utf-8",
     )
 
@@ -212,10 +217,69 @@ def broker_transport(broker_url: str) -> str:
     return GUARDED_TRANSPORTS[broker_url.partition("://")[0]]
 
 
+STACK_ENV_NAME = "stack.env"
+# The variables naming a service: a command that needs one refuses to guess it.
+SERVICE_VARIABLES = (
+    "DATABASE_URL",
+    "CELERY_BROKER_URL",
+    "CELERY_RESULT_BACKEND",
+    "REDIS_URL",
+    "S3_ENDPOINT_URL",
+)
+
+
+def checkout_root() -> Path | None:
+    """The source checkout this package runs from (an editable install or the tree
+    itself), or None when it was installed as a wheel."""
+    root = Path(__file__).resolve().parent.parent
+    return root if (root / "pyproject.toml").is_file() else None
+
+
+def stack_home(environ: os._Environ[str] | dict[str, str] | None = None) -> Path:
+    """Where ``videoworker run`` keeps the embedded stack: ``$VIDEOWORKER_HOME``, else
+    the checkout's ``.videoworker/`` (the same from any folder), else ``./.videoworker``
+    for an installed wheel."""
+    environ = os.environ if environ is None else environ
+    if explicit := environ.get("VIDEOWORKER_HOME"):
+        return Path(explicit)
+    root = checkout_root()
+    return root / ".videoworker" if root is not None else Path(".videoworker")
+
+
+def stack_env_file() -> Path:
+    return stack_home() / STACK_ENV_NAME
+
+
+def read_stack_env(path: Path | None = None) -> dict[str, str]:
+    """What the embedded stack's file says, names upper-cased; empty when there is none."""
+    path = stack_env_file() if path is None else path
+    values: dict[str, str] = {}
+    if not path.is_file():
+        return values
+    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+        key, sep, value = line.partition("=")
+        if sep and not line.lstrip().startswith("#"):
+            values[key.strip().upper()] = value.strip()
+    return values
+
+
+def setting_source(
+    name: str, environ: os._Environ[str] | dict[str, str] | None = None
+) -> str | None:
+    """Where the variable ``name`` is given: ``environment``, the stack file's path, or
+    None (the default applies)."""
+    environ = os.environ if environ is None else environ
+    if name in environ or name.lower() in environ:
+        return "environment"
+    if name in read_stack_env():
+        return str(stack_env_file())
+    return None
+
+
 def load_settings(**overrides: object) -> Settings:
     """Build settings, turning validation errors into one line per bad variable."""
     try:
-        return Settings(**overrides)  # type: ignore[arg-type]
+        return Settings(_env_file=stack_env_file(), **overrides)  # type: ignore[arg-type, call-arg]
     except ValidationError as exc:
         problems = []
         for err in exc.errors():

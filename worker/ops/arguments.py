@@ -55,3 +55,33 @@ def demo_videos(text: str) -> int:
     if not text.isdigit() or not 4 <= int(text) <= 100_000:
         raise argparse.ArgumentTypeError(f"{text!r}: a whole number from 4 to 100000")
     return int(text)
+
+
+RETENTION_DAYS_MAX = 36500
+
+
+def retention_days(text: str) -> int:
+    """A whole number of days, 1 to 36500 (a century); said as a range, not listed."""
+    if not text.strip().lstrip("-").isdigit() or not 1 <= int(text) <= RETENTION_DAYS_MAX:
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: DAYS is a whole number from 1 to {RETENTION_DAYS_MAX}"
+        )
+    return int(text)
+
+
+class IntermixedParser(argparse.ArgumentParser):
+    """Options anywhere among a command's positionals (``call videos.list --timeout 5
+    page_size=1``): plain argparse stops filling a list of positionals at the first
+    option. Parsers that hold subcommands parse as usual, since argparse's intermixed
+    parsing does not support them; each leaf subcommand parses intermixed."""
+
+    _intermixing = False
+
+    def parse_known_args(self, args=None, namespace=None):  # noqa: ANN001, ANN201 - argparse's
+        if self._intermixing or self._subparsers is not None:
+            return super().parse_known_args(args, namespace)
+        self._intermixing = True
+        try:
+            return self.parse_known_intermixed_args(args, namespace)
+        finally:
+            self._intermixing = False

@@ -1,4 +1,8 @@
-"""``videoworker``: run the worker, migrate, call a task, export JSON Schemas."""
+"""videoworker: the recorded-video worker's command line.
+
+Parsing and dispatch only: each command lives in a module of worker/ops, and every
+failure, Ctrl-C and closed pipe ends here as one line and an exit code.
+"""
 
 from __future__ import annotations
 
@@ -11,13 +15,28 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from handlers.policy import DEFAULT_POLICY
-from worker.ops.arguments import byte_size, call_value, demo_videos, duration, human_size
-from worker.settings import ConfigError, get_settings
+from worker.ops.arguments import (
+    RETENTION_DAYS_MAX,
+    IntermixedParser,
+    byte_size,
+    call_value,
+    demo_videos,
+    duration,
+    human_size,
+    retention_days,
+)
+from worker.settings import ConfigError, get_settings, stack_home
 
 if TYPE_CHECKING:
     from handlers.deps import Deps
 
-EMBEDDED_HOME = Path(os.environ.get("VIDEOWORKER_HOME", ".videoworker"))
+DESCRIPTION = (
+    "Run the recorded-video worker, call its tasks, and look after its data. "
+    "Commands find the stack `make run` started from any folder "
+    "(`videoworker config` shows which settings they use)."
+)
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as a shell reports a process Ctrl-C stopped
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE: the reader left (`| head`), nothing went wrong
 
 
 class Wiring:
@@ -77,6 +96,18 @@ def _call(args: argparse.Namespace) -> int:
     return 0 if isinstance(envelope, dict) and envelope.get("ok") else 1
 
 
+def _known_task(args: argparse.Namespace) -> None:
+    """A mistyped task name, caught before anything is sent (no worker would run it)."""
+    import difflib
+
+    from schemas.contract import TASK_NAMES
+
+    if args.task not in TASK_NAMES:
+        close = difflib.get_close_matches(args.task, TASK_NAMES, n=1)
+        hint = f"did you mean {close[0]}? " if close else ""
+        raise Refused(f"no task {args.task!r}; {hint}(`videoworker call --help` lists them)")
+
+
 def _token(args: argparse.Namespace) -> int:
     """Mint a development token from AUTH_JWT_SECRET, printed alone for ``$(…)``."""
     from worker.runtime.tokens import mint_token
@@ -129,7 +160,7 @@ def _schemas(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace) -> int:
     from worker.ops.supervisor import run
 
-    return run(args, EMBEDDED_HOME)
+    return run(args, stack_home())
 
 
 def _handled(deps: Wiring, handler, command_type, **fields):  # noqa: ANN001, ANN202 - dispatch
@@ -151,6 +182,10 @@ def _handled(deps: Wiring, handler, command_type, **fields):  # noqa: ANN001, AN
 
 class CommandFailed(Exception):
     """A command the handlers refused; printed as one line, exit code 1."""
+
+
+class Refused(Exception):
+    """A command line that cannot be right; printed as one line, exit code 2 (usage)."""
 
 
 def _reconcile(args: argparse.Namespace) -> int:
@@ -258,7 +293,8 @@ def _health(args: argparse.Namespace) -> int:
     from worker.ops.health import run_checks
 
     results = run_checks(get_settings(), worker=args.worker)
-    print(json.dumps(results, indent=2))
+    # Indented for a person at a terminal; one line for a probe or a script.
+    print(json.dumps(results, indent=2 if sys.stdout.isatty() else None))
     return 0 if all(check["ok"] for check in results.values()) else 1
 
 
@@ -290,6 +326,12 @@ def _dead_letters(args: argparse.Namespace) -> int:
     return 0
 
 
+def _config(args: argparse.Namespace) -> int:
+    from worker.ops.config import command
+
+    return command(args)
+
+
 def _demo(args: argparse.Namespace) -> int:
     from worker.ops.demo import command
 
@@ -302,9 +344,25 @@ def _events(args: argparse.Namespace) -> int:
     return command(args)
 
 
+def _task_table() -> str:
+    """The tasks ``call`` can send, from the task table: who may call each, where it goes."""
+    from schemas.contract import TASKS
+
+    lines = ["tasks (kwargs: docs/calling.md and docs/schemas/):"]
+    for spec in TASKS:
+        if not spec.internal:
+            roles = ", ".join(sorted(spec.roles))
+            lines.append(f"  {spec.name:<24} queue {spec.queue}; roles {roles}")
+    return "\n".join(lines)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="videoworker", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser = IntermixedParser(
+        prog="videoworker",
+        description=DESCRIPTION,
+        formatter_class=lambda prog: argparse.HelpFormatter(prog, max_help_position=24),
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", title="commands")
 
     run = sub.add_parser("run", help="start worker and beat (embedded services if none set)")
     run.add_argument("--concurrency", type=int, default=0, help="worker processes (default: cores)")
@@ -320,14 +378,30 @@ def build_parser() -> argparse.ArgumentParser:
     migrate = sub.add_parser("migrate", help="apply database migrations")
     migrate.set_defaults(func=_migrate)
 
-    call = sub.add_parser("call", help="call a task and print its envelope as JSON")
-    call.add_argument("task", help="e.g. videos.get")
-    call.add_argument("kwargs", nargs="*", help="key=value (values parsed as JSON when they are)")
-    call.add_argument("--timeout", type=float, default=30.0)
+    call = sub.add_parser(
+        "call",
+        help="call a task and print its envelope as JSON",
+        description="Send one task to the running worker and print its answer (the envelope).",
+        epilog=_task_table(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    call.add_argument("task", help="a task name (listed below), e.g. videos.get")
+    call.add_argument(
+        "kwargs",
+        nargs="*",
+        help="key=value, before or after the options (values parsed as JSON when they are)",
+    )
+    call.add_argument(
+        "--timeout",
+        type=float,
+        default=30.0,
+        metavar="SECONDS",
+        help="seconds to wait for the answer (default 30)",
+    )
     call.add_argument(
         "--token", help="JWT sent as auth (AUTH_MODE=jwt); default $VIDEOWORKER_TOKEN"
     )
-    call.set_defaults(func=_call)
+    call.set_defaults(func=_call, before_preflight=_known_task)
 
     reconcile = sub.add_parser(
         "reconcile", help="compare bucket and database: orphan and missing objects"
@@ -352,12 +426,21 @@ def build_parser() -> argparse.ArgumentParser:
     retention = sub.add_parser("retention", help="per-mall retention days and storage quota")
     retention_sub = retention.add_subparsers(dest="action", required=True)
     set_days = retention_sub.add_parser(
-        "set", help="keep a mall's videos DAYS days and/or its storage under a quota"
+        "set",
+        help="keep a mall's videos DAYS days and/or its storage under a quota",
+        description="Keep a mall's videos DAYS days, its storage under --max-storage, or both. "
+        "DAYS may be given as the second argument or as --days: the two are the same.",
     )
-    set_days.add_argument("mall_id", type=uuid.UUID)
-    days_range = range(1, 36501)
-    set_days.add_argument("days", type=int, nargs="?", choices=days_range, metavar="DAYS")
-    set_days.add_argument("--days", dest="days_flag", type=int, choices=days_range, metavar="DAYS")
+    set_days.add_argument("mall_id", type=uuid.UUID, metavar="MALL_ID", help="the mall's id")
+    days_help = f"days a video is kept, 1 to {RETENTION_DAYS_MAX} (overrides RETENTION_DAYS)"
+    set_days.add_argument("days", type=retention_days, nargs="?", metavar="DAYS", help=days_help)
+    set_days.add_argument(
+        "--days",
+        dest="days_flag",
+        type=retention_days,
+        metavar="DAYS",
+        help="the same as DAYS, as an option",
+    )
     set_days.add_argument(
         "--max-storage",
         type=byte_size,
@@ -450,6 +533,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     events.set_defaults(func=_events)
 
+    config = sub.add_parser(
+        "config", help="show the settings commands use and where each comes from (no secrets)"
+    )
+    config.add_argument("--services", action="store_true", help="only the services' URLs")
+    config.set_defaults(func=_config)
+
     schemas = sub.add_parser("schemas", help="write JSON Schemas of every message")
     schemas.add_argument("--out", default="docs/schemas")
     schemas.add_argument("--check", action="store_true", help="fail if the files are stale")
@@ -458,23 +547,79 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from worker.dev.embedded import EmbeddedError
-    from worker.ops.preflight import Unready, describe_embedded_failure, preflight
+    """Every way a command can end, as an exit code and at most one line on stderr."""
+    command = "videoworker"
+    try:
+        args = build_parser().parse_args(argv)
+        command = f"videoworker {args.command}"
+        code = _dispatch(args)
+        sys.stdout.flush()  # a reader gone (`| head`) is found here, not at exit
+        return code
+    except KeyboardInterrupt:
+        print(f"{command}: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        _drop_stdout()
+        return EXIT_BROKEN_PIPE
 
-    args = build_parser().parse_args(argv)
+
+def _dispatch(args: argparse.Namespace) -> int:
+    from worker.dev.embedded import EmbeddedError
+    from worker.ops import failures
+    from worker.ops.config import announce
+    from worker.ops.preflight import (
+        NAMED_ONLY,
+        NEEDS,
+        NoStack,
+        Unready,
+        describe_embedded_failure,
+        preflight,
+    )
+
+    home = stack_home()
     args.deps = Wiring()
     try:
-        preflight(args, EMBEDDED_HOME)
+        if vet := getattr(args, "before_preflight", None):
+            vet(args)
+        preflight(args, home)
+        if args.command in NEEDS or args.command in NAMED_ONLY:
+            announce()
         return args.func(args)
+    except NoStack as exc:
+        print(f"videoworker: {exc}", file=sys.stderr)
+        return 1
     except (ConfigError, Unready) as exc:
         print(f"videoworker: {exc}", file=sys.stderr)
         return 2
     except EmbeddedError as exc:
-        print(f"videoworker: {describe_embedded_failure(str(exc), EMBEDDED_HOME)}", file=sys.stderr)
+        print(f"videoworker: {describe_embedded_failure(str(exc), home)}", file=sys.stderr)
         return 2
     except CommandFailed as exc:
         print(f"videoworker {args.command}: {exc}", file=sys.stderr)
         return 1
+    except Refused as exc:
+        print(f"videoworker {args.command}: {exc}", file=sys.stderr)
+        return 2
+    except (KeyboardInterrupt, BrokenPipeError, SystemExit):
+        raise
+    except Exception as exc:
+        if failures.debugging():
+            raise
+        line = failures.describe(exc)
+        print(
+            f"videoworker {args.command}: {line or failures.unexpected(exc)}",
+            file=sys.stderr,
+        )
+        return 2 if line else 1
+
+
+def _drop_stdout() -> None:
+    """Point stdout at /dev/null, so the interpreter's last flush finds no pipe to break."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ from schemas.events import EVENTS_CHANNEL, EVENTS_STREAM
 from worker.adapters.redis import make_redis
 
 POLL_SECONDS = 1.0  # how often a quiet wait looks up, so Ctrl-C is prompt
-STYLE = {"video.deleted": "bold red", "stats.refreshed": "cyan"}
+STYLE = {"video.deleted": "bold red", "stats.refreshed": "cyan", "bulk_delete.progress": "yellow"}
 
 
 def pretty(raw: str) -> str:
@@ -44,6 +44,9 @@ def pretty(raw: str) -> str:
     elif name == "stats.refreshed":
         mall = event.get("mall_id")
         parts.append(f"mall={escape(str(mall))}" if mall else "global")
+    elif name == "bulk_delete.progress":
+        parts.append(f"run={escape(str(event.get('task_id')))}")
+        parts.append(f"{event.get('deleted', 0):,} of {event.get('matched', 0):,} deleted")
     else:
         rest = {k: v for k, v in event.items() if k not in ("event", "at")}
         parts.append(escape(json.dumps(rest, sort_keys=True)))

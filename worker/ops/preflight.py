@@ -19,7 +19,13 @@ from pathlib import Path
 from typing import IO
 from urllib.parse import urlsplit
 
-from worker.settings import Settings, get_settings
+from worker.settings import (
+    SERVICE_VARIABLES,
+    Settings,
+    get_settings,
+    read_stack_env,
+    stack_env_file,
+)
 
 CONNECT_TIMEOUT_SECONDS = 2.0
 REDIS_VARS = ("CELERY_BROKER_URL", "CELERY_RESULT_BACKEND", "REDIS_URL")
@@ -45,6 +51,11 @@ NEEDS: dict[str, tuple[str, ...]] = {
     "retention": ("postgres",),
     "hold": ("postgres",),
     "dead-letters": ("broker", "cache"),
+    "figures": ("postgres",),
+}
+# Commands that report on the services themselves: they need them named, not answering.
+NAMED_ONLY: dict[str, tuple[str, ...]] = {
+    "health": ("broker", "backend", "cache", "postgres", "s3"),
 }
 # Kept open for the life of a ``videoworker run``: the lock is the file's, not a pid's.
 _held: list[IO[str]] = []
@@ -52,6 +63,45 @@ _held: list[IO[str]] = []
 
 class Unready(Exception):
     """Something a command needs is not there; the message says what to do, in one line."""
+
+
+class NoStack(Unready):
+    """Nothing names a service the command needs: rather than guess a default that may be
+    someone else's server, say how to get one (exit 1)."""
+
+
+def unnamed(settings: Settings, kinds: Iterable[str], environ: Mapping[str, str]) -> list[str]:
+    """The variables to set for the kinds nothing names. S3 left unset beside other
+    services given is AWS itself, a deployment's choice; with nothing given at all, it
+    is a stack that was never started."""
+    stack_env = stack_env_values()
+    given = {name for name in SERVICE_VARIABLES if name in environ or name in stack_env}
+    redis_broker = "CELERY_BROKER_URL" in given and settings.celery_broker_url.startswith(
+        ("redis", "unix")
+    )
+    redis_named = "REDIS_URL" in given or redis_broker
+    redis_variable = "REDIS_URL" if "CELERY_BROKER_URL" in given else "CELERY_BROKER_URL"
+    named = {
+        "postgres": ("DATABASE_URL" in given, "DATABASE_URL"),
+        "broker": ("CELERY_BROKER_URL" in given, "CELERY_BROKER_URL"),
+        "cache": (redis_named, redis_variable),
+        "backend": (redis_named or "CELERY_RESULT_BACKEND" in given, redis_variable),
+        "s3": (bool(given), "S3_ENDPOINT_URL"),
+    }
+    missing = {named[kind][1] for kind in kinds if not named[kind][0]}
+    return [name for name in SERVICE_VARIABLES if name in missing]
+
+
+def require_named(
+    settings: Settings, kinds: Iterable[str], environ: Mapping[str, str] | None = None
+) -> None:
+    environ = os.environ if environ is None else environ
+    missing = unnamed(settings, kinds, environ)
+    if missing:
+        raise NoStack(
+            f"no stack found (no {stack_env_file()}): start one with `make run`, "
+            f"or set {', '.join(missing)}"
+        )
 
 
 @dataclass
@@ -66,17 +116,7 @@ class Endpoint:
 
 def stack_env_values() -> dict[str, str]:
     """What the embedded stack's file (read by Settings) currently says."""
-    values: dict[str, str] = {}
-    env_files = Settings.model_config.get("env_file") or ()
-    for name in (env_files,) if isinstance(env_files, str | Path) else env_files:
-        path = Path(name)
-        if not path.is_file():
-            continue
-        for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
-            key, sep, value = line.partition("=")
-            if sep and not line.lstrip().startswith("#"):
-                values[key.strip().upper()] = value.strip()
-    return values
+    return read_stack_env()
 
 
 def _endpoint(label: str, url: str, variable: str) -> Endpoint | None:
@@ -181,6 +221,9 @@ def require(
     in_run: bool = False,
 ) -> None:
     environ = os.environ if environ is None else environ
+    kinds = list(kinds)
+    if not in_run:
+        require_named(settings, kinds, environ)
     stack_env = stack_env_values()
     for endpoint in endpoints(settings, kinds):
         if not answers(endpoint):
@@ -239,6 +282,8 @@ def preflight(args, home: Path) -> None:  # noqa: ANN001 - the parsed arguments
     if args.command == "run":
         check_run(args, home)
         return
+    if args.command in NAMED_ONLY:
+        require_named(get_settings(), NAMED_ONLY[args.command])
     kinds = NEEDS.get(args.command)
     if kinds:
         require(get_settings(), kinds)
@@ -279,6 +324,7 @@ def moved_ports(stack) -> list[str]:  # noqa: ANN001 - an EmbeddedStack
 
 
 __all__ = [
+    "NoStack",
     "Unready",
     "describe_embedded_failure",
     "endpoints",

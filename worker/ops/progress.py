@@ -72,7 +72,10 @@ def tracker(
     if not console.is_terminal:
         yield lambda _n=1: None
         return
-    with Progress(*_columns(total is not None), console=console, transient=False) as progress:
+    # A running count is cleared when done (the command prints its own totals); a bar
+    # with a total stays, as the record of what was done.
+    transient = total is None
+    with Progress(*_columns(total is not None), console=console, transient=transient) as progress:
         task = progress.add_task(description, total=total, unit=unit)
         yield lambda n=1: progress.advance(task, n)
 

@@ -129,7 +129,10 @@ class GuardedConsumer(Consumer):
         headers = message.headers if isinstance(message.headers, dict) else {}
         task_id = readable_task_id(headers)
         body = message.body
-        log.error(
+        # An unknown task name is the caller's mistake (a typo, a newer caller): a warning.
+        level = logging.WARNING if refusal.detail.startswith("Unknown task") else logging.ERROR
+        log.log(
+            level,
             "message.rejected: %s",
             refusal.detail,
             extra={
