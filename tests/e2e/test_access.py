@@ -23,7 +23,9 @@ import redis
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from sqlalchemy import select
+from sqlalchemy import text as sql
 
+from schemas.contract import QUEUE_OF
 from tests.e2e.conftest import ROOT, start_worker, stop_worker
 from tests.support import poll
 from worker.adapters.postgres.tables import DeletionAudit, Video
@@ -454,3 +456,51 @@ def _data(app, task: str, **kwargs) -> dict:
     envelope = call(app, task, **kwargs)
     assert envelope["ok"] is True, envelope
     return envelope["data"]
+
+
+def _on_its_queue(caller, task: str, **kwargs) -> dict:
+    return caller.send_task(task, kwargs=kwargs, queue=QUEUE_OF[task]).get(timeout=30)
+
+
+def test_tags_and_shares_keep_to_the_callers_scope_and_a_resolve_needs_no_auth(
+    caller, two_malls, engine
+):
+    mall_a, mall_b, pin_a, _, a, b = two_malls
+    op_a = token("operator", "op-a", malls=[mall_a])
+    op_b = token("operator", "op-b", malls=[mall_b])
+    tenant_a = token("tenant", "tenant-a", pins=[pin_a])
+    ids_a = [str(v["id"]) for v in a]
+
+    tagged = _on_its_queue(
+        caller, "videos.tag", auth=tenant_a, video_ids=[*ids_a, str(b["id"])], add=["dock"]
+    )
+    assert tagged["data"] == {"videos": 2, "added": 2, "removed": 0, "not_found": [str(b["id"])]}
+    assert _on_its_queue(caller, "videos.tags", auth=op_b)["data"] == {"tags": []}
+    created = _on_its_queue(caller, "videos.share", auth=op_a, video_ids=ids_a)["data"]
+    refused = _on_its_queue(caller, "videos.share", auth=op_b, video_ids=ids_a)
+    assert refused["error"]["code"] == "not_found"
+
+    # No auth at all, and an expired one: the token is the credential.
+    opened = _on_its_queue(caller, "videos.share_resolve", token=created["token"])
+    expired = token("admin", ttl=-120)
+    again = _on_its_queue(caller, "videos.share_resolve", auth=expired, token=created["token"])
+    assert [v["id"] for v in opened["data"]["videos"]] == ids_a and again["ok"] is True
+
+    assert _on_its_queue(caller, "videos.shares", auth=op_b)["data"] == {"shares": [], "total": 0}
+    assert _on_its_queue(caller, "videos.shares", auth=tenant_a)["data"]["total"] == 1
+    not_theirs = _on_its_queue(
+        caller, "videos.share_revoke", auth=op_b, share_id=created["share_id"]
+    )
+    assert not_theirs["error"] == {
+        "code": "not_found",
+        "detail": f"Share {created['share_id']} not found",
+    }
+    revoked = _on_its_queue(caller, "videos.share_revoke", auth=op_a, share_id=created["share_id"])
+    assert revoked["data"] == {"share_id": created["share_id"], "revoked": True}
+    with engine.connect() as conn:
+        who = conn.execute(
+            sql("SELECT created_by, revoked_by FROM shares WHERE id = :i"),
+            {"i": created["share_id"]},
+        ).one()
+    assert tuple(who) == ("op-a", "op-a")
+    assert _on_its_queue(caller, "videos.share_resolve", token=created["token"])["status"] == 404

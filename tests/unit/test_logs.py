@@ -415,3 +415,14 @@ def test_celery_logs_no_line_per_task_at_info_unless_asked(monkeypatch):
         trace_logger.setLevel(saved[0])
         root.setLevel(saved[1])
         root.handlers[:] = saved[2]
+
+
+def test_a_share_token_is_blanked_wherever_it_appears():
+    token = "vws_" + "Zq9-_" * 8 + "abc"
+    redactor = logs.Redactor()
+
+    for text in (token, f"resolve token={token} failed", f"['{token}']", f"x:{token}."):
+        assert token not in redactor.scrub(text)
+        assert token[4:] not in redactor.scrub(text)
+    # Words that merely start like one are kept.
+    assert redactor.scrub("prevws_abc and vws") == "prevws_abc and vws"
