@@ -147,7 +147,11 @@ def test_whole_worker_killed_mid_delete_its_message_is_answered_by_the_live_work
     # The success line follows the stored answer by a moment.
     poll(lambda: survivor.completions(deleting.id) >= 1, timeout=15, message="the success line")
     assert survivor.completions(deleting.id) == 1
-    assert faults.redeliveries(deleting.id) == 1
+    # The survivor counted the redelivery as one lost run (the count itself is cleared
+    # once the task has ended: the marks track what is in flight).
+    counted = survivor.events_named("message.redelivered", deleting.id)
+    assert [entry["redeliveries"] for entry in counted] == [1]
+    assert faults.redeliveries(deleting.id) == 0
     assert faults.audited() == {video["id"]: 1}
     assert video["id"] not in faults.video_ids()
     faults.wait_until_broker_idle(timeout=30, message="every message acknowledged")
