@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import secrets
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -41,6 +42,9 @@ class Deps:
     # Units of work for handlers that only read: their statements run without a
     # transaction around them (no BEGIN and ROLLBACK for one SELECT). None: ``uow``.
     read: UnitOfWorkFactory | None = None
+    # The HMAC key list cursors are sealed with (``handlers.cursors``). The wiring gives
+    # one stable across processes; unwired, a random one: cursors of this process only.
+    cursor_key: bytes = field(default_factory=lambda: secrets.token_bytes(32), repr=False)
 
     def reads(self) -> UnitOfWork:
         """A unit of work to read with; nothing done in it is committed."""

@@ -31,6 +31,11 @@ class Policy:
     # before its row) and refuses to remove more than this share of the bucket.
     reconcile_min_age_seconds: float = 24 * 3600.0
     reconcile_max_share: float = 0.1
+    # A search counts its matches exactly up to this many, then says "at least" (each
+    # match is rechecked on its table page: counting all of a broad one takes seconds).
+    search_total_cap: int = 10_000
+    # Each statement of a search ends within this, or is cancelled and answered timeout.
+    search_timeout_ms: int = 2_000
 
     # Share links: the longest a link may live (no link lives for ever), how long each
     # URL a resolve mints lives (never past the link's own expiry), and how many wrong

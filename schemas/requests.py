@@ -80,8 +80,28 @@ def _distinct(values: list[Any]) -> list[Any]:
     return values
 
 
+# A search needs a run of this many letters or digits: what the trigram indexes can
+# look up. Without one (``P2``, ``%%``), every row would be read and rechecked.
+SEARCH_RUN = 3
+SEARCH_TOO_SHORT = f"needs at least {SEARCH_RUN} letters or digits in a row"
+
+
+def _searchable(value: str) -> str:
+    run = 0
+    for ch in value:
+        run = run + 1 if ch.isalnum() else 0
+        if run >= SEARCH_RUN:
+            return value
+    raise PydanticCustomError("search_too_short", SEARCH_TOO_SHORT)
+
+
 # A search term: a substring of the file name or the notes; % _ and \ match themselves.
-SearchText = Annotated[StrictStr, Field(min_length=1, max_length=200), AfterValidator(_no_nul)]
+SearchText = Annotated[
+    StrictStr,
+    Field(min_length=1, max_length=200),
+    AfterValidator(_no_nul),
+    AfterValidator(_searchable),
+]
 Targets = Annotated[list[Target], Field(min_length=1, max_length=3), AfterValidator(_distinct)]
 ExpiresMinutes = Annotated[StrictInt, Field(ge=5, le=1440)]
 BatchSize = Annotated[StrictInt, Field(ge=1, le=1000)]
@@ -186,6 +206,8 @@ class ListVideos(VideoFilters):
 
     page: StrictInt = Field(default=1, ge=1)
     page_size: StrictInt = Field(default=20, ge=1, le=100)
+    # The next_cursor of a page of the same listing: the page after it, by keyset.
+    cursor: Annotated[StrictStr, Field(min_length=1, max_length=512)] | None = None
     # True: only the trash, whose items add trashed_at and purge_after.
     trashed: StrictBool = False
     # Targets to presign for every item of the page (a gallery in one message).

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 from uuid import UUID
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PrivateAttr
@@ -103,6 +103,11 @@ class VideoListResponse(Result):
     page: int
     page_size: int
     total_pages: int
+    # "eq": total is exact; "gte": a search matched more than SEARCH_TOTAL_CAP videos,
+    # and total is that cap.
+    total_relation: Literal["eq", "gte"] = "eq"
+    # The cursor of the page after this one (videos.list(cursor=...)); null on the last.
+    next_cursor: str | None = None
     # videos.list(sign=[...]) only: when every URL of the page expires.
     urls_expire_at: UtcDatetime | None = only_when_given()
 

@@ -7,6 +7,8 @@ worker's runtime, the CLI, a test or a bench. Nothing connects at import time.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import logging
 
 from handlers.deps import Deps
@@ -28,10 +30,25 @@ def policy_from(settings: Settings) -> Policy:
         purge_grace_seconds=settings.purge_grace_seconds,
         sweep_time_budget_seconds=settings.sweep_time_budget_seconds,
         stats_debounce_seconds=settings.stats_debounce_seconds,
+        search_total_cap=settings.search_total_cap,
+        search_timeout_ms=settings.search_timeout_ms,
         share_max_minutes=settings.share_max_minutes,
         share_url_minutes=settings.share_url_minutes,
         share_max_attempts=settings.share_max_attempts,
     )
+
+
+# Fixed: a key derived with it is the same on every worker given the same secret.
+CURSOR_KEY_LABEL = b"videoworker list cursors v1"
+
+
+def cursor_key(settings: Settings) -> bytes:
+    """The key list cursors are signed with: ``CURSOR_SECRET``, else one derived from
+    the S3 secret key (which every worker of a deployment holds and no caller does),
+    so cursors pass between workers without one more secret to deploy. Never the
+    secret itself: a cursor's tag reveals nothing of it."""
+    secret = settings.cursor_secret or settings.aws_secret_access_key
+    return hmac.new(secret.get_secret_value().encode(), CURSOR_KEY_LABEL, hashlib.sha256).digest()
 
 
 def build_deps(settings: Settings, *, enqueue: Enqueue) -> Deps:
@@ -51,6 +68,7 @@ def build_deps(settings: Settings, *, enqueue: Enqueue) -> Deps:
         publish=RedisPublisher(cache_client),
         enqueue=enqueue,
         policy=policy_from(settings),
+        cursor_key=cursor_key(settings),
         log=logging.getLogger("videoworker"),
     )
 

@@ -231,6 +231,20 @@ class VideoClient:
     def list(self, *, timeout: float | None = None, **filters: Any) -> VideoListResponse:
         return self._data(VideoListResponse, "videos.list", timeout, **filters)
 
+    def pages(self, *, timeout: float | None = None, **filters: Any) -> Iterator[VideoListResponse]:
+        """Every page of a listing, first to last, each from the cursor of the one before:
+        page 10,000 costs what page 1 does, and a video listed throughout is met once,
+        whatever is uploaded or deleted meanwhile. ``page`` is not taken."""
+        if "page" in filters or "cursor" in filters:
+            raise TypeError("pages() starts at the first page and follows the cursors itself")
+        cursor: str | None = None
+        while True:
+            page = self.list(timeout=timeout, **filters, **({"cursor": cursor} if cursor else {}))
+            yield page
+            cursor = page.next_cursor
+            if cursor is None:
+                return
+
     def get(
         self, video_id: UUID | str, *, timeout: float | None = None, token: str | None = None
     ) -> VideoDetailResponse:

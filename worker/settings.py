@@ -102,6 +102,13 @@ class Settings(BaseSettings):
     auth_jwt_issuer: str | None = None
     # The token beat's scheduled tasks present when no AUTH_JWT_SECRET can mint one.
     auth_service_token: SecretStr | None = None
+    # videos.list(q=...): matches counted exactly up to this many, then "gte"; and the
+    # time each of a search's statements may take before it is cancelled (timeout).
+    search_total_cap: PositiveInt = DEFAULT_POLICY.search_total_cap
+    search_timeout_ms: PositiveInt = DEFAULT_POLICY.search_timeout_ms
+    # The HMAC key list cursors are signed with, the same on every worker; unset, one is
+    # derived from AWS_SECRET_ACCESS_KEY (worker.bootstrap.cursor_key).
+    cursor_secret: SecretStr | None = None
     # Share links (videos.share): the longest expiry a caller may choose, the life of
     # each URL a resolve mints, and the wrong passwords a link takes per 15 minutes.
     share_max_minutes: int = Field(default=DEFAULT_POLICY.share_max_minutes, ge=5, le=525_600)

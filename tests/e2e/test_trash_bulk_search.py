@@ -4,6 +4,7 @@ answers read from the result backend, events from the ``videos.events`` channel.
 
 from __future__ import annotations
 
+import json
 import urllib.parse
 import urllib.request
 import uuid
@@ -270,7 +271,7 @@ def test_search_matches_names_and_notes_case_insensitively_and_wildcards_literal
         "notes": ("lobby.mp4", "Suspicious PACKAGE near door"),
         "percent": ("100%_sure.mp4", None),
         "lookalike": ("100xxsure.mp4", "fully 100 sure"),
-        "backslash": ("a\\b.mp4", None),
+        "backslash": ("abc\\b.mp4", None),
     }
     rows = {
         label: catalog.video(mall, pin, original_filename=name, operator_notes=notes)
@@ -281,17 +282,71 @@ def test_search_matches_names_and_notes_case_insensitively_and_wildcards_literal
         hits = set(listed(caller, q=q))
         return {label for label, row in rows.items() if str(row["id"]) in hits}
 
+    # Contract v1.2: each q holds a run of 3 letters or digits; %, _ and \ stay literal.
     assert found("package") == {"notes"}
     assert found("entrance_m") == {"entrance"}
-    assert found("%") == {"percent"}
-    assert found("_") == {"entrance", "percent"}
-    assert found("%_") == {"percent"}
-    assert found("%%") == set()
+    assert found("100%") == {"percent"}
+    assert found("100%_") == {"percent"}
+    assert found("100%%") == set()
     assert found("100__sure") == set()
-    assert found("\\") == {"backslash"}
+    assert found("abc\\") == {"backslash"}
     too_long = call(caller, "videos.list", q="x" * 201)
     assert too_long["error"]["code"] == "invalid_request"
     assert [f["loc"] for f in too_long["error"]["fields"]] == [["q"]]
+
+
+@pytest.mark.parametrize("q", ["%", "_", "%%", "P2", "a_b", "12 34"])
+def test_a_q_without_three_letters_or_digits_in_a_row_is_refused(caller, q):
+    """The one change contract v1.2 makes to a v1.1 answer: such a q was a scan of
+    every row."""
+    answer = call(caller, "videos.list", q=q)
+
+    assert (answer["ok"], answer["status"], answer["error"]["code"]) == (
+        False,
+        400,
+        "invalid_request",
+    )
+    assert answer["error"]["fields"] == [
+        {"loc": ["q"], "msg": "needs at least 3 letters or digits in a row"}
+    ]
+
+
+def test_pages_carry_their_total_relation_and_the_cursor_of_the_next(caller, catalog, shop):
+    mall, pin = shop
+    made = [
+        catalog.video(
+            mall,
+            pin,
+            upload_objects=False,
+            original_filename=f"lobby_{i}.mp4",
+            uploaded_at=datetime(2026, 1, 1, tzinfo=UTC) - timedelta(minutes=i % 3),
+        )
+        for i in range(7)
+    ]
+    newest_first = [
+        str(v["id"]) for v in sorted(made, key=lambda v: (v["uploaded_at"], v["id"]), reverse=True)
+    ]
+
+    walked, cursor, answers = [], None, []
+    while True:
+        kwargs = {"q": "lobby", "page_size": 3} | ({"cursor": cursor} if cursor else {})
+        page = data(caller, "videos.list", **kwargs)
+        answers.append(page)
+        walked += [v["id"] for v in page["videos"]]
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    assert walked == newest_first
+    assert [a["page"] for a in answers] == [1, 2, 3]
+    assert all((a["total"], a["total_relation"]) == (7, "eq") for a in answers)
+    refused = call(caller, "videos.list", q="lobby", page=2, cursor=answers[0]["next_cursor"])
+    assert refused["error"]["code"] == "invalid_request"
+    assert [f["loc"] for f in refused["error"]["fields"]] == [["cursor"]]
+    other = call(caller, "videos.list", q="lobby_1", cursor=answers[0]["next_cursor"])
+    assert [f["loc"] for f in other["error"]["fields"]] == [["cursor"]]
+    too_deep = call(caller, "videos.list", q="lobby", page=101, page_size=100)
+    assert too_deep["error"]["code"] == "invalid_request"
+    assert "use cursor" in too_deep["error"]["detail"]
 
 
 def test_a_gallery_page_carries_working_thumbnail_urls_and_nulls_where_there_is_none(
@@ -415,3 +470,18 @@ def test_a_quota_sweep_deletes_the_oldest_unheld_videos_until_the_mall_fits(
     assert not any(catalog.object_exists(key) for row in rows[1:3] for key in catalog.keys(row))
     assert data(caller, "videos.stats", mall_id=str(mall))["total_storage_bytes"] == 2200
     assert data(caller, "videos.retention_sweep", mall_id=str(held_mall))["deleted_for_quota"] == 0
+
+
+def test_call_all_streams_every_video_of_a_listing_one_json_line_each(caller, catalog, shop):
+    mall, pin = shop
+    made = {
+        str(catalog.video(mall, pin, upload_objects=False, original_filename=f"dock_{i}.mp4")["id"])
+        for i in range(5)
+    }
+
+    done = run_cli("call", "videos.list", f"mall_id={mall}", "page_size=2", "--all", check=0)
+
+    lines = [json.loads(line) for line in done.stdout.splitlines()]
+    assert {line["id"] for line in lines} == made and len(lines) == 5
+    refused = run_cli("call", "--all", "videos.list", "q=P2", check=1)
+    assert "needs at least 3 letters or digits in a row" in refused.stderr

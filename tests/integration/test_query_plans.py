@@ -210,7 +210,9 @@ def test_the_search_predicate_is_one_the_trigram_indexes_of_both_columns_serve(
 
     # "loading_dock" with a literal underscore is in the 15 names.
     assert handlers.list_videos(ListVideos(q="loading_DOCK", page_size=10), deps).total == 15
-    assert {"ix_videos_filename_trgm", "ix_videos_notes_trgm"} <= {n for _, _, n in plan}
+    assert {"ix_videos_scoped_filename_trgm", "ix_videos_scoped_notes_trgm"} <= {
+        n for _, _, n in plan
+    }
 
 
 def test_the_trash_is_listed_from_its_own_indexes(deps, catalog, engine):

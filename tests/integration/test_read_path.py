@@ -233,7 +233,7 @@ def test_the_held_path_answers_every_read_as_sqlalchemy_does(deps, catalog):
         ListVideos(uploaded_after="2025-04-02T05:00:00Z", uploaded_before="2025-05-11T13:30:00Z"),
         ListVideos(uploaded_after="2025-04-01T00:00:00Z", processing_status="failed"),
         ListVideos(q="entrance"),
-        ListVideos(q="50%"),
+        ListVideos(q="ing at 50%"),
         ListVideos(q="aisle", page=4, page_size=5),
         ListVideos(trashed=True),
         ListVideos(trashed=True, q="cam"),

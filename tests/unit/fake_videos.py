@@ -9,7 +9,7 @@ from datetime import datetime
 from uuid import UUID
 
 from handlers.access import UNRESTRICTED, Scope
-from handlers.ports import ExpiredSummary, RemovedVideo, RetentionScope, TrashedVideo
+from handlers.ports import ExpiredSummary, RemovedVideo, RetentionScope, TrashedVideo, Window
 from handlers.urls import is_file_key
 from schemas.requests import ListVideos, VideoFilters
 from schemas.responses import (
@@ -138,10 +138,18 @@ class FakeCatalogue:
     def __init__(self, table: FakeVideoTable) -> None:
         self.table = table
 
-    def list(self, scope: Scope, query: ListVideos) -> tuple[list[VideoListItem], int]:
+    def list(
+        self, scope: Scope, query: ListVideos, window: Window | None = None
+    ) -> tuple[list[VideoListItem], int]:
+        window = window or Window()
         matching = self.table.newest_first(self.table.listed(scope, query, query.trashed))
+        total = len(matching)
+        if query.q is not None and window.count_cap is not None:
+            total = min(total, window.count_cap + 1)
         start = (query.page - 1) * query.page_size
-        page = matching[start : start + query.page_size]
+        if window.after is not None:
+            start = sum(1 for v in matching if (v.uploaded_at, v.id) >= window.after)
+        page = matching[start : start + query.page_size + (1 if window.peek else 0)]
         items = [
             VideoListItem(
                 **v.model_dump(include=set(VideoListItem.model_fields) - {"tags"}),
@@ -154,7 +162,7 @@ class FakeCatalogue:
             )
             for v in page
         ]
-        return items, len(matching)
+        return items, total
 
     def get(self, scope: Scope, video_id: UUID) -> VideoDetailResponse | None:
         video = self.table.seen(scope, video_id)

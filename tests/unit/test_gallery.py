@@ -30,6 +30,8 @@ V1_ITEM_KEYS = {
     "recorded_at",
 }
 V1_PAGE_KEYS = {"videos", "total", "page", "page_size", "total_pages"}
+# Contract v1.2: every page says whether its total is exact and where the next one starts.
+PAGE_KEYS = V1_PAGE_KEYS | {"total_relation", "next_cursor"}
 # Contract v1.2: every item carries its tags.
 ITEM_KEYS = V1_ITEM_KEYS | {"tags"}
 
@@ -89,18 +91,18 @@ def test_a_signed_page_signs_only_the_page_and_keeps_the_v1_fields():
     assert [item.id for item in page.videos] == [videos[2].id, videos[1].id]
     assert len(fakes.store.presigned) == 2
     dumped = page.model_dump(mode="json")
-    assert set(dumped) == V1_PAGE_KEYS | {"urls_expire_at"}
+    assert set(dumped) == PAGE_KEYS | {"urls_expire_at"}
     assert {frozenset(item) for item in dumped["videos"]} == {frozenset(ITEM_KEYS | {"urls"})}
     assert dumped["videos"][0]["urls"] == {"original": url(videos[2].original_path, 3600)}
     assert dumped["urls_expire_at"] == "2025-10-31T13:00:00Z"
 
 
-def test_without_sign_a_page_has_exactly_the_v1_keys():
+def test_without_sign_a_page_has_exactly_the_v1_keys_and_the_two_of_v1_2():
     fakes = gallery(*oldest_first(2))
 
     dumped = list_videos(ListVideos(), fakes.deps).model_dump(mode="json")
 
-    assert set(dumped) == V1_PAGE_KEYS
+    assert set(dumped) == PAGE_KEYS
     assert all(set(item) == ITEM_KEYS for item in dumped["videos"])
     assert fakes.store.presigned == []
 

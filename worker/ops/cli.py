@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from handlers.policy import DEFAULT_POLICY
+from worker.ops import listing
 from worker.ops.arguments import (
     RETENTION_DAYS_MAX,
     IntermixedParser,
@@ -402,6 +403,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--token", help="JWT sent as auth (AUTH_MODE=jwt); default $VIDEOWORKER_TOKEN"
     )
     call.set_defaults(func=_call, before_preflight=_known_task)
+    listing.add_all_option(call)
 
     reconcile = sub.add_parser(
         "reconcile", help="compare bucket and database: orphan and missing objects"

@@ -159,18 +159,25 @@ class Video(Base):
         # The trash: listed newest first, emptied by trashed_at; both small.
         Index("ix_videos_trashed_recent", *RECENT, postgresql_where=TRASHED),
         Index("ix_videos_trashed_at", "trashed_at", postgresql_where=TRASHED),
-        # videos.list(q=...): ILIKE '%q%' on either column, through pg_trgm.
+        # videos.list(q=...): ILIKE '%q%' on either column through pg_trgm, with the
+        # mall and the pin keys of the same index (btree_gin, migration 0016): a search
+        # narrowed to a mall or a pin reads what that scope holds, not every match.
         Index(
-            "ix_videos_filename_trgm",
+            "ix_videos_scoped_filename_trgm",
+            "mall_id",
+            "pin_id",
             "original_filename",
             postgresql_using="gin",
             postgresql_ops={"original_filename": "gin_trgm_ops"},
         ),
         Index(
-            "ix_videos_notes_trgm",
+            "ix_videos_scoped_notes_trgm",
+            "mall_id",
+            "pin_id",
             "operator_notes",
             postgresql_using="gin",
             postgresql_ops={"operator_notes": "gin_trgm_ops"},
+            postgresql_where=text("operator_notes IS NOT NULL"),
         ),
         # Object-key look-ups: reconcile, and the guard that never deletes a key a row
         # still references.

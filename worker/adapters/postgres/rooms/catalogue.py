@@ -7,7 +7,8 @@ are the reads every caller makes, each a few index look-ups.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+import contextlib
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, Protocol
 from uuid import UUID
 
@@ -15,6 +16,7 @@ from sqlalchemy import (
     ARRAY,
     ColumnElement,
     Connection,
+    DateTime,
     Integer,
     Select,
     Uuid,
@@ -24,13 +26,16 @@ from sqlalchemy import (
     literal_column,
     or_,
     select,
+    tuple_,
 )
 
 from handlers.access import Scope
+from handlers.errors import StatementTimeout
+from handlers.ports import Window
 from handlers.urls import is_file_key
 from schemas.requests import ListVideos
 from schemas.responses import VideoDetailResponse, VideoListItem
-from worker.adapters.postgres import spans
+from worker.adapters.postgres import budget, spans
 from worker.adapters.postgres.readpath import OnConnection
 from worker.adapters.postgres.rooms.query import (
     DETAIL_COLUMNS,
@@ -53,6 +58,7 @@ from worker.adapters.postgres.rooms.query import (
 )
 
 ZERO = literal_column("0")
+ONE = literal_column("1")
 
 
 def _summed(table: Any, column: Any, conditions: list[Any]) -> ColumnElement[Any]:
@@ -161,36 +167,125 @@ class ShapedReads(Protocol):
         ...
 
 
+SEARCH_TOOK_TOO_LONG = "Search took longer than {ms} ms; add filters or a longer q"
+
+
+@contextlib.contextmanager
+def search_budget(ms: int) -> Iterator[None]:
+    """A search's statements end within ``ms`` (or the task's own budget, if tighter):
+    cancelled by PostgreSQL past it, and answered ``timeout`` saying how to narrow it.
+    A cheap message never buys minutes of a server's work."""
+    outer = budget.current()
+    tighter = ms if outer is None else min(ms, outer)
+    with budget.statement_budget(tighter):
+        try:
+            yield
+        except Exception as exc:
+            cancelled = isinstance(exc, StatementTimeout) or budget.timed_out(exc) is not None
+            if cancelled and tighter == ms:
+                raise StatementTimeout(SEARCH_TOOK_TOO_LONG.format(ms=ms)) from exc
+            raise
+
+
 class PostgresCatalogue:
     def __init__(self, reads: ShapedReads | Connection) -> None:
         """``reads``: a read path's session (``ReadSession``), or a connection of one's
         own, on which the statements run through SQLAlchemy."""
         self.reads = OnConnection(reads) if isinstance(reads, Connection) else reads
 
-    def list(self, scope: Scope, query: ListVideos) -> tuple[list[VideoListItem], int]:
-        offset = (query.page - 1) * query.page_size
+    def list(
+        self, scope: Scope, query: ListVideos, window: Window | None = None
+    ) -> tuple[list[VideoListItem], int]:
+        window = window or Window()
+        if query.q is not None and window.search_ms is not None:
+            with search_budget(window.search_ms):
+                return self._list(scope, query, window)
+        return self._list(scope, query, window)
+
+    def _list(
+        self, scope: Scope, query: ListVideos, window: Window
+    ) -> tuple[list[VideoListItem], int]:
+        keyset = window.after is not None
+        offset = 0 if keyset else (query.page - 1) * query.page_size
+        limit = query.page_size + (1 if window.peek else 0)
         where = list_filters(scope, query, query.trashed)
-        values = {**where.values, "page_size": query.page_size, "page_offset": offset}
-        with_total = query.q is not None
+        values = {**where.values, "page_size": limit, "page_offset": offset}
+        if window.after is not None:
+            values["after_at"], values["after_id"] = window.after
 
         def page() -> Select:
-            return self._page(query, where.conditions(), with_total)
+            return self._page(query, where.conditions(), keyset)
 
-        key = _shape(scope, query, "page")
-        if with_total:
-            # A search finds its matches through the trigram indexes and rechecks each on
-            # its table page: the page and its total are taken in that one pass (a
-            # window count), not found twice. Only a page past the end counts apart.
-            rows = self.reads.run(key, values, page).all()
-            if rows:
-                return [list_item(row) for row in rows], rows[0].page_total
-            # An empty first page is a total of 0; past the end, the true total is asked.
-            return [], self._count(scope, query) if offset else 0
+        key = (*_shape(scope, query, "page"), keyset)
+        if query.q is not None:
+            return self._search(scope, query, window, where, values, (key, page))
         total = self._total(scope, query)
-        if total <= offset:
+        if total <= offset and not keyset:
             return [], total
         rows = self.reads.run(key, values, page)
         return [list_item(row) for row in rows], total
+
+    def _search(
+        self,
+        scope: Scope,
+        query: ListVideos,
+        window: Window,
+        where: Where,
+        values: dict[str, Any],
+        paged: tuple[tuple[Any, ...], Callable[[], Select]],
+    ) -> tuple[list[VideoListItem], int]:
+        """A search's page and its total. Every match found is rechecked on its table
+        page, which is most of a search's cost: an offset page and its capped count are
+        taken in one pass over at most ``cap + 1`` matches (the page sorted from them),
+        and only a search past the cap reads its page again, newest first through the
+        list indexes, where a broad search finds its first page at once. A cursor's page
+        starts after its row, so it is read on its own and the matches counted beside."""
+        key, page = paged
+        cap = window.count_cap
+        if window.after is not None or cap is None:
+            rows = self.reads.run(key, values, page).all()
+            return [list_item(row) for row in rows], self._count(scope, query, cap)
+        counted_values = {**values, "count_limit": cap + 1}
+
+        def found() -> Select:
+            return self._found_page(query, where.conditions())
+
+        rows = self.reads.run((*key, "found"), counted_values, found).all()
+        if not rows:
+            offset = values["page_offset"]
+            return [], self._count(scope, query, cap) if offset else 0
+        total = rows[0].page_total
+        if total > cap:
+            rows = self.reads.run(key, values, page).all()
+        return [list_item(row) for row in rows], total
+
+    def _found_page(self, query: ListVideos, conditions: list[Any]) -> Select:
+        """The page among at most ``count_limit`` matches, each row with how many there
+        were (``page_total``): all of them when there are no more."""
+        found = (
+            select(videos.c.id, videos.c.uploaded_at)
+            .where(*conditions)
+            .limit(bindparam("count_limit", type_=Integer))
+            .cte("found")
+        )
+        page = (
+            select(found.c.id, found.c.uploaded_at)
+            .order_by(found.c.uploaded_at.desc(), found.c.id.desc())
+            .limit(bindparam("page_size", type_=Integer))
+            .offset(bindparam("page_offset", type_=Integer))
+            .subquery("page")
+        )
+        counted = select(func.count()).select_from(found).scalar_subquery()
+        columns = [*(TRASH_LIST_COLUMNS if query.trashed else LIST_COLUMNS)]
+        return (
+            select(*columns, counted.label("page_total"))
+            .select_from(
+                page.join(videos, videos.c.id == page.c.id).outerjoin(
+                    pins, pins.c.id == videos.c.pin_id
+                )
+            )
+            .order_by(page.c.uploaded_at.desc(), page.c.id.desc())
+        )
 
     def _total(self, scope: Scope, query: ListVideos) -> int:
         """The exact total: from the kept figures, or counted when that is as fast."""
@@ -201,25 +296,45 @@ class PostgresCatalogue:
         key = (*_shape(scope, query, "total"), *shape)
         return int(self.reads.run(key, values, build).scalar_one())
 
-    def _count(self, scope: Scope, query: ListVideos) -> int:
-        """``count(*)`` of what the list shows, through the list indexes."""
+    def _count(self, scope: Scope, query: ListVideos, cap: int | None = None) -> int:
+        """``count(*)`` of what the list shows, through the list indexes; with ``cap``,
+        of at most ``cap + 1`` of them (a search's matches are each rechecked on their
+        table page: the cap bounds that work, whatever ``q`` matches)."""
         where = list_filters(scope, query, query.trashed)
+        values = dict(where.values)
+        if cap is not None:
+            values["count_limit"] = cap + 1
 
         def count() -> Select:
-            return select(func.count()).select_from(videos).where(*where.conditions())
+            if cap is None:
+                return select(func.count()).select_from(videos).where(*where.conditions())
+            found = (
+                select(ONE)
+                .select_from(videos)
+                .where(*where.conditions())
+                .limit(bindparam("count_limit", type_=Integer))
+                .subquery("found")
+            )
+            return select(func.count()).select_from(found)
 
-        return self.reads.run(_shape(scope, query, "count"), where.values, count).scalar_one()
+        key = (*_shape(scope, query, "count"), cap is not None)
+        return self.reads.run(key, values, count).scalar_one()
 
-    def _page(self, query: ListVideos, conditions: list[Any], with_total: bool) -> Select:
+    def _page(self, query: ListVideos, conditions: list[Any], keyset: bool) -> Select:
         """Deferred join: the page's keys come from the index (an index-only scan that
         skips ``offset`` entries without touching the table, without ``q``); only the
         page's rows are then read and joined to their pins. Page 2,000 costs what page
-        1 does."""
-        keys = [videos.c.id, videos.c.uploaded_at]
-        if with_total:
-            keys.append(func.count().over().label("page_total"))
+        1 does. By keyset (a cursor), the scan starts right after the cursor's row
+        (``(uploaded_at, id) < (…)``, in the same index order): any depth costs what
+        page 1 does, with ``q`` too."""
+        if keyset:
+            after = tuple_(
+                bindparam("after_at", type_=DateTime(timezone=True)),
+                bindparam("after_id", type_=Uuid),
+            )
+            conditions = [*conditions, tuple_(videos.c.uploaded_at, videos.c.id) < after]
         page = (
-            select(*keys)
+            select(videos.c.id, videos.c.uploaded_at)
             .where(*conditions)
             .order_by(*NEWEST_FIRST)
             .limit(bindparam("page_size", type_=Integer))
@@ -227,8 +342,6 @@ class PostgresCatalogue:
             .subquery("page")
         )
         columns = list(TRASH_LIST_COLUMNS if query.trashed else LIST_COLUMNS)
-        if with_total:
-            columns.append(page.c.page_total)
         return (
             select(*columns)
             .select_from(
