@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: run demo test install lint schemas bench soak stop-check clean
+.PHONY: run demo test install lint schemas bench soak stop-check docs-check clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null \
@@ -45,6 +45,10 @@ bench: $(STAMP)
 SOAK_REQUESTS ?= 100000
 soak: $(STAMP)
 	$(BIN)/python -m bench soak --requests $(SOAK_REQUESTS)
+
+## Render every Mermaid picture of the README and docs/ (needs mmdc: npm install @mermaid-js/mermaid-cli).
+docs-check: $(STAMP)
+	$(BIN)/python -m tests.render_mermaid
 
 ## Ctrl-C on `videoworker run`, ten rounds in a row (`make test` runs three): each must
 ## stop worker and beat, then the servers, in at most five quiet lines.
