@@ -8,6 +8,7 @@ from celery import Celery
 from celery.signals import (
     before_task_publish,
     celeryd_after_setup,
+    celeryd_init,
     setup_logging,
     task_postrun,
     task_prerun,
@@ -57,6 +58,28 @@ def reset_deps() -> None:
     global _deps
     with _deps_lock:
         _deps = None
+
+
+# The execution pools this worker runs under. prefork and solo: each process holds its
+# read connection; threads: each thread checks one out per unit of work and gives it
+# back, and its statement budget is its own. gevent and eventlet would need psycopg,
+# redis-py and botocore monkey-patched for cooperative I/O, which nothing here does: a
+# blocked greenlet would stall every other one, so they are refused at start.
+SUPPORTED_POOLS = ("prefork", "processes", "solo", "threads")
+
+
+@celeryd_init.connect
+def _refuse_unsupported_pools(conf: object = None, options: object = None, **_: object) -> None:
+    chosen = (options or {}).get("pool_cls") if isinstance(options, dict) else None
+    pool = chosen or getattr(conf, "worker_pool", "prefork")
+    name = pool if isinstance(pool, str) else getattr(pool, "__module__", repr(pool))
+    if name.rpartition(":")[0] or name not in SUPPORTED_POOLS:
+        raise SystemExit(
+            f"Invalid configuration: --pool {name}: the worker runs under "
+            + ", ".join(p for p in SUPPORTED_POOLS if p != "processes")
+            + " (gevent and eventlet would need its database, Redis and S3 clients "
+            "patched for cooperative I/O)"
+        )
 
 
 @celeryd_after_setup.connect

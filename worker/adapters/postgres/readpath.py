@@ -294,28 +294,11 @@ class OnConnection:
     def __init__(self, connection: Connection, shapes: Shapes = SHAPES) -> None:
         self.connection = connection
         self.shapes = shapes
-        # The budget the unit of work gave the connection when it began.
-        self._budget = budget.current()
 
     def run(
         self, key: tuple[Any, ...], values: Mapping[str, Any], build: Callable[[], Select]
     ) -> Any:
-        self._follow_budget()
         return self.connection.execute(self.shapes.get(key, values, build).statement, values)
-
-    def _follow_budget(self) -> None:
-        """A budget set around some statements only (a search's) reaches them here too:
-        in the transaction (``SET LOCAL``), or on an autocommit connection's session."""
-        wanted = budget.current()
-        if wanted == self._budget:
-            return
-        if self.connection.get_execution_options().get("isolation_level") == "AUTOCOMMIT":
-            budget.apply_session(self.connection.connection.driver_connection, self.connection.info)
-        elif wanted is None:
-            self.connection.exec_driver_sql("SET LOCAL statement_timeout TO DEFAULT")
-        else:
-            self.connection.exec_driver_sql(budget.SET_LOCAL, {"ms": f"{wanted}ms"})
-        self._budget = wanted
 
 
 def holds_connection() -> bool:
@@ -449,7 +432,6 @@ class ReadSession:
     def __init__(self, path: ReadPath) -> None:
         self.path = path
         self.holds = holds_connection()
-        self._own: Any = None
         self._pooled: Connection | None = None
 
     def run(
@@ -458,16 +440,20 @@ class ReadSession:
         return self.path.run(self, self.path.shapes.get(key, values, build), values)
 
     def driver(self) -> Any:
+        """The connection the shaped statements run on: the process's held one on its
+        main thread; on any other, the unit of work's one pooled connection, the same
+        SQLAlchemy runs everything else (and the first-run check) on, so that a thread
+        never holds two connections at once: eight threads on a pool of two would
+        otherwise each hold one and wait for a second until the pool timed out."""
         if self.holds:
             return self.path.held()
-        if self._own is None:
-            self._own = self.path._checkout()  # noqa: SLF001
-        return self._own
+        return self.pooled().connection
 
     def lost(self, connection: Any) -> None:
-        if connection is self._own:
-            self._own = None
-            connection.invalidate()
+        if self._pooled is not None and connection is self._pooled.connection:
+            self._pooled.invalidate()
+            self._pooled.close()
+            self._pooled = None
         else:
             self.path.forget()
 
@@ -480,16 +466,10 @@ class ReadSession:
     def pooled(self) -> Connection:
         if self._pooled is None:
             self._pooled = self.path.engine.connect()
-        # Every time: a budget may be set around some statements only (a search's).
-        budget.apply_session(self._pooled.connection.driver_connection, self._pooled.info)
+            budget.apply_session(self._pooled.connection.driver_connection, self._pooled.info)
         return self._pooled
 
     def close(self) -> None:
-        own, self._own = self._own, None
-        if own is not None:
-            # Back to the pool as SQLAlchemy hands its connections out.
-            own.driver_connection.autocommit = False
-            own.close()
         if self._pooled is not None:
             release(self._pooled)
             self._pooled = None
