@@ -294,11 +294,28 @@ class OnConnection:
     def __init__(self, connection: Connection, shapes: Shapes = SHAPES) -> None:
         self.connection = connection
         self.shapes = shapes
+        # The budget the unit of work gave the connection when it began.
+        self._budget = budget.current()
 
     def run(
         self, key: tuple[Any, ...], values: Mapping[str, Any], build: Callable[[], Select]
     ) -> Any:
+        self._follow_budget()
         return self.connection.execute(self.shapes.get(key, values, build).statement, values)
+
+    def _follow_budget(self) -> None:
+        """A budget set around some statements only (a search's) reaches them here too:
+        in the transaction (``SET LOCAL``), or on an autocommit connection's session."""
+        wanted = budget.current()
+        if wanted == self._budget:
+            return
+        if self.connection.get_execution_options().get("isolation_level") == "AUTOCOMMIT":
+            budget.apply_session(self.connection.connection.driver_connection, self.connection.info)
+        elif wanted is None:
+            self.connection.exec_driver_sql("SET LOCAL statement_timeout TO DEFAULT")
+        else:
+            self.connection.exec_driver_sql(budget.SET_LOCAL, {"ms": f"{wanted}ms"})
+        self._budget = wanted
 
 
 def holds_connection() -> bool:
@@ -466,7 +483,8 @@ class ReadSession:
     def pooled(self) -> Connection:
         if self._pooled is None:
             self._pooled = self.path.engine.connect()
-            budget.apply_session(self._pooled.connection.driver_connection, self._pooled.info)
+        # Every time: a budget may be set around some statements only (a search's).
+        budget.apply_session(self._pooled.connection.driver_connection, self._pooled.info)
         return self._pooled
 
     def close(self) -> None:
