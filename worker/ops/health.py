@@ -2,7 +2,8 @@
 
 Each check is a real round trip with a short timeout: the broker connection, the
 result backend and the cache Redis answer PING, PostgreSQL answers ``SELECT 1`` and
-the bucket answers HEAD. ``--worker`` also asks the worker on this host to answer a
+the bucket answers HEAD; ``stores`` reports how much each store the worker writes
+holds (``worker.ops.stores``). ``--worker`` also asks the worker on this host to answer a
 remote-control ping, which is what a container liveness probe wants to know.
 """
 
@@ -16,15 +17,24 @@ from worker.settings import Settings
 
 
 def _timed(check: Callable[[], object]) -> dict[str, object]:
+    """A check's verdict and time; a check that answers a dict has it merged in."""
     started = time.perf_counter()
     try:
-        check()
+        answer = check()
     except Exception as exc:  # noqa: BLE001 - every failure is a result here
         return {"ok": False, "error": f"{type(exc).__name__}: {str(exc)[:200]}"}
-    return {"ok": True, "ms": round((time.perf_counter() - started) * 1000, 1)}
+    verdict: dict[str, object] = {
+        "ok": True,
+        "ms": round((time.perf_counter() - started) * 1000, 1),
+    }
+    if isinstance(answer, dict):
+        verdict.update(answer)
+    return verdict
 
 
-def run_checks(settings: Settings, worker: bool = False) -> dict[str, dict[str, object]]:
+def run_checks(
+    settings: Settings, worker: bool = False, stores: bool = True
+) -> dict[str, dict[str, object]]:
     import redis
     from kombu import Connection
     from sqlalchemy import create_engine, text
@@ -59,6 +69,10 @@ def run_checks(settings: Settings, worker: bool = False) -> dict[str, dict[str, 
     }
     if worker:
         results["worker"] = _timed(lambda: _ping_local_worker())
+    if stores:
+        from worker.ops.stores import sizes
+
+        results["stores"] = _timed(lambda: sizes(settings))
     return results
 
 
