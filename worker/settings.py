@@ -56,6 +56,10 @@ class Settings(BaseSettings):
 
     db_pool_size: PositiveInt = 5
     db_statement_timeout_ms: PositiveInt = 30_000
+    # What DATABASE_URL reaches: the server, or a transaction pooler (PgBouncer in
+    # transaction mode), through which nothing may live in a session: prepared
+    # statements off, budgets per transaction, the relay on EVENTS_RELAY_DATABASE_URL.
+    db_pooler: Literal["none", "transaction"] = "none"
     s3_connect_timeout_seconds: float = Field(default=3.0, gt=0)
     s3_read_timeout_seconds: float = Field(default=30.0, gt=0)
     # Keys whose inline deletion failed wait this long before purge retries them, so the
@@ -141,6 +145,18 @@ class Settings(BaseSettings):
             )
         return self
 
+    @model_validator(mode="after")
+    def _pooler_leaves_a_direct_url(self) -> Settings:
+        # The relay's session advisory lock through a transaction pooler would stay on a
+        # server connection other clients then use: two relays could lead at once.
+        pooled = self.db_pooler == "transaction"
+        if pooled and self.events_relay and not self.events_relay_database_url:
+            raise ValueError(
+                "DB_POOLER=transaction needs EVENTS_RELAY_DATABASE_URL: the server's own "
+                "address, for the relay's session lock and LISTEN (or EVENTS_RELAY=false)"
+            )
+        return self
+
     @field_validator("events_relay_database_url")
     @classmethod
     def _relay_postgres_only(cls, value: str) -> str:
@@ -190,6 +206,12 @@ class Settings(BaseSettings):
 
     @property
     def relay_database_url(self) -> str:
+        return self.events_relay_database_url or self.database_url
+
+    @property
+    def direct_database_url(self) -> str:
+        """Where session state may live (a migration's advisory lock, its CREATE INDEX
+        CONCURRENTLY): the server itself, past any transaction pooler."""
         return self.events_relay_database_url or self.database_url
 
     @property

@@ -59,7 +59,7 @@ class Wiring:
 def _migrate(_: argparse.Namespace) -> int:
     from worker.adapters.postgres.migrate import upgrade
 
-    upgrade(get_settings().database_url)
+    upgrade(get_settings().direct_database_url)
     print("videoworker: database schema is at the latest revision")
     return 0
 

@@ -61,7 +61,7 @@ def run(args: argparse.Namespace, home: Path) -> int:
             return 0
         from worker.adapters.postgres.migrate import upgrade
 
-        upgrade(get_settings().database_url)
+        upgrade(get_settings().direct_database_url)
         if stopping:
             return 0
         _start_children(args, children)

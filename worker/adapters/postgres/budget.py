@@ -15,6 +15,18 @@ A statement whose caller is interrupted anyway (a time limit, a signal) leaves i
 connection busy: the driver cancels only on Ctrl-C. ``abandon`` cancels it on the
 server and the connection is thrown away, never handed to the next caller still in
 the middle of an answer ("another command is already in progress").
+
+Behind a transaction pooler (``DB_POOLER=transaction``: PgBouncer's transaction mode)
+a session setting would stay on whichever server connection ran it, for that
+connection's next client, and an autocommit statement may run on another server
+connection than the one before it. There a connection's info carries ``POOLED`` (its
+default budget, ``DB_STATEMENT_TIMEOUT_MS``, which no startup option can give), and the
+budget only ever goes into a transaction: ``SET LOCAL`` in a write transaction, and the
+read path's autocommit statements each in a transaction of their own
+(``in_transaction``). A read-only unit of work's other statements (statistics, tags, a
+shape's first check) stay in autocommit, which holds no server connection between
+statements, under the role's own ``statement_timeout`` (``ALTER ROLE … SET``): in a
+transaction they would hold one while the read path waits for another.
 """
 
 from __future__ import annotations
@@ -38,6 +50,8 @@ SET_TO = "videoworker.statement_timeout_ms"
 DEFAULT = "default"
 SET_SESSION = "SELECT set_config('statement_timeout', %(ms)s, false)"
 SET_LOCAL = "SELECT set_config('statement_timeout', %(ms)s, true)"
+# In a connection's info when it goes through a transaction pooler: its default budget.
+POOLED = "videoworker.transaction_pooled_default_ms"
 
 
 @contextlib.contextmanager
@@ -58,8 +72,16 @@ def _setting(ms: int | None) -> str:
     return DEFAULT if ms is None else f"{ms}ms"
 
 
+def _pooled_wanted(info: MutableMapping[str, Any]) -> int:
+    wanted = _budget_ms.get()
+    return info[POOLED] if wanted is None else wanted
+
+
 def apply_session(driver: Any, info: MutableMapping[str, Any]) -> None:
     """Give an autocommit connection (psycopg's) the current budget, if it has another."""
+    if POOLED in info:
+        # Behind a transaction pooler: never on the session (``in_transaction``).
+        return
     wanted = _budget_ms.get()
     if info.get(SET_TO, None) == wanted:
         return
@@ -70,8 +92,26 @@ def apply_session(driver: Any, info: MutableMapping[str, Any]) -> None:
     info[SET_TO] = wanted
 
 
+@contextlib.contextmanager
+def in_transaction(driver: Any, info: MutableMapping[str, Any]) -> Iterator[None]:
+    """Around one statement on an autocommit connection: the budget on the session, or
+    behind a transaction pooler the statement in a transaction of its own with the
+    budget ``SET LOCAL``: three round trips more than without the pooler (PgBouncer 1.18
+    drops a pipelined connection, so they are not pipelined)."""
+    if POOLED not in info:
+        apply_session(driver, info)
+        yield
+        return
+    with driver.transaction():
+        driver.execute(SET_LOCAL, {"ms": _setting(_pooled_wanted(info))})
+        yield
+
+
 def apply_local(execute: Any, info: MutableMapping[str, Any]) -> None:
     """Give a transaction the current budget, unless the connection has it already."""
+    if POOLED in info:
+        execute(SET_LOCAL, {"ms": _setting(_pooled_wanted(info))})
+        return
     wanted = _budget_ms.get()
     if info.get(SET_TO, None) == wanted:
         return

@@ -396,9 +396,10 @@ class ReadPath:
         connection = session.driver()
         driver = connection.driver_connection
         try:
-            budget.apply_session(driver, connection.info)
-            with driver.cursor() as cursor:
+            with budget.in_transaction(driver, connection.info):
+                cursor = driver.cursor()
                 cursor.execute(compiled.sql, parameters)
+            with cursor:
                 # Every statement built by shape is a SELECT: there are rows to fetch.
                 raw = cursor.fetchall()
                 description = cursor.description

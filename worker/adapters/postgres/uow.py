@@ -7,8 +7,9 @@ layer retries; everything else is a bug and surfaces as ``internal``.
 from __future__ import annotations
 
 from types import TracebackType
+from typing import Any
 
-from sqlalchemy import Connection, Engine, create_engine
+from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy import exc as sa_exc
 
 from worker.adapters.postgres import budget
@@ -32,6 +33,8 @@ POOL_RECYCLE_SECONDS = 1800
 
 
 def make_engine(settings: Settings) -> Engine:
+    if settings.db_pooler == "transaction":
+        return _transaction_pooled_engine(settings)
     return create_engine(
         settings.database_url,
         pool_size=settings.db_pool_size,
@@ -48,6 +51,37 @@ def make_engine(settings: Settings) -> Engine:
             "options": f"-c timezone=UTC -c statement_timeout={settings.db_statement_timeout_ms}",
         },
     )
+
+
+def _transaction_pooled_engine(settings: Settings) -> Engine:
+    """The engine behind a transaction pooler (``DB_POOLER=transaction``).
+
+    A server connection serves one transaction, then another client: nothing may live
+    in the session. So: no server-side prepared statements (psycopg prepares a
+    statement it ran five times, and the next transaction would find it missing: the
+    statement and the connection it was prepared on part; PgBouncer 1.21's
+    ``max_prepared_statements`` would carry them, 1.18 cannot); no startup ``options``
+    (PgBouncer refuses them): the time zone is SET once, which PgBouncer tracks and
+    gives back to this client on every server connection; statement budgets go into
+    each transaction (``budget.POOLED``); session advisory locks and LISTEN go over
+    ``EVENTS_RELAY_DATABASE_URL``, direct (the settings insist on it)."""
+    engine = create_engine(
+        settings.database_url,
+        pool_size=settings.db_pool_size,
+        max_overflow=settings.db_pool_size,
+        pool_pre_ping=False,
+        pool_recycle=POOL_RECYCLE_SECONDS,
+        connect_args={"connect_timeout": 5, "prepare_threshold": None},
+    )
+    default_ms = settings.db_statement_timeout_ms
+
+    @event.listens_for(engine, "connect")
+    def _pooled_session(dbapi_connection: Any, record: Any) -> None:
+        dbapi_connection.execute("SET timezone TO 'UTC'")
+        dbapi_connection.commit()
+        record.info[budget.POOLED] = default_ms
+
+    return engine
 
 
 def reading(engine: Engine) -> Engine:
