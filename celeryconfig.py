@@ -117,12 +117,18 @@ worker_send_task_events = False
 worker_consumer = "worker.runtime.consumer:GuardedConsumer"
 worker_hijack_root_logger = False
 
-# celery-redbeat keeps the schedule in Redis behind a lock: a second beat started by
-# mistake waits for the lock instead of sending every periodic task twice.
+# celery-redbeat keeps the schedule in Redis behind a lock: a second beat (a standby, or
+# one started by mistake) waits for the lock instead of sending every periodic task
+# twice. The holder extends the lock every tick (at most beat_max_loop_interval apart),
+# three times per lease; a standby tries every tick too, so a killed holder is replaced
+# within redbeat_lock_timeout + beat_max_loop_interval (40 s). Each entry's last run is
+# kept in Redis, so the new holder does not send again what ran in the period; a beat
+# that finds its lock taken exits (sibson/redbeat#127, #129) and its supervisor restarts
+# it as a standby. Every scheduled task is idempotent besides (docs/scale.md).
 beat_scheduler = "redbeat.RedBeatScheduler"
 redbeat_redis_url = _settings.redis_cache_url
 redbeat_key_prefix = "videoworker:redbeat:"
-redbeat_lock_timeout = 60
+redbeat_lock_timeout = 30
 beat_max_loop_interval = 10
 
 beat_schedule = {
@@ -141,6 +147,14 @@ beat_schedule = {
     "refresh-stats": {
         "task": "videos.refresh_stats",
         "schedule": _settings.stats_refresh_interval_seconds,
+        "kwargs": {},
+        "options": {"queue": MAINTENANCE_QUEUE},
+    },
+    # Exports whose worker was lost are taken up (or failed), uploads nobody will
+    # complete aborted, and ZIPs past EXPORT_TTL_HOURS deleted.
+    "export-sweep": {
+        "task": "videos.export_sweep",
+        "schedule": _settings.export_sweep_interval_seconds,
         "kwargs": {},
         "options": {"queue": MAINTENANCE_QUEUE},
     },
