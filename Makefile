@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: run demo test install lint schemas bench soak stop-check docs-check clean
+.PHONY: run demo test install lint schemas bench soak stop-check docs-check clean test-pgbouncer
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null \
@@ -57,3 +57,8 @@ stop-check: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .videoworker .pytest_cache
+
+## The e2e suite with its database behind PgBouncer in transaction mode (DB_POOLER=transaction, the relay direct).
+PGBOUNCER_DIRECT_URL ?= postgresql+psycopg://postgres@127.0.0.1:5432/videoworker_pgbouncer
+test-pgbouncer: $(STAMP)
+	$(BIN)/python -m worker.dev.cluster through-pgbouncer $(PGBOUNCER_DIRECT_URL) -- $(BIN)/python -m pytest tests/e2e $(PYTEST_ARGS)

@@ -449,21 +449,58 @@ def scale_topology(
             shutil.rmtree(home, ignore_errors=True)
 
 
+def through_pgbouncer(direct_url: str, command: Sequence[str]) -> int:
+    """Run ``command`` with the tests' database behind PgBouncer in transaction mode:
+    ``TEST_DATABASE_URL`` through it, ``DB_POOLER=transaction``, the relay direct."""
+    from sqlalchemy.engine import make_url
+
+    server = make_url(direct_url)
+    database, user = server.database or "videoworker", server.username or "postgres"
+    import psycopg
+
+    admin = f"postgresql://{user}@{server.host}:{server.port or 5432}/postgres"
+    with psycopg.connect(admin, autocommit=True) as conn:
+        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (database,)).fetchone():
+            conn.execute(f'CREATE DATABASE "{database}"')
+    bouncer = PgBouncer(
+        server_host=server.host or "127.0.0.1", server_port=server.port or 5432, users=(user,)
+    ).start()
+    try:
+        env = {
+            **os.environ,
+            "TEST_DATABASE_URL": bouncer.url(database, user),
+            "DB_POOLER": "transaction",
+            "EVENTS_RELAY_DATABASE_URL": direct_url,
+        }
+        print(f"-- through PgBouncer 127.0.0.1:{bouncer.port} to {server.host}:{server.port}/"
+              f"{database} (transaction mode; the relay direct)", flush=True)  # fmt: skip
+        return subprocess.run(list(command), env=env, check=False).returncode
+    finally:
+        bouncer.stop()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Start the topology, print its URLs, and stop it on Ctrl-C."""
+    """``up``: start the topology, print its URLs, stop it on Ctrl-C. ``through-pgbouncer
+    URL -- COMMAND``: run a command (the e2e suite) with its database behind PgBouncer."""
     import argparse
 
     parser = argparse.ArgumentParser(prog="python -m worker.dev.cluster", description=__doc__)
-    parser.add_argument("--database", default="videoworker", help="database behind PgBouncer")
+    sub = parser.add_subparsers(dest="command", required=True)
+    up = sub.add_parser("up", help="three RabbitMQ nodes and PgBouncer until Ctrl-C")
+    up.add_argument("--database", default="videoworker", help="database behind PgBouncer")
+    run = sub.add_parser("through-pgbouncer", help="run a command through PgBouncer")
+    run.add_argument("direct_url", help="the PostgreSQL database PgBouncer fronts")
+    run.add_argument("run", nargs=argparse.REMAINDER, help="-- the command")
     args = parser.parse_args(argv)
+    if args.command == "through-pgbouncer":
+        return through_pgbouncer(args.direct_url, [a for a in args.run if a != "--"])
     with scale_topology() as (cluster, bouncer):
         assert cluster is not None and bouncer is not None
+        direct = f"postgresql+psycopg://postgres@127.0.0.1:5432/{args.database}"
         print(f"CELERY_BROKER_URL='{cluster.url}'")
         print(f"DATABASE_URL={bouncer.url(args.database)}")
         print("DB_POOLER=transaction")
-        print(
-            f"EVENTS_RELAY_DATABASE_URL=postgresql+psycopg://postgres@127.0.0.1:5432/{args.database}"
-        )
+        print(f"EVENTS_RELAY_DATABASE_URL={direct}")
         print("(Ctrl-C stops everything)", flush=True)
         with contextlib.suppress(KeyboardInterrupt):
             signal.pause()
