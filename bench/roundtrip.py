@@ -69,6 +69,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from bench.charts import CHARTS
 from bench.common import (
     SpawnPool,
     Stack,
@@ -564,6 +565,23 @@ def print_latency(samples: dict[str, Samples], args: argparse.Namespace) -> None
         f"{listed.p50 / got.p50:.2f}x",
     )
     table.print()
+    if args.chart is not None:
+        from bench.charts import bars
+
+        kinds = list(KINDS)
+        drawn = bars(
+            args.chart / "roundtrip.png",
+            f"request/reply latency through broker and worker, 1 caller, {args.calls} calls",
+            kinds,
+            {
+                "p50": [stats[kind].p50 for kind in kinds],
+                "p95": [stats[kind].p95 for kind in kinds],
+            },
+            unit="ms",
+            target=noop.p50 + OVER_NOOP_MS,
+            target_label=f"target for get and sign_url p50: no-op + {OVER_NOOP_MS} ms",
+        )
+        print(f"chart written to {drawn}\n", flush=True)
 
 
 @dataclass
@@ -787,6 +805,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--only", help="comma-separated substrings: run only the variants whose label has one"
     )
     options.add_argument("--profile", type=Path, help="write a profile of the task body here")
+    options.add_argument(
+        "--chart",
+        type=Path,
+        nargs="?",
+        const=CHARTS,
+        help=f"draw the latency table as roundtrip.png in this folder (default {CHARTS})",
+    )
     options.add_argument(
         "--no-combinations",
         action="store_true",

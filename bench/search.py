@@ -69,6 +69,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
+from bench.charts import CHARTS
 from bench.common import Catalogue, head_revision, plan_nodes, time_lists
 from bench.dataset import BENCH_HOME, DEFAULT_SEED, DEFAULT_VIDEOS, Server, conninfo, load
 from bench.harness import Table, bench, log, parser, short
@@ -205,6 +206,7 @@ def run(url: str, args: argparse.Namespace) -> int:
     )  # fmt: skip
     misses = 0
     shown: tuple[Case, list[tuple[str, dict[str, Any], str]]] | None = None
+    drawn: dict[str, list[float]] = {"p95": [], "p95 without q": []}
     for case in cases:
         log(f"{case.name}: q={case.q!r}")
         rows = catalogue.count(UNRESTRICTED, case.filters, case.q)
@@ -219,6 +221,8 @@ def run(url: str, args: argparse.Namespace) -> int:
             shown = (case, plans)
         ok = ours.p95 <= TARGET_MS
         misses += not ok
+        drawn["p95"].append(ours.p95)
+        drawn["p95 without q"].append(base.p95)
         # A search takes its total in the page's own statement (a window count).
         totals = [plan for label, plan, _ in plans if label == "count"] or [plans[0][1]]
         count_plan = scans(totals[0])
@@ -246,6 +250,20 @@ def run(url: str, args: argparse.Namespace) -> int:
         f"{len(cases) - misses} of {len(cases)}",
     )
     table.print()
+    if args.chart is not None:
+        from bench.charts import bars
+
+        chart = bars(
+            args.chart / "search.png",
+            f"videos.list(q=...) page 1 + exact total, {args.videos:,} videos",
+            [case.name for case in cases],
+            drawn,
+            unit="ms",
+            target=TARGET_MS,
+            # A two-character q can take seconds beside a page in milliseconds.
+            log_scale=max(drawn["p95"], default=0) > 20 * TARGET_MS,
+        )
+        print(f"chart written to {chart}\n", flush=True)
     if shown is not None:
         case, plans = shown
         print(f"EXPLAIN (ANALYZE, BUFFERS) of {case.name} ({case.described}):")
@@ -274,6 +292,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     dataset_arguments(options)
     options.add_argument("--only", action="append", help="run cases whose name contains this")
     options.add_argument("--explain-case", default=EXPLAIN_CASE, help="case whose plans to print")
+    options.add_argument(
+        "--chart",
+        type=Path,
+        nargs="?",
+        const=CHARTS,
+        help=f"draw p95 per search as search.png in this folder (default {CHARTS})",
+    )
     options.add_argument(
         "--repository",
         help="module:Class of another implementation of list to measure, built on the unit "

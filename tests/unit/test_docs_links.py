@@ -1,4 +1,4 @@
-"""The README and docs/ point only at what exists, and say what the program does.
+"""README, docs/ and the benches' results point only at what exists, and say what it does.
 
 Every relative link must reach a file (and its heading, when it names one), and every
 repository path written in backticks must be there: moved text and renamed modules are
@@ -17,7 +17,7 @@ from schemas.contract import TASKS
 from schemas.responses import VideoDeleteResponse
 from tests.support import ROOT
 
-PAGES = sorted([ROOT / "README.md", *(ROOT / "docs").rglob("*.md")])
+PAGES = sorted([ROOT / "README.md", ROOT / "bench" / "README.md", *(ROOT / "docs").rglob("*.md")])
 LINK = re.compile(r"(?<!!)\[[^\]]*\]\(([^)\s]+)\)")
 CODE_SPAN = re.compile(r"`([^`\n]+)`")
 TOP_DIRS = ("worker", "tasks", "handlers", "schemas", "tests", "docs", "bench", "migrations")
