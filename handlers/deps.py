@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from handlers.access import UNRESTRICTED, Scope
 from handlers.policy import DEFAULT_POLICY, Policy
 from handlers.ports import (
+    ArchiveStore,
     Clock,
     Enqueue,
     ObjectStore,
@@ -45,6 +46,9 @@ class Deps:
     # The HMAC key list cursors are sealed with (``handlers.cursors``). The wiring gives
     # one stable across processes; unwired, a random one: cursors of this process only.
     cursor_key: bytes = field(default_factory=lambda: secrets.token_bytes(32), repr=False)
+
+    # Streams objects and writes multipart uploads: exports (``handlers.exports``).
+    archive: ArchiveStore | None = None
 
     def reads(self) -> UnitOfWork:
         """A unit of work to read with; nothing done in it is committed."""

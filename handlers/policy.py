@@ -44,5 +44,22 @@ class Policy:
     share_url_minutes: int = 15
     share_max_attempts: int = 5
 
+    # Exports: at most this many videos and bytes per export (refused before any work);
+    # the ZIP is deleted this long after it completed.
+    export_max_videos: int = 1000
+    export_max_bytes: int = 100 * 1024**3
+    export_ttl_hours: int = 72
+    # A running export whose heartbeat is older than this lost its worker: the sweep
+    # takes it up again, at most export_max_attempts runs in all, then fails it.
+    export_lease_seconds: int = 90
+    export_max_attempts: int = 3
+    # export.progress events at most this often.
+    export_progress_seconds: float = 5.0
+    # Parts of an export's ZIP uploading at once while the next one fills: each holds
+    # one part (8 MiB up to 100 GiB) in memory.
+    export_parts_in_flight: int = 1
+    # A multipart upload under exports/ this old that no live export holds is aborted.
+    export_upload_grace_seconds: int = 900
+
 
 DEFAULT_POLICY = Policy()

@@ -22,8 +22,11 @@ from pydantic import BaseModel
 
 from schemas.requests import (
     BulkDelete,
+    CancelExport,
     CreateShare,
     DeleteVideo,
+    ExportStatus,
+    ExportVideos,
     FlushStaleStats,
     GetStats,
     GetVideo,
@@ -35,13 +38,19 @@ from schemas.requests import (
     ResolveShare,
     RestoreVideo,
     RevokeShare,
+    RunExport,
     SignUrl,
     SignUrls,
+    SweepExports,
     SweepRetention,
     TagVideos,
 )
 from schemas.responses import (
     BulkDeleteResult,
+    ExportQueued,
+    ExportRunResult,
+    ExportState,
+    ExportSweepResult,
     PurgeResult,
     RefreshStatsResult,
     RestoreResult,
@@ -62,6 +71,9 @@ from schemas.responses import (
 
 REQUESTS_QUEUE = "videos"
 MAINTENANCE_QUEUE = "videos.maintenance"
+# Exports: long jobs, on a queue of their own so that dedicated workers can run them
+# (``-Q videos.export``) without holding up requests; a worker with no -Q consumes it too.
+EXPORT_QUEUE = "videos.export"
 # Messages set aside after repeated worker loss; nothing consumes it but an operator.
 DEAD_LETTERS_QUEUE = "videos.dead-letters"
 # Each queue is bound to a direct exchange of its own name with a routing key of its own
@@ -88,6 +100,10 @@ SINGLE_CHANGE_LIMITS = (60, 90)
 STATS_LIMITS = (120, 150)
 PURGE_LIMITS = (240, 300)
 BATCHED_LIMITS = (540, 600)
+# An export streams up to EXPORT_MAX_BYTES (100 GiB) in one run: hours at worst. Its
+# message is acknowledged when the run starts (``acks_late=False``): the export's row,
+# with its heartbeat, is what brings a lost run back, not the broker.
+EXPORT_RUN_LIMITS = (4 * 3600, 4 * 3600 + 300)
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,6 +128,10 @@ class TaskSpec:
     # Its kwargs carry their own credential (a share's token): no ``auth`` is asked for
     # or verified, and no role applies.
     public: bool = False
+    # False: acknowledged when it starts, for work longer than a broker keeps a message
+    # unacknowledged (RabbitMQ's consumer_timeout, Redis's visibility timeout), whose
+    # own durable state (a lease in its row) brings a lost run back.
+    acks_late: bool = True
 
     @property
     def soft_limit(self) -> int:
@@ -319,6 +339,64 @@ TASKS: tuple[TaskSpec, ...] = (
         REQUEST_LIMITS,
         _READS_NOTHING_CHANGES,
     ),
+    TaskSpec(
+        "videos.export",
+        ExportVideos,
+        ExportQueued,
+        "handlers.exports.export_videos",
+        EXPORT_QUEUE,
+        EVERY_ROLE,
+        REQUEST_LIMITS,
+        "a second run queues a second export of the same videos; the first one's id was "
+        "never answered, and its ZIP expires like any other",
+    ),
+    TaskSpec(
+        "videos.export_status",
+        ExportStatus,
+        ExportState,
+        "handlers.exports.export_status",
+        REQUESTS_QUEUE,
+        EVERY_ROLE,
+        REQUEST_LIMITS,
+        "it reads, and signs a URL as valid as the first",
+    ),
+    TaskSpec(
+        "videos.export_cancel",
+        CancelExport,
+        ExportState,
+        "handlers.exports.cancel_export",
+        REQUESTS_QUEUE,
+        EVERY_ROLE,
+        REQUEST_LIMITS,
+        "an export already cancelled (or ended) is answered as it is",
+    ),
+    TaskSpec(
+        "videos.export_run",
+        RunExport,
+        ExportRunResult,
+        "handlers.exports.run_export",
+        EXPORT_QUEUE,
+        # Queued by the worker for an export whose caller was already judged.
+        EVERY_ROLE,
+        EXPORT_RUN_LIMITS,
+        "a run claims the export with a conditional UPDATE: a second finds it taken (or "
+        "ended) and leaves it; one taken up after a lost worker starts a new upload and "
+        "aborts the old one",
+        internal=True,
+        acks_late=False,
+    ),
+    TaskSpec(
+        "videos.export_sweep",
+        SweepExports,
+        ExportSweepResult,
+        "handlers.exports.sweep_exports",
+        MAINTENANCE_QUEUE,
+        ADMIN_ONLY,
+        PURGE_LIMITS,
+        "each step is conditional on what it finds: a stale export taken up once, an "
+        "upload aborted twice is gone, an expired ZIP deleted twice is gone",
+        internal=True,
+    ),
 )
 
 TASK_OF: dict[str, TaskSpec] = {spec.name: spec for spec in TASKS}
@@ -330,6 +408,7 @@ QUEUES = tuple(dict.fromkeys(spec.queue for spec in TASKS))
 QUEUE_OF = {spec.name: spec.queue for spec in TASKS}
 ROUTES = {name: {"queue": queue} for name, queue in QUEUE_OF.items()}
 ROLES_OF_TASK: dict[str, frozenset[str]] = {spec.name: spec.roles for spec in TASKS}
-LONGEST_HARD_LIMIT = max(spec.hard_limit for spec in TASKS)
+# Of the tasks acknowledged late: only their messages wait unacknowledged while they run.
+LONGEST_HARD_LIMIT = max(spec.hard_limit for spec in TASKS if spec.acks_late)
 # Tasks whose kwargs carry their own credential: no ``auth``, no role.
 PUBLIC_TASKS = frozenset(spec.name for spec in TASKS if spec.public)

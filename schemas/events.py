@@ -213,6 +213,42 @@ class ShareViewedData(ShareEventData):
     video_ids: list[UUID]
 
 
+class ExportEventData(EventData):
+    """About one export; the subject is its id."""
+
+    export_id: UUID
+
+    @property
+    def subject(self) -> str:
+        return str(self.export_id)
+
+
+class ExportProgressData(ExportEventData):
+    """While an export runs, at most every few seconds: entries and bytes written."""
+
+    event_type: ClassVar[str] = "export.progress"
+    videos: int
+    done: int
+    bytes_written: int
+    bytes_estimated: int
+
+
+class ExportCompletedData(ExportEventData):
+    event_type: ClassVar[str] = "export.completed"
+    object_key: str
+    size_bytes: int
+    missing: int
+    expires_at: UtcDatetime
+
+
+class ExportFailedData(ExportEventData):
+    """Failed or cancelled (``cancelled``); ``error`` is a sentence."""
+
+    event_type: ClassVar[str] = "export.failed"
+    error: str
+    cancelled: bool = False
+
+
 EVENT_DATA: dict[str, type[EventData]] = {
     model.event_type: model
     for model in (
@@ -227,6 +263,9 @@ EVENT_DATA: dict[str, type[EventData]] = {
         ShareCreatedData,
         ShareRevokedData,
         ShareViewedData,
+        ExportProgressData,
+        ExportCompletedData,
+        ExportFailedData,
     )
 }
 
@@ -255,4 +294,7 @@ __all__ = [
     "ShareCreatedData",
     "ShareRevokedData",
     "ShareViewedData",
+    "ExportProgressData",
+    "ExportCompletedData",
+    "ExportFailedData",
 ]

@@ -389,3 +389,55 @@ class ListShares(Command):
     include_expired: StrictBool = False
     page: StrictInt = Field(default=1, ge=1)
     page_size: StrictInt = Field(default=20, ge=1, le=100)
+
+
+# Export as ZIP.
+EXPORT_NAME_MAX = 100
+ExportName = Annotated[
+    StrictStr, Field(min_length=1, max_length=EXPORT_NAME_MAX), AfterValidator(_no_nul)
+]
+
+
+class ExportVideos(Command):
+    """Exactly one of ``video_ids`` or ``filters`` (as ``videos.bulk_delete``): one ZIP of
+    the videos the caller sees, streamed from S3 into S3 by a task of its own."""
+
+    video_ids: (
+        Annotated[list[Id], Field(min_length=1, max_length=1000), AfterValidator(_distinct)] | None
+    ) = None
+    filters: VideoFilters | None = None
+    target: Annotated[Literal["proxy", "original"], _one_of("target", ("proxy", "original"))] = (
+        "proxy"
+    )
+    include_thumbnails: StrictBool = False
+    # The ZIP's file name (without .zip); made safe for a key and a download.
+    name: ExportName | None = None
+
+    @model_validator(mode="after")
+    def _one_selection(self) -> ExportVideos:
+        if (self.video_ids is None) == (self.filters is None):
+            raise PydanticCustomError("selection", "Give exactly one of video_ids or filters")
+        if self.filters is not None and self.filters.is_empty():
+            raise PydanticCustomError("empty_filters", "filters must name at least one filter")
+        return self
+
+
+class ExportStatus(Command):
+    export_id: Id
+    expires_minutes: ExpiresMinutes = 60
+
+
+class CancelExport(Command):
+    export_id: Id
+
+
+class RunExport(Command):
+    """Internal: build the export's ZIP (queued by ``videos.export`` and by the sweep
+    that takes up an export whose worker was lost)."""
+
+    export_id: Id
+
+
+class SweepExports(Command):
+    """Internal, from beat: take up exports whose worker was lost, abort multipart uploads
+    nobody will complete, and expire old exports."""

@@ -332,3 +332,45 @@ class ShareSummary(Result):
 class ShareList(Result):
     shares: list[ShareSummary]
     total: int
+
+
+ExportStatusName = Literal["queued", "running", "completed", "failed", "cancelled", "expired"]
+
+
+class ExportQueued(Result):
+    export_id: UUID
+    status: ExportStatusName
+    # Videos in the export, and the size of their files (the ZIP's size, near enough).
+    videos: int
+    bytes_estimated: int
+
+
+class ExportState(Result):
+    export_id: UUID
+    status: ExportStatusName
+    videos: int
+    # Entries written so far (videos, thumbnails, the manifest), and the ZIP's bytes.
+    done: int
+    bytes_written: int
+    # Presigned, once completed; expires_at is when it stops working.
+    url: str | None
+    expires_at: UtcDatetime | None
+    # A sentence, when failed.
+    error: str | None
+
+
+class ExportRunResult(Result):
+    export_id: UUID
+    status: ExportStatusName
+    done: int
+    bytes_written: int
+
+
+class ExportSweepResult(Result):
+    # Exports whose worker was lost: queued again, or failed for good.
+    restarted: int
+    failed: int
+    # Multipart uploads under exports/ that no live export holds, aborted.
+    uploads_aborted: int
+    # Completed exports past EXPORT_TTL_HOURS whose ZIP was deleted.
+    expired: int

@@ -50,6 +50,7 @@ def register(spec: TaskSpec) -> Task:
         bind=True,
         soft_time_limit=spec.soft_limit,
         time_limit=spec.hard_limit,
+        acks_late=spec.acks_late,
     )(run)
 
 

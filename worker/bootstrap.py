@@ -18,6 +18,7 @@ from schemas.contract import is_amqp
 from worker.adapters.postgres.uow import PostgresUnitOfWork, make_engine, read_path, reading
 from worker.adapters.redis import RedisPublisher, RedisStatsCache, RedisStreamSink, make_redis
 from worker.adapters.relay import Relay, Sink
+from worker.adapters.s3.archive import S3ArchiveStore
 from worker.adapters.s3.store import S3ObjectStore
 from worker.settings import Settings
 
@@ -35,6 +36,11 @@ def policy_from(settings: Settings) -> Policy:
         share_max_minutes=settings.share_max_minutes,
         share_url_minutes=settings.share_url_minutes,
         share_max_attempts=settings.share_max_attempts,
+        export_max_videos=settings.export_max_videos,
+        export_max_bytes=settings.export_max_bytes,
+        export_ttl_hours=settings.export_ttl_hours,
+        export_lease_seconds=settings.export_lease_seconds,
+        export_parts_in_flight=settings.export_parts_in_flight,
     )
 
 
@@ -60,6 +66,7 @@ def build_deps(settings: Settings, *, enqueue: Enqueue) -> Deps:
         uow=lambda: PostgresUnitOfWork(engine),
         read=lambda: PostgresUnitOfWork(reader, reads),
         store=S3ObjectStore(settings),
+        archive=S3ArchiveStore(settings),
         cache=RedisStatsCache(
             cache_client,
             settings.stats_cache_ttl_seconds,

@@ -118,6 +118,17 @@ class Settings(BaseSettings):
     share_max_minutes: int = Field(default=DEFAULT_POLICY.share_max_minutes, ge=5, le=525_600)
     share_url_minutes: int = Field(default=DEFAULT_POLICY.share_url_minutes, ge=1, le=1440)
     share_max_attempts: int = Field(default=DEFAULT_POLICY.share_max_attempts, ge=1, le=1000)
+    # Exports (videos.export): limits per export, checked before any work, and how long
+    # a completed ZIP is kept.
+    export_max_videos: int = Field(default=DEFAULT_POLICY.export_max_videos, ge=1, le=100_000)
+    export_max_bytes: PositiveInt = DEFAULT_POLICY.export_max_bytes
+    export_ttl_hours: int = Field(default=DEFAULT_POLICY.export_ttl_hours, ge=1, le=8760)
+    # A running export whose heartbeat is older than this is taken up again by the sweep.
+    export_lease_seconds: int = Field(default=DEFAULT_POLICY.export_lease_seconds, ge=10)
+    # Parts of an export uploading at once (each one part of memory: 8 MiB and up).
+    export_parts_in_flight: int = Field(default=DEFAULT_POLICY.export_parts_in_flight, ge=1, le=8)
+    # How often beat runs videos.export_sweep.
+    export_sweep_interval_seconds: PositiveInt = 30
     # Events (worker.adapters.relay): the stream videos:events keeps this many hours.
     events_retention_hours: PositiveInt = 168
     # The relay's own PostgreSQL URL; empty: DATABASE_URL. Its session advisory lock and

@@ -17,6 +17,7 @@ from handlers.policy import Policy
 from handlers.ports import DeleteReport, PastDeletion, QueuedDeletion, QueuedKey, RemovedVideo
 from schemas.events import Event, EventData
 from schemas.responses import VideoDetailResponse, VideoStats
+from tests.unit.fake_exports import FakeArchive, FakeExports
 from tests.unit.fake_sharing import FakeShares, FakeTags
 from tests.unit.fake_videos import (
     FakeCatalogue,
@@ -285,6 +286,7 @@ class FakeUnitOfWork:
         self.audit = FakeDeletionAudit(self.deletions)
         self.tags = FakeTags(self.videos)
         self.shares = FakeShares(self.videos)
+        self.exports = FakeExports()
         self.events = FakeOutbox()
         self.committed = False
         self.transactions = 0
@@ -293,7 +295,11 @@ class FakeUnitOfWork:
         return self
 
     def _snapshot(self) -> None:
-        self._saved_rooms = (self.tags.snapshot(), self.shares.snapshot())
+        self._saved_rooms = (
+            self.tags.snapshot(),
+            self.shares.snapshot(),
+            self.exports.snapshot(),
+        )
         self._saved = (
             dict(self.videos.rows),
             set(self.videos.malls),
@@ -320,6 +326,7 @@ class FakeUnitOfWork:
     ) -> None:
         self.tags.restore(self._saved_rooms[0])
         self.shares.restore(self._saved_rooms[1])
+        self.exports.restore(self._saved_rooms[-1])
         (
             self.videos.rows,
             self.videos.malls,
@@ -475,6 +482,7 @@ class Fakes:
     enqueue: RecordingEnqueue = field(default_factory=RecordingEnqueue)
     clock: FixedClock = field(default_factory=FixedClock)
     policy: Policy = field(default_factory=Policy)
+    archive: FakeArchive = field(default_factory=lambda: FakeArchive(T0))
 
     @property
     def deps(self) -> Deps:
@@ -486,6 +494,7 @@ class Fakes:
             enqueue=self.enqueue,
             clock=self.clock,
             policy=self.policy,
+            archive=self.archive,
         )
 
     def add_videos(self, *videos: VideoDetailResponse) -> None:

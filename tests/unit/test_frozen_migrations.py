@@ -22,6 +22,7 @@ FROZEN = (
     "0013_tags.py",
     "0014_shares.py",
     "0015_key_registration_lock.py",
+    "0017_exports.py",
     "0016_scoped_search.py",
 )
 IMPORTABLE = {"alembic", "sqlalchemy"}

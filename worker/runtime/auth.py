@@ -33,6 +33,7 @@ SCHEDULED_TASKS = frozenset(
         "videos.purge_storage",
         "videos.refresh_stats",
         "videos.flush_stale_stats",
+        "videos.export_sweep",
     }
 )
 SERVICE_SUBJECT = "videoworker"

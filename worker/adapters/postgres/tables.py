@@ -466,3 +466,51 @@ class ShareVideo(Base):
     )
     # The order the videos were given in: the order a resolve lists them.
     position: Mapped[int] = mapped_column(Integer)
+
+
+EXPORT_STATUSES = ("queued", "running", "completed", "failed", "cancelled", "expired")
+
+
+class Export(Base):
+    """A ZIP export (migration 0017): its videos, its lease, its upload, its progress."""
+
+    __tablename__ = "exports"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    created_by: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(Timestamp, server_default=func.now())
+    name: Mapped[str] = mapped_column(Text)
+    target: Mapped[str] = mapped_column(Text)
+    include_thumbnails: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
+    video_ids: Mapped[list[uuid.UUID]] = mapped_column(ARRAY(Uuid))
+    # The malls and pins of its videos when asked for: who may see the export.
+    mall_ids: Mapped[list[uuid.UUID]] = mapped_column(ARRAY(Uuid))
+    pin_ids: Mapped[list[uuid.UUID]] = mapped_column(ARRAY(Uuid))
+    bytes_estimated: Mapped[int] = mapped_column(BigInteger)
+    status: Mapped[str] = mapped_column(Text, server_default=text("'queued'"))
+    attempts: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    run_token: Mapped[uuid.UUID | None] = mapped_column(Uuid)
+    heartbeat_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    started_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    finished_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    object_key: Mapped[str | None] = mapped_column(Text)
+    upload_id: Mapped[str | None] = mapped_column(Text)
+    done: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    bytes_written: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
+    size_bytes: Mapped[int | None] = mapped_column(BigInteger)
+    expires_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    error: Mapped[str | None] = mapped_column(Text)
+
+    __table_args__ = (
+        CheckConstraint(
+            "status IN ('queued', 'running', 'completed', 'failed', 'cancelled', 'expired')",
+            name="status",
+        ),
+        CheckConstraint("target IN ('proxy', 'original')", name="target"),
+        CheckConstraint("char_length(name) BETWEEN 1 AND 200", name="name"),
+        CheckConstraint("cardinality(video_ids) BETWEEN 1 AND 100000", name="videos"),
+        CheckConstraint("status <> 'running' OR run_token IS NOT NULL", name="running"),
+        Index("ix_exports_running", "heartbeat_at", postgresql_where=text("status = 'running'")),
+        Index("ix_exports_expiring", "expires_at", postgresql_where=text("status = 'completed'")),
+        Index("ix_exports_uploads", "upload_id", postgresql_where=text("upload_id IS NOT NULL")),
+    )

@@ -17,6 +17,7 @@ from worker.adapters.postgres.readpath import ReadPath, ReadSession, unreachable
 from worker.adapters.postgres.rooms.catalogue import PostgresCatalogue
 from worker.adapters.postgres.rooms.deletions import PostgresDeletionAudit, PostgresDeletionQueue
 from worker.adapters.postgres.rooms.events import PostgresOutbox
+from worker.adapters.postgres.rooms.exports import PostgresExports
 from worker.adapters.postgres.rooms.figures import PostgresFigures
 from worker.adapters.postgres.rooms.references import PostgresReferences
 from worker.adapters.postgres.rooms.removal import PostgresRemoval
@@ -115,6 +116,7 @@ class PostgresUnitOfWork:
     audit: PostgresDeletionAudit
     tags: PostgresTags
     shares: PostgresShares
+    exports: PostgresExports
     events: PostgresOutbox
 
     def __init__(self, engine: Engine, read_path: ReadPath | None = None) -> None:
@@ -152,6 +154,7 @@ class PostgresUnitOfWork:
         self.audit = PostgresDeletionAudit(self.connection)
         self.tags = PostgresTags(self.connection)
         self.shares = PostgresShares(self.connection)
+        self.exports = PostgresExports(self.connection)
         self.events = PostgresOutbox(self.connection)
         return self
 
