@@ -290,7 +290,7 @@ def test_health_piped_is_one_json_line(home):
     assert result.returncode == 1
     assert len(result.stdout.splitlines()) == 1
     checks = json.loads(result.stdout)
-    assert set(checks) == {"broker", "result_backend", "cache", "postgres", "s3"}
+    assert set(checks) == {"broker", "result_backend", "cache", "postgres", "s3", "stores"}
     assert not any(check["ok"] for check in checks.values())
 
 
