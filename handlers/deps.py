@@ -12,6 +12,7 @@ from handlers.policy import DEFAULT_POLICY, Policy
 from handlers.ports import (
     ArchiveStore,
     Clock,
+    Dispatch,
     Enqueue,
     ObjectStore,
     Publish,
@@ -46,6 +47,9 @@ class Deps:
     # The HMAC key list cursors are sealed with (``handlers.cursors``). The wiring gives
     # one stable across processes; unwired, a random one: cursors of this process only.
     cursor_key: bytes = field(default_factory=lambda: secrets.token_bytes(32), repr=False)
+    # Messages to another service's queue (the processing pipeline's); None where the
+    # wiring has no broker (then a re-processing run refuses to start).
+    dispatch: Dispatch | None = None
 
     # Streams objects and writes multipart uploads: exports (``handlers.exports``).
     archive: ArchiveStore | None = None

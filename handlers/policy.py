@@ -44,6 +44,10 @@ class Policy:
     share_url_minutes: int = 15
     share_max_attempts: int = 5
 
+    # videos.reprocess: the processing pipeline's task and queue, on the worker's broker.
+    reprocess_task: str = "processing.reprocess"
+    reprocess_queue: str = "processing"
+
     # Exports: at most this many videos and bytes per export (refused before any work);
     # the ZIP is deleted this long after it completed.
     export_max_videos: int = 1000

@@ -379,6 +379,7 @@ class UnitOfWork(Protocol):
     audit: DeletionAuditLog
     tags: Tags
     shares: Shares
+    reprocessing: Reprocessing
     exports: Exports
     events: Outbox
 
@@ -451,6 +452,14 @@ class Enqueue(Protocol):
     def __call__(
         self, task: str, kwargs: dict, countdown: float, task_id: str | None = None
     ) -> None: ...
+
+
+class Dispatch(Protocol):
+    """Send a task of another service (the processing pipeline) by name to a queue of its
+    own on the same broker, declaring the queue if it is not there. ``task_id`` is the
+    message's id: one derived from what it asks lets the consumer drop a resend."""
+
+    def __call__(self, task: str, kwargs: dict, queue: str, task_id: str) -> None: ...
 
 
 Clock = Callable[[], datetime]
@@ -759,3 +768,75 @@ class ArchiveStore(Protocol):
         ...
 
     def delete(self, key: str) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class ReprocessRequest:
+    """One video a re-processing run set back to pending: what its message carries."""
+
+    video_id: UUID
+    mall_id: UUID
+    pin_id: UUID | None
+    targets: list[str]
+    requested_by: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class ReprocessBatch:
+    requested: list[ReprocessRequest]
+    # Taken but left alone: the pipeline is processing them now.
+    skipped_processing: int
+    # The highest id the batch looked at (None: nothing was left): the next batch, or a
+    # continuation, starts after it.
+    last_id: UUID | None
+    # How many rows the batch looked at (requested and skipped).
+    taken: int
+
+
+@dataclass(frozen=True, slots=True)
+class ReprocessCount:
+    # Selected, visible, not in the trash, not yet recorded by this request.
+    matched: int
+    processing: int
+
+
+class Reprocessing(Protocol):
+    """Setting videos back to ``pending`` for the processing pipeline, and the durable
+    record of each (video, request) whose message is owed: written in the batch's
+    transaction, marked sent once the message is out, so a run delivered again sends
+    what it still owes and never a video twice."""
+
+    def count(
+        self,
+        scope: Scope,
+        video_ids: Sequence[UUID] | None,
+        filters: VideoFilters | None,
+        after: UUID | None,
+        request_id: str,
+    ) -> ReprocessCount: ...
+
+    def recorded(self, request_id: str) -> int:
+        """How many videos this request already set back (a redelivery's earlier work)."""
+        ...
+
+    def request_batch(
+        self,
+        scope: Scope,
+        video_ids: Sequence[UUID] | None,
+        filters: VideoFilters | None,
+        after: UUID | None,
+        request_id: str,
+        targets: Sequence[str],
+        by: str | None,
+        limit: int,
+    ) -> ReprocessBatch:
+        """Lock up to ``limit`` selected videos (visible, not in the trash, id above
+        ``after``, not yet recorded by this request), in id order; set those not
+        ``processing`` to ``pending`` with no ``processing_error``, and record each."""
+        ...
+
+    def unsent(self, request_id: str, limit: int) -> list[ReprocessRequest]:
+        """Recorded by this request and not yet marked sent, in video id order."""
+        ...
+
+    def mark_sent(self, request_id: str, video_ids: Sequence[UUID]) -> None: ...

@@ -35,6 +35,7 @@ from schemas.requests import (
     ListVideos,
     PurgeStorage,
     RefreshStats,
+    Reprocess,
     ResolveShare,
     RestoreVideo,
     RevokeShare,
@@ -53,6 +54,7 @@ from schemas.responses import (
     ExportSweepResult,
     PurgeResult,
     RefreshStatsResult,
+    ReprocessResult,
     RestoreResult,
     RetentionSweepResult,
     ShareCreated,
@@ -396,6 +398,17 @@ TASKS: tuple[TaskSpec, ...] = (
         "each step is conditional on what it finds: a stale export taken up once, an "
         "upload aborted twice is gone, an expired ZIP deleted twice is gone",
         internal=True,
+    ),
+    TaskSpec(
+        "videos.reprocess",
+        Reprocess,
+        ReprocessResult,
+        "handlers.reprocess.reprocess",
+        MAINTENANCE_QUEUE,
+        MANAGERS,
+        BATCHED_LIMITS,
+        "each video a request set back is recorded with it and skipped when the request "
+        "runs again, which first sends what it still owed",
     ),
 )
 

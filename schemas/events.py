@@ -249,6 +249,17 @@ class ExportFailedData(ExportEventData):
     cancelled: bool = False
 
 
+class VideoReprocessRequestedData(VideoEventData):
+    """Set back to ``pending`` by ``videos.reprocess``; the processing pipeline is asked
+    to remake ``targets``. ``request_id`` is the run's task id (the pipeline's message
+    for this video carries a task id derived from it, the same on every resend)."""
+
+    event_type: ClassVar[str] = "video.reprocess_requested"
+    targets: list[str]
+    requested_by: str | None
+    request_id: str
+
+
 EVENT_DATA: dict[str, type[EventData]] = {
     model.event_type: model
     for model in (
@@ -266,6 +277,7 @@ EVENT_DATA: dict[str, type[EventData]] = {
         ExportProgressData,
         ExportCompletedData,
         ExportFailedData,
+        VideoReprocessRequestedData,
     )
 }
 
@@ -297,4 +309,5 @@ __all__ = [
     "ExportProgressData",
     "ExportCompletedData",
     "ExportFailedData",
+    "VideoReprocessRequestedData",
 ]

@@ -441,3 +441,30 @@ class RunExport(Command):
 class SweepExports(Command):
     """Internal, from beat: take up exports whose worker was lost, abort multipart uploads
     nobody will complete, and expire old exports."""
+
+
+# Contract v1.2: re-processing.
+REPROCESS_TARGETS = ("proxy", "thumbnail")
+ReprocessTarget = Annotated[Literal["proxy", "thumbnail"], _one_of("target", REPROCESS_TARGETS)]
+
+
+class Reprocess(Command):
+    """Exactly one of ``video_ids`` or ``filters``, as ``videos.bulk_delete`` takes them."""
+
+    video_ids: Annotated[list[Id], Field(min_length=1, max_length=1000)] | None = None
+    filters: VideoFilters | None = None
+    targets: Annotated[
+        list[ReprocessTarget], Field(min_length=1, max_length=2), AfterValidator(_distinct)
+    ] = ["proxy", "thumbnail"]
+    dry_run: StrictBool = False
+    # What a continuation carries: only videos with an id above this one (the run before
+    # it took those up to it, in id order). A caller leaves it out.
+    after: Id | None = None
+
+    @model_validator(mode="after")
+    def _one_selection(self) -> Reprocess:
+        if (self.video_ids is None) == (self.filters is None):
+            raise PydanticCustomError("selection", "Give exactly one of video_ids or filters")
+        if self.filters is not None and self.filters.is_empty():
+            raise PydanticCustomError("empty_filters", "filters must name at least one filter")
+        return self

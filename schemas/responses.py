@@ -374,3 +374,17 @@ class ExportSweepResult(Result):
     uploads_aborted: int
     # Completed exports past EXPORT_TTL_HOURS whose ZIP was deleted.
     expired: int
+
+
+class ReprocessResult(Result):
+    # Visible videos not in the trash that the selection names (``processing`` ones too).
+    matched: int
+    # Those set back to pending and handed to the processing pipeline (with dry_run: those
+    # that would be).
+    requested: int
+    # Those left alone because the pipeline is working on them now.
+    skipped_processing: int
+    dry_run: bool
+    # True when the time budget ran out: the run whose task id is continuation_id goes on.
+    continued: bool = False
+    continuation_id: str | None = None

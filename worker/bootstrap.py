@@ -13,7 +13,7 @@ import logging
 
 from handlers.deps import Deps
 from handlers.policy import Policy
-from handlers.ports import Enqueue
+from handlers.ports import Dispatch, Enqueue
 from schemas.contract import is_amqp
 from worker.adapters.postgres.uow import PostgresUnitOfWork, make_engine, read_path, reading
 from worker.adapters.redis import RedisPublisher, RedisStatsCache, RedisStreamSink, make_redis
@@ -36,6 +36,8 @@ def policy_from(settings: Settings) -> Policy:
         share_max_minutes=settings.share_max_minutes,
         share_url_minutes=settings.share_url_minutes,
         share_max_attempts=settings.share_max_attempts,
+        reprocess_task=settings.reprocess_task,
+        reprocess_queue=settings.reprocess_queue,
         export_max_videos=settings.export_max_videos,
         export_max_bytes=settings.export_max_bytes,
         export_ttl_hours=settings.export_ttl_hours,
@@ -57,7 +59,7 @@ def cursor_key(settings: Settings) -> bytes:
     return hmac.new(secret.get_secret_value().encode(), CURSOR_KEY_LABEL, hashlib.sha256).digest()
 
 
-def build_deps(settings: Settings, *, enqueue: Enqueue) -> Deps:
+def build_deps(settings: Settings, *, enqueue: Enqueue, dispatch: Dispatch | None = None) -> Deps:
     engine = make_engine(settings)
     reader = reading(engine)
     reads = read_path(reader)
@@ -74,6 +76,7 @@ def build_deps(settings: Settings, *, enqueue: Enqueue) -> Deps:
         ),
         publish=RedisPublisher(cache_client),
         enqueue=enqueue,
+        dispatch=dispatch,
         policy=policy_from(settings),
         cursor_key=cursor_key(settings),
         log=logging.getLogger("videoworker"),

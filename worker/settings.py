@@ -118,6 +118,9 @@ class Settings(BaseSettings):
     share_max_minutes: int = Field(default=DEFAULT_POLICY.share_max_minutes, ge=5, le=525_600)
     share_url_minutes: int = Field(default=DEFAULT_POLICY.share_url_minutes, ge=1, le=1440)
     share_max_attempts: int = Field(default=DEFAULT_POLICY.share_max_attempts, ge=1, le=1000)
+    # videos.reprocess sends this task to this queue, on CELERY_BROKER_URL, per video.
+    reprocess_task: str = Field(default=DEFAULT_POLICY.reprocess_task, min_length=1)
+    reprocess_queue: str = Field(default=DEFAULT_POLICY.reprocess_queue, min_length=1)
     # Exports (videos.export): limits per export, checked before any work, and how long
     # a completed ZIP is kept.
     export_max_videos: int = Field(default=DEFAULT_POLICY.export_max_videos, ge=1, le=100_000)

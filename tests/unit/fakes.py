@@ -18,6 +18,7 @@ from handlers.ports import DeleteReport, PastDeletion, QueuedDeletion, QueuedKey
 from schemas.events import Event, EventData
 from schemas.responses import VideoDetailResponse, VideoStats
 from tests.unit.fake_exports import FakeArchive, FakeExports
+from tests.unit.fake_reprocessing import FakeReprocessing
 from tests.unit.fake_sharing import FakeShares, FakeTags
 from tests.unit.fake_videos import (
     FakeCatalogue,
@@ -286,6 +287,7 @@ class FakeUnitOfWork:
         self.audit = FakeDeletionAudit(self.deletions)
         self.tags = FakeTags(self.videos)
         self.shares = FakeShares(self.videos)
+        self.reprocessing = FakeReprocessing(self.videos)
         self.exports = FakeExports()
         self.events = FakeOutbox()
         self.committed = False
@@ -298,6 +300,7 @@ class FakeUnitOfWork:
         self._saved_rooms = (
             self.tags.snapshot(),
             self.shares.snapshot(),
+            self.reprocessing.snapshot(),
             self.exports.snapshot(),
         )
         self._saved = (
@@ -326,6 +329,7 @@ class FakeUnitOfWork:
     ) -> None:
         self.tags.restore(self._saved_rooms[0])
         self.shares.restore(self._saved_rooms[1])
+        self.reprocessing.restore(self._saved_rooms[2])
         self.exports.restore(self._saved_rooms[-1])
         (
             self.videos.rows,
@@ -460,6 +464,20 @@ class RecordingEnqueue:
         self.task_ids.append(task_id)
 
 
+class RecordingDispatch:
+    """Messages to another service's queue: (task, kwargs, queue, task id) each."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, dict, str, str]] = []
+        # Raise this on the next sends (a broker that refuses), until set back to None.
+        self.failure: Exception | None = None
+
+    def __call__(self, task: str, kwargs: dict, queue: str, task_id: str) -> None:
+        if self.failure is not None:
+            raise self.failure
+        self.sent.append((task, kwargs, queue, task_id))
+
+
 class FixedClock:
     def __init__(self, now: datetime = T0) -> None:
         self.now = now
@@ -480,6 +498,7 @@ class Fakes:
     cache: FakeCache = field(default_factory=FakeCache)
     publisher: RecordingPublisher = field(default_factory=RecordingPublisher)
     enqueue: RecordingEnqueue = field(default_factory=RecordingEnqueue)
+    dispatch: RecordingDispatch = field(default_factory=RecordingDispatch)
     clock: FixedClock = field(default_factory=FixedClock)
     policy: Policy = field(default_factory=Policy)
     archive: FakeArchive = field(default_factory=lambda: FakeArchive(T0))
@@ -492,6 +511,7 @@ class Fakes:
             cache=self.cache,
             publish=self.publisher,
             enqueue=self.enqueue,
+            dispatch=self.dispatch,
             clock=self.clock,
             policy=self.policy,
             archive=self.archive,

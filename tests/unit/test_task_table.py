@@ -44,6 +44,8 @@ CONTRACT = {
     "videos.export": "videos.export",
     "videos.export_status": "videos",
     "videos.export_cancel": "videos",
+    # v1.2: re-processing.
+    "videos.reprocess": "videos.maintenance",
 }
 
 

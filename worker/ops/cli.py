@@ -458,6 +458,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_bulk_delete(sub)
 
+    from worker.ops.reprocess import add_parser as add_reprocess
+
+    add_reprocess(sub)
+
     from worker.ops.sharing import add_parsers as add_tags_and_shares
 
     add_tags_and_shares(sub)

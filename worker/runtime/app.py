@@ -22,6 +22,7 @@ from schemas.contract import QUEUE_OF
 from worker import logs
 from worker.bootstrap import build_deps, build_relay
 from worker.runtime import auth, consumer
+from worker.runtime.dispatch import celery_dispatch
 from worker.settings import get_settings
 
 app = Celery("videoworker")
@@ -49,7 +50,9 @@ def get_deps() -> Deps:
     if _deps is None:
         with _deps_lock:
             if _deps is None:
-                _deps = build_deps(get_settings(), enqueue=celery_enqueue)
+                _deps = build_deps(
+                    get_settings(), enqueue=celery_enqueue, dispatch=celery_dispatch(app)
+                )
     return _deps
 
 

@@ -18,7 +18,7 @@ from datetime import timedelta
 from typing import Any
 
 from handlers.access import NOBODY, UNRESTRICTED, Scope, may_run
-from schemas.contract import PUBLIC_TASKS
+from schemas.contract import PUBLIC_TASKS, TASK_OF
 from worker import logs
 from worker.runtime.tokens import TokenVerifier, Unauthorized, auth_config, mint_token
 from worker.settings import ConfigError, get_settings
@@ -188,6 +188,10 @@ def attach_credentials(body: Any = None, headers: Any = None, **_: Any) -> None:
     if AUTH_KWARG in kwargs:
         return
     task = headers.get("task") if isinstance(headers, dict) else None
+    if task not in TASK_OF:
+        # Another service's task (the processing pipeline's): the caller's token is not
+        # for it to see.
+        return
     token = _caller_token.get()
     if token is None and task in SCHEDULED_TASKS:
         token = service_token()

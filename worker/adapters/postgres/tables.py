@@ -514,3 +514,21 @@ class Export(Base):
         Index("ix_exports_expiring", "expires_at", postgresql_where=text("status = 'completed'")),
         Index("ix_exports_uploads", "upload_id", postgresql_where=text("upload_id IS NOT NULL")),
     )
+
+
+class ReprocessRequest(Base):
+    """A video ``videos.reprocess`` set back to pending, by request (migration 0018):
+    ``sent_at`` once the pipeline's message is out."""
+
+    __tablename__ = "reprocess_requests"
+
+    request_id: Mapped[str] = mapped_column(Text, primary_key=True)
+    video_id: Mapped[uuid.UUID] = mapped_column(
+        Uuid, ForeignKey("videos.id", ondelete="CASCADE"), primary_key=True
+    )
+    targets: Mapped[list[str]] = mapped_column(ARRAY(Text))
+    requested_by: Mapped[str | None] = mapped_column(Text)
+    requested_at: Mapped[datetime] = mapped_column(Timestamp, server_default=func.now())
+    sent_at: Mapped[datetime | None] = mapped_column(Timestamp)
+
+    __table_args__ = (Index("ix_reprocess_requests_video_id", "video_id"),)

@@ -21,6 +21,7 @@ from worker.adapters.postgres.rooms.exports import PostgresExports
 from worker.adapters.postgres.rooms.figures import PostgresFigures
 from worker.adapters.postgres.rooms.references import PostgresReferences
 from worker.adapters.postgres.rooms.removal import PostgresRemoval
+from worker.adapters.postgres.rooms.reprocessing import PostgresReprocessing
 from worker.adapters.postgres.rooms.retention import PostgresRetentionSettings
 from worker.adapters.postgres.rooms.shares import PostgresShares
 from worker.adapters.postgres.rooms.tags import PostgresTags
@@ -116,6 +117,7 @@ class PostgresUnitOfWork:
     audit: PostgresDeletionAudit
     tags: PostgresTags
     shares: PostgresShares
+    reprocessing: PostgresReprocessing
     exports: PostgresExports
     events: PostgresOutbox
 
@@ -154,6 +156,7 @@ class PostgresUnitOfWork:
         self.audit = PostgresDeletionAudit(self.connection)
         self.tags = PostgresTags(self.connection)
         self.shares = PostgresShares(self.connection)
+        self.reprocessing = PostgresReprocessing(self.connection)
         self.exports = PostgresExports(self.connection)
         self.events = PostgresOutbox(self.connection)
         return self
