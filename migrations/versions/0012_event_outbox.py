@@ -37,7 +37,7 @@ depends_on = None
 
 CREATE_TABLE = """
 CREATE TABLE event_outbox (
-    id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    id bigint GENERATED ALWAYS AS IDENTITY CONSTRAINT pk_event_outbox PRIMARY KEY,
     event_id uuid NOT NULL DEFAULT gen_random_uuid(),
     type text NOT NULL,
     subject text NOT NULL,

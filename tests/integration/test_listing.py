@@ -230,3 +230,87 @@ def test_list_items_carry_pin_names_flags_and_utc_times_from_two_queries(deps, c
     selects = [s for s in statements if s.lstrip().upper().startswith("SELECT")]
     assert len(selects) == 2
     assert "camera_pins" in selects[1]
+
+
+def _tag_every(deps, dataset: Dataset) -> dict[str, set[uuid.UUID]]:
+    """'Even' on every other video, 'third' on every third: both on every sixth."""
+    from handlers.tagging import tag_videos
+    from schemas.requests import TagVideos
+
+    named = {
+        "even": {r["id"] for i, r in enumerate(dataset.rows) if i % 2 == 0},
+        "third": {r["id"] for i, r in enumerate(dataset.rows) if i % 3 == 0},
+    }
+    for name, ids in named.items():
+        tag_videos(TagVideos(video_ids=sorted(ids), add=[name]), deps)
+    return named
+
+
+@pytest.mark.parametrize("name", QUERIES)
+@pytest.mark.parametrize("names", [["even"], ["EVEN", "third"]])
+def test_tags_with_each_filter_return_exactly_the_videos_carrying_them(deps, dataset, name, names):
+    """A list by tags is read from video_tags' copies of the video's columns (and the
+    video itself for status and proxy): the same videos, order and total as the rest."""
+    named = _tag_every(deps, dataset)
+    query = ListVideos(**QUERIES[name](dataset), tags=names, page_size=100)
+
+    result = handlers.list_videos(query, deps)
+
+    wanted = set.intersection(*(named[n.lower()] for n in names))
+    expected = [i for i in dataset.expected(query) if i in wanted]
+    assert [v.id for v in result.videos] == expected
+    assert result.total == len(expected)
+    paged = handlers.list_videos(query.model_copy(update={"page": 2, "page_size": 2}), deps)
+    assert ([v.id for v in paged.videos], paged.total) == (expected[2:4], len(expected))
+
+
+def test_the_copies_a_list_by_tags_reads_follow_the_video(deps, dataset, engine):
+    """Trash and restore through the worker, and an UPDATE of the upload instant (or of
+    the mall and pin) by another service, reach the video's pairs by the trigger."""
+    from sqlalchemy import text
+
+    from handlers.deletion import delete_video
+    from handlers.trash import restore_video
+    from schemas.requests import DeleteVideo, RestoreVideo
+
+    _tag_every(deps, dataset)
+    by_even = ListVideos(tags=["even"], page_size=100)
+    oldest = handlers.list_videos(by_even, deps).videos[-1].id
+
+    def copies() -> set[tuple[Any, ...]]:
+        with engine.connect() as conn:
+            return set(
+                conn.execute(
+                    text(
+                        "SELECT vt.video_id, vt.mall_id = v.mall_id, vt.pin_id = v.pin_id,"
+                        " vt.uploaded_at = v.uploaded_at,"
+                        " vt.trashed = (v.trashed_at IS NOT NULL)"
+                        " FROM video_tags vt JOIN videos v ON v.id = vt.video_id"
+                        " WHERE vt.video_id = :id"
+                    ),
+                    {"id": oldest},
+                ).all()
+            )
+
+    delete_video(DeleteVideo(video_id=oldest, trash=True), deps)
+    assert copies() == {(oldest, True, True, True, True)}
+    assert oldest not in [v.id for v in handlers.list_videos(by_even, deps).videos]
+    trashed = handlers.list_videos(by_even.model_copy(update={"trashed": True}), deps)
+    assert [v.id for v in trashed.videos] == [oldest] and trashed.total == 1
+
+    restore_video(RestoreVideo(video_id=oldest), deps)
+    assert copies() == {(oldest, True, True, True, True)}
+    assert handlers.list_videos(by_even, deps).videos[-1].id == oldest
+
+    # Another service moves it to the other pin of its mall and dates it now.
+    row = next(r for r in dataset.rows if r["id"] == oldest)
+    sibling = dataset.pins[dataset.pins.index(row["pin_id"]) ^ 1]
+    with engine.begin() as conn:
+        conn.execute(
+            text("UPDATE videos SET uploaded_at = now(), pin_id = :pin WHERE id = :id"),
+            {"id": oldest, "pin": sibling},
+        )
+    assert copies() == {(oldest, True, True, True, True)}
+    assert handlers.list_videos(by_even, deps).videos[0].id == oldest
+    in_sibling = handlers.list_videos(by_even.model_copy(update={"pin_id": sibling}), deps)
+    assert in_sibling.videos[0].id == oldest

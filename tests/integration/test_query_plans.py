@@ -234,3 +234,42 @@ def test_the_trash_is_listed_from_its_own_indexes(deps, catalog, engine):
     # Either partial index of the trash (both hold only its 40 rows), never the table.
     assert {"ix_videos_trashed_recent", "ix_videos_trashed_at"} & {name for _, _, name in plans}
     assert ("Seq Scan", "videos", None) not in plans
+
+
+# Each mall's tags 'big' (every 10th video) and 'second' (every 20th), as tagging
+# writes them: with the video's copied columns.
+FILL_TAGS = """
+INSERT INTO tags (id, mall_id, name)
+SELECT gen_random_uuid(), m.mall_id, x.name
+FROM (SELECT DISTINCT mall_id FROM videos) AS m, unnest(ARRAY['big', 'second']) AS x (name);
+INSERT INTO video_tags (video_id, tag_id, mall_id, pin_id, uploaded_at, trashed)
+SELECT v.id, t.id, v.mall_id, v.pin_id, v.uploaded_at, false
+FROM (SELECT *, row_number() OVER (ORDER BY id) AS n FROM videos) AS v
+JOIN tags AS t ON t.mall_id = v.mall_id
+  AND ((t.name = 'big' AND v.n % 10 = 0) OR (t.name = 'second' AND v.n % 20 = 0));
+ANALYZE tags;
+ANALYZE video_tags
+"""
+
+
+@pytest.mark.parametrize("names", [["big"], ["big", "second"]])
+def test_a_list_by_tags_reads_its_page_and_total_from_the_tags_own_index(
+    names, deps, catalog, engine
+):
+    """Not the newest-first index of every video, asking about each row: the tag's
+    pairs, newest first, each mall's from its index; ``videos`` only for the page."""
+    fill(catalog, engine)
+    with engine.begin() as conn:
+        conn.execute(text(FILL_TAGS))
+
+    total_statement, page_statement = captured_statements(
+        deps, ListVideos(tags=names, page_size=20)
+    )[-2:]
+
+    for statement in (total_statement, page_statement):
+        nodes = scans(plan_of(engine, *statement))
+        indexes = {index for _, _, index in nodes}
+        assert "ix_video_tags_live_tag_recent" in indexes, nodes
+        assert not {index for index in indexes if index and index.startswith("ix_videos_")}
+        assert ("Seq Scan", "videos", None) not in nodes
+        assert ("Seq Scan", "video_tags", None) not in nodes

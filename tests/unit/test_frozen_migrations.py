@@ -24,6 +24,7 @@ FROZEN = (
     "0015_key_registration_lock.py",
     "0017_exports.py",
     "0016_scoped_search.py",
+    "0019_video_tags_listing.py",
     "0018_reprocess_requests.py",
 )
 IMPORTABLE = {"alembic", "sqlalchemy"}

@@ -30,13 +30,14 @@ from sqlalchemy import (
     MetaData,
     Numeric,
     PrimaryKeyConstraint,
+    SmallInteger,
     String,
     Text,
     Uuid,
     func,
     text,
 )
-from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, declared_attr, mapped_column
 
 PROCESSING_STATUSES = ("pending", "processing", "completed", "failed")
@@ -408,8 +409,27 @@ class VideoTag(Base):
     )
     tagged_at: Mapped[datetime] = mapped_column(Timestamp, server_default=func.now())
     tagged_by: Mapped[str | None] = mapped_column(Text)
+    # The video's, copied so a list by tags reads its page and total here (migration
+    # 0019): filled on tagging, kept by a trigger on videos.
+    mall_id: Mapped[uuid.UUID] = mapped_column(Uuid)
+    pin_id: Mapped[uuid.UUID] = mapped_column(Uuid)
+    uploaded_at: Mapped[datetime] = mapped_column(Timestamp)
+    trashed: Mapped[bool] = mapped_column(Boolean)
 
-    __table_args__ = (Index("ix_video_tags_tag_id_video_id", "tag_id", "video_id"),)
+    __table_args__ = (
+        Index("ix_video_tags_tag_id_video_id", "tag_id", "video_id"),
+        *(
+            Index(
+                f"ix_video_tags_{name}_tag_recent",
+                "tag_id",
+                text("uploaded_at DESC"),
+                text("video_id DESC"),
+                postgresql_include=["mall_id", "pin_id"],
+                postgresql_where=text(where),
+            )
+            for name, where in (("live", "NOT trashed"), ("trashed", "trashed"))
+        ),
+    )
 
 
 class Share(Base):
@@ -532,3 +552,39 @@ class ReprocessRequest(Base):
     sent_at: Mapped[datetime | None] = mapped_column(Timestamp)
 
     __table_args__ = (Index("ix_reprocess_requests_video_id", "video_id"),)
+
+
+class EventOutbox(Base):
+    """Events written in the transaction of their change (migration 0012), relayed at
+    least once to the stream and the exchange by ``worker.adapters.relay``; the relay
+    reads unsent rows by id and prunes sent ones after EVENTS_KEEP_SENT_SECONDS."""
+
+    __tablename__ = "event_outbox"
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(always=True), primary_key=True)
+    event_id: Mapped[uuid.UUID] = mapped_column(Uuid, server_default=text("gen_random_uuid()"))
+    type: Mapped[str] = mapped_column(Text)
+    subject: Mapped[str] = mapped_column(Text)
+    time: Mapped[datetime] = mapped_column(Timestamp, server_default=func.now())
+    data: Mapped[dict] = mapped_column(JSONB)
+    # Where it went: a bit per sink (stream, exchange), so a retry sends only what is owed.
+    relayed: Mapped[int] = mapped_column(SmallInteger, server_default=text("0"))
+    sent_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    attempts: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    retry_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    last_error: Mapped[str | None] = mapped_column(Text)
+
+    __table_args__ = (
+        Index("event_outbox_unsent", "id", postgresql_where=text("sent_at IS NULL")),
+        Index(
+            "event_outbox_held",
+            "subject",
+            postgresql_where=text("sent_at IS NULL AND retry_at IS NOT NULL"),
+        ),
+        Index("event_outbox_sent", "sent_at", postgresql_where=text("sent_at IS NOT NULL")),
+        {
+            "comment": "Events written in the transaction of their change, relayed at least "
+            "once to the stream videos:events (and the exchange videos.events on RabbitMQ) "
+            "in id order per subject (migration 0012)."
+        },
+    )

@@ -37,6 +37,7 @@ from schemas.requests import ListVideos
 from schemas.responses import VideoDetailResponse, VideoListItem
 from worker.adapters.postgres import budget, spans
 from worker.adapters.postgres.readpath import OnConnection
+from worker.adapters.postgres.rooms import tagged
 from worker.adapters.postgres.rooms.query import (
     DETAIL_COLUMNS,
     LIST_COLUMNS,
@@ -219,6 +220,9 @@ class PostgresCatalogue:
         key = (*_shape(scope, query, "page"), keyset)
         if query.q is not None:
             return self._search(scope, query, window, where, values, (key, page))
+        if tagged.served(query):
+            rows, total = tagged.listed(self.reads, scope, query, window, offset, limit)
+            return [list_item(row) for row in rows], total
         total = self._total(scope, query)
         if total <= offset and not keyset:
             return [], total

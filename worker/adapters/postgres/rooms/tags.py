@@ -34,13 +34,17 @@ CREATE_TAGS = text(
     """
 )
 # Each video found gets each tag of its mall with one of the names; pairs there already
-# are left alone. Ordered, as above, by the primary key.
+# are left alone. Ordered, as above, by the primary key. Each pair copies what a list by
+# tags filters and orders by from the video's row, locked since it was found (migration
+# 0019's trigger keeps the copies in step from then on).
 ADD_PAIRS = text(
     """
     WITH added AS (
-        INSERT INTO video_tags (video_id, tag_id, tagged_at, tagged_by)
-        SELECT v.id, t.id, :at, :by
-        FROM unnest(CAST(:video_ids AS uuid[]), CAST(:video_malls AS uuid[])) AS v (id, mall_id)
+        INSERT INTO video_tags
+            (video_id, tag_id, tagged_at, tagged_by, mall_id, pin_id, uploaded_at, trashed)
+        SELECT v.id, t.id, :at, :by, v.mall_id, v.pin_id, v.uploaded_at, v.trashed_at IS NOT NULL
+        FROM unnest(CAST(:video_ids AS uuid[])) AS found (id)
+        JOIN videos AS v ON v.id = found.id
         JOIN tags AS t ON t.mall_id = v.mall_id
             AND lower(t.name) IN (SELECT lower(x) FROM unnest(CAST(:names AS text[])) AS x)
         ORDER BY v.id, t.id
@@ -113,7 +117,6 @@ class PostgresTags:
                     ADD_PAIRS,
                     {
                         "video_ids": ids,
-                        "video_malls": [found[i][0] for i in ids],
                         "names": list(add),
                         "at": at,
                         "by": by,
