@@ -34,7 +34,7 @@ def start_worker(env: dict[str, str], log_path: Path, *extra: str) -> subprocess
         "--pool",
         "prefork",
         "-Q",
-        "videos,videos.maintenance",
+        "videos,videos.maintenance,videos.export",
         "--without-mingle",
         "--without-gossip",
         *extra,
@@ -67,7 +67,7 @@ def outside_app(env: dict[str, str]) -> Celery:
                 routing_key=name,
                 queue_arguments={"x-queue-type": "quorum"} if rabbitmq else None,
             )
-            for name in ("videos", "videos.maintenance")
+            for name in ("videos", "videos.maintenance", "videos.export")
         ],
     )
     if rabbitmq:
