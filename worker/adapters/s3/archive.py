@@ -28,6 +28,7 @@ READ_CHUNK = 1024 * 1024
 ATTEMPTS = 5
 FIRST_PAUSE_SECONDS = 1.0
 _GONE = frozenset({"NoSuchUpload", "NoSuchKey", "404"})
+COMPLETE_TIMEOUT_SECONDS = 900.0
 
 
 def _pause(attempt: int) -> None:
@@ -42,6 +43,13 @@ class S3ArchiveStore:
     def __init__(self, settings: Settings, attempts: int = ATTEMPTS) -> None:
         self.bucket = settings.s3_bucket
         self.client = _client(settings, settings.s3_endpoint_url)
+        # S3 may take minutes to answer a CompleteMultipartUpload of a large object (it
+        # keeps the connection alive meanwhile); a client that gave up after the usual
+        # read timeout would send it again while the first is still assembling.
+        self.completer = _client(
+            settings.model_copy(update={"s3_read_timeout_seconds": COMPLETE_TIMEOUT_SECONDS}),
+            settings.s3_endpoint_url,
+        )
         self.attempts = attempts
 
     def head(self, key: str) -> int | None:
@@ -106,6 +114,7 @@ class S3ArchiveStore:
     def complete_upload(self, key: str, upload_id: str, etags: Sequence[str]) -> None:
         self._call(
             "complete_multipart_upload",
+            client=self.completer,
             Bucket=self.bucket,
             Key=key,
             UploadId=upload_id,
@@ -134,12 +143,12 @@ class S3ArchiveStore:
     def delete(self, key: str) -> None:
         self._call("delete_object", Bucket=self.bucket, Key=key)
 
-    def _call(self, operation: str, **params: object) -> dict:
+    def _call(self, operation: str, client: object = None, **params: object) -> dict:
         """One S3 call, tried again (after boto3's own attempts) a bounded number of
         times while S3 cannot be reached or answers 5xx; any other refusal at once."""
         for attempt in range(1, self.attempts + 1):
             try:
-                return getattr(self.client, operation)(**params)
+                return getattr(client or self.client, operation)(**params)
             except (BotoCoreError, ClientError) as exc:
                 transient = (
                     not isinstance(exc, ClientError) or _status(exc) >= 500 or (_status(exc) == 429)
