@@ -22,6 +22,8 @@ How to read the table (all times in milliseconds):
 * ``total``: what the repository's ``total`` said on page 1; ``=`` when exact.
 * ``p1 p50/p95``: page 1 with its total. Target: p95 <= 20 ms.
 * ``page``: the deep page measured; ``deep p50/p95``: its time. Target: p95 <= 50 ms.
+* ``cursor p50/p95``: the same deep page reached by cursor (``videos.list(cursor=...)``
+  with the previous page's ``next_cursor``): the keyset starts at the row, no offset.
 * ``baseline``: the same for the primary-key-only database.
 * ``x p1``/``x deep``: baseline p95 / ours p95 (how many times faster we are).
 * ``ok``: ``yes`` when ours meets both targets, else which one it misses.
@@ -94,6 +96,8 @@ class Row:
     ours_deep: ListTiming
     base_first: ListTiming | None = None
     base_deep: ListTiming | None = None
+    # The same deep page by cursor (the previous page's next_cursor), ours only.
+    cursor_deep: ListTiming | None = None
 
 
 # --------------------------------------------------------------------------- setup
@@ -260,6 +264,20 @@ def measure(catalogue: Catalogue, case: Case, page: int, samples: int) -> ListTi
     return time_lists(catalogue, lists, samples, block=samples, warmup=WARMUP)[case.name]
 
 
+def measure_cursor(catalogue: Catalogue, case: Case, page: int, samples: int) -> ListTiming:
+    """The deep page reached by cursor: the ``next_cursor`` of the page before it, sent
+    back with the same filters (the keyset starts after that page's last row)."""
+    import handlers
+
+    before = ListVideos(**case.filters, page=max(1, page - 1), page_size=PAGE_SIZE)
+    cursor = handlers.list_videos(before, catalogue.scoped(UNRESTRICTED)).next_cursor
+    if cursor is None or page == 1:
+        return measure(catalogue, case, 1, samples)
+    query = ListVideos(**case.filters, page_size=PAGE_SIZE, cursor=cursor)
+    lists = {case.name: (UNRESTRICTED, query)}
+    return time_lists(catalogue, lists, samples, block=samples, warmup=WARMUP)[case.name]
+
+
 def deep_page(total: int) -> int:
     last = max(1, math.ceil(total / PAGE_SIZE))
     return DEEP_PAGE if last >= DEEP_PAGE else last
@@ -327,7 +345,8 @@ def render(rows: Sequence[Row], args: Any) -> Table:
         f"videos.list, {args.videos:,} videos, page_size {PAGE_SIZE}, {args.samples} samples "
         f"after {WARMUP} warm-up calls, ms; {args.repository or 'handlers.list_videos'}",
         ["query", "rows", "total", "p1 p50", "p1 p95", "page", "deep p50", "deep p95",
-         "base p1 p50", "base p1 p95", "base deep p50", "base deep p95", "x p1", "x deep", "ok"],
+         "cursor p50", "cursor p95", "base p1 p50", "base p1 p95", "base deep p50",
+         "base deep p95", "x p1", "x deep", "ok"],
         number=short,
     )  # fmt: skip
     for row in rows:
@@ -341,6 +360,8 @@ def render(rows: Sequence[Row], args: Any) -> Table:
             deep.page,
             deep.p50,
             deep.p95,
+            row.cursor_deep.p50 if row.cursor_deep else float("nan"),
+            row.cursor_deep.p95 if row.cursor_deep else float("nan"),
         ]
         if row.base_first and row.base_deep:
             cells += [
@@ -455,6 +476,7 @@ def run(server: Server, args: Any) -> int:
             rows_matched,
             measure(ours, case, 1, args.samples),
             measure(ours, case, deep, args.samples),
+            cursor_deep=measure_cursor(ours, case, deep, args.samples),
         )
         if base is not None:
             row.base_first = measure(base, case, 1, args.samples)
