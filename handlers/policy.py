@@ -25,6 +25,9 @@ class Policy:
     bulk_delete_time_budget_seconds: float = 120.0
     # Deletes within this window share one stats refresh.
     stats_debounce_seconds: float = 5.0
+    # deletion_audit rows older than this are pruned by the daily sweep (those whose
+    # files are still pending stay until they are settled).
+    audit_retention_days: int = 365
     # Keys that failed this many times are reported as stuck.
     stuck_after_attempts: int = 8
     # reconcile --fix leaves orphans younger than this (an upload writes its object

@@ -355,6 +355,12 @@ class DeletionAuditLog(Protocol):
         none of their keys is queued any more, ``files_pending`` while one is."""
         ...
 
+    def prune(self, before: datetime, limit: int) -> int:
+        """Delete up to ``limit`` audit rows recorded before ``before``, oldest first,
+        except those whose files are still pending (they still tell what is owed);
+        answers how many went."""
+        ...
+
 
 class Outbox(Protocol):
     """Events written in the unit of work's transaction: relayed (at least once, in

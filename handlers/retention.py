@@ -109,6 +109,8 @@ def sweep_retention(cmd: SweepRetention, deps: Deps) -> RetentionSweepResult:
             out_of_time = batches(
                 _over_quota(deps, mall_id, quota, cmd.batch_size), reason="quota", tally=for_quota
             )
+        if not out_of_time:
+            out_of_time = _prune_audit(deps, now, cmd.batch_size, budget)
     if out_of_time:
         deps.enqueue("videos.retention_sweep", cmd.model_dump(mode="json", exclude_none=True), 0)
     tallies = (by_age, from_trash, for_quota)
@@ -137,6 +139,29 @@ def sweep_retention(cmd: SweepRetention, deps: Deps) -> RetentionSweepResult:
         matched_from_trash=trash_due.count,
         matched_from_trash_bytes=trash_due.bytes,
     )
+
+
+def _prune_audit(deps: Deps, now: datetime, batch_size: int, budget: Budget) -> bool:
+    """Last, the audit's rows past ``AUDIT_RETENTION_DAYS``, in batches: the audit
+    would otherwise grow by a row per deleted video for ever. True when the budget ran
+    out first (the continuation carries on)."""
+    before = now - timedelta(days=deps.policy.audit_retention_days)
+    pruned = 0
+    while True:
+        if budget.exhausted():
+            out_of_time = True
+            break
+        with deps.uow() as uow:
+            gone = uow.audit.prune(before, batch_size)
+            uow.commit()
+        budget.done += 1
+        pruned += gone
+        if gone < batch_size:
+            out_of_time = False
+            break
+    if pruned:
+        deps.log.info("audit.pruned", extra={"rows": pruned, "before": before.isoformat()})
+    return out_of_time
 
 
 def _over_quota(

@@ -27,6 +27,7 @@ def policy_from(settings: Settings) -> Policy:
     return Policy(
         retention_days=settings.retention_days,
         trash_days=settings.trash_days,
+        audit_retention_days=settings.audit_retention_days,
         bulk_delete_time_budget_seconds=settings.bulk_delete_time_budget_seconds,
         purge_grace_seconds=settings.purge_grace_seconds,
         sweep_time_budget_seconds=settings.sweep_time_budget_seconds,

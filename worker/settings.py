@@ -53,6 +53,8 @@ class Settings(BaseSettings):
     retention_days: PositiveInt = DEFAULT_POLICY.retention_days
     # A trashed video is deleted for good by the first sweep this many days after.
     trash_days: int = Field(default=DEFAULT_POLICY.trash_days, ge=1, le=36500)
+    # How long deletion_audit keeps a row (the daily sweep prunes older ones).
+    audit_retention_days: int = Field(default=DEFAULT_POLICY.audit_retention_days, ge=1, le=36500)
 
     db_pool_size: PositiveInt = 5
     db_statement_timeout_ms: PositiveInt = 30_000

@@ -13,7 +13,7 @@ ports' and the arranging helpers they share.
 from __future__ import annotations
 
 import uuid
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from uuid import UUID
 
 import pytest
@@ -589,3 +589,25 @@ def test_published_events_reach_a_listener_in_order_and_unchanged(world):
     world.publish(refreshed)
 
     assert received(2) == [deleted, refreshed]
+
+
+def test_prune_deletes_the_oldest_rows_before_the_cutoff_but_never_pending_ones(world):
+    mall = world.mall()
+    done, kept, pending = (world.video(mall) for _ in range(3))
+
+    def delete_all(uow):
+        for video, outcome in (
+            (done, "files_deleted"),
+            (kept, "files_kept"),
+            (pending, "files_pending"),
+        ):
+            uow.audit.record([uow.removal.delete(UNRESTRICTED, video.id)], "request", outcome)
+
+    world.write(delete_all)
+    long_ago, far_ahead = datetime(2000, 1, 1, tzinfo=UTC), datetime(2100, 1, 1, tzinfo=UTC)
+
+    assert world.write(lambda uow: uow.audit.prune(long_ago, 10)) == 0
+    assert world.write(lambda uow: uow.audit.prune(far_ahead, 1)) == 1
+    assert world.write(lambda uow: uow.audit.prune(far_ahead, 10)) == 1
+    assert world.write(lambda uow: uow.audit.prune(far_ahead, 10)) == 0
+    assert [row.video_id for row in world.audit()] == [pending.id]

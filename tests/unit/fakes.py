@@ -175,12 +175,16 @@ class AuditEntry:
     request_id: str | None = None
     actor: str | None = None
     pin_id: UUID | None = None
+    at: datetime = T0
 
 
 class FakeDeletionAudit:
     def __init__(self, queue: FakeDeletionQueue) -> None:
         self.entries: list[AuditEntry] = []
         self.queue = queue
+        # When a row is recorded: the server's now() for the real audit; the test's
+        # clock once ``Fakes`` wires it.
+        self.now: Any = lambda: T0
 
     def record(
         self,
@@ -190,10 +194,23 @@ class FakeDeletionAudit:
         request_id: str | None = None,
         actor: str | None = None,
     ) -> None:
+        at = self.now()
         self.entries.extend(
-            AuditEntry(v.id, v.mall_id, reason, v.object_keys, outcome, request_id, actor, v.pin_id)
+            AuditEntry(
+                v.id, v.mall_id, reason, v.object_keys, outcome, request_id, actor, v.pin_id, at
+            )
             for v in removed
         )
+
+    def prune(self, before: datetime, limit: int) -> int:
+        old = [
+            entry
+            for entry in sorted(self.entries, key=lambda e: e.at)
+            if entry.at < before and entry.outcome != "files_pending"
+        ][:limit]
+        gone = {id(entry) for entry in old}
+        self.entries = [entry for entry in self.entries if id(entry) not in gone]
+        return len(old)
 
     def find(self, scope: Scope, video_id: UUID, request_id: str) -> PastDeletion | None:
         found = self.done_by(scope, request_id, [video_id])
@@ -502,6 +519,9 @@ class Fakes:
     clock: FixedClock = field(default_factory=FixedClock)
     policy: Policy = field(default_factory=Policy)
     archive: FakeArchive = field(default_factory=lambda: FakeArchive(T0))
+
+    def __post_init__(self) -> None:
+        self.uow.audit.now = self.clock
 
     @property
     def deps(self) -> Deps:

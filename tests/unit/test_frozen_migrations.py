@@ -26,6 +26,7 @@ FROZEN = (
     "0016_scoped_search.py",
     "0019_video_tags_listing.py",
     "0018_reprocess_requests.py",
+    "0020_audit_retention.py",
 )
 IMPORTABLE = {"alembic", "sqlalchemy"}
 

@@ -218,3 +218,27 @@ def test_the_trash_rule_runs_before_the_quota_and_counts_toward_it():
 
     assert (result.deleted_from_trash, result.deleted_for_quota) == (1, 0)
     assert audited(fakes) == [(newest.id, "trash")]
+
+
+# --- the audit's retention ------------------------------------------------------------------
+
+
+def test_the_sweep_prunes_audit_rows_past_their_retention_but_never_pending_ones():
+    fakes = Fakes(policy=Policy(audit_retention_days=30))
+    mall = uuid.uuid4()
+    old, pending, recent = (sized(mall, 1) for _ in range(3))
+    fakes.add_videos(old, pending, recent)
+    delete_video(DeleteVideo(video_id=str(old.id)), fakes.deps)
+    fakes.store.fail(*object_keys(pending))
+    delete_video(DeleteVideo(video_id=str(pending.id)), fakes.deps)
+    fakes.clock.advance(timedelta(days=31))
+    delete_video(DeleteVideo(video_id=str(recent.id)), fakes.deps)
+
+    sweep(fakes, dry_run=True)
+    assert len(fakes.uow.audit.entries) == 3  # a dry run changes nothing
+    sweep(fakes, batch_size=1)
+
+    assert {e.video_id: e.outcome for e in fakes.uow.audit.entries} == {
+        pending.id: "files_pending",
+        recent.id: "files_deleted",
+    }

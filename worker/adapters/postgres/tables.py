@@ -375,6 +375,8 @@ class DeletionAudit(Base):
         Index("ix_deletion_audit_video_id", "video_id"),
         Index("ix_deletion_audit_mall_at", "mall_id", "at"),
         Index("ix_deletion_audit_request_id", "request_id"),
+        # Pruning past AUDIT_RETENTION_DAYS, oldest first (migration 0020).
+        Index("ix_deletion_audit_at", "at"),
     )
 
 

@@ -177,6 +177,20 @@ class PostgresDeletionAudit:
             )
         )
 
+    def prune(self, before: datetime, limit: int) -> int:
+        # Rows another pruner holds are skipped: two sweeps at once share the work.
+        oldest = (
+            select(audit.c.id)
+            .where(audit.c.at < before, audit.c.outcome != "files_pending")
+            .order_by(audit.c.at)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+        result = self.connection.execute(
+            delete(audit).where(audit.c.id.in_(oldest.scalar_subquery()))
+        )
+        return int(result.rowcount or 0)
+
     def find(self, scope: Scope, video_id: UUID, request_id: str) -> PastDeletion | None:
         found = self.done_by(scope, request_id, [video_id])
         return found[0] if found else None
