@@ -159,3 +159,18 @@ beat_schedule = {
         "options": {"queue": MAINTENANCE_QUEUE},
     },
 }
+# Signed URLs counted in Redis, folded into PostgreSQL (docs/analytics.md).
+if _settings.analytics_enabled:
+    beat_schedule["flush-analytics"] = {
+        "task": "videos.flush_analytics",
+        "schedule": _settings.analytics_flush_seconds,
+        "kwargs": {},
+        "options": {"queue": MAINTENANCE_QUEUE},
+    }
+if _settings.access_log_bucket:
+    beat_schedule["ingest-access-logs"] = {
+        "task": "videos.ingest_access_logs",
+        "schedule": 300,
+        "kwargs": {},
+        "options": {"queue": MAINTENANCE_QUEUE},
+    }

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from handlers import cursors
+from handlers import analytics, cursors
 from handlers.deletion import purge_after
 from handlers.deps import Deps
 from handlers.errors import InvalidRequest, NotFound
@@ -79,6 +79,14 @@ def list_videos(cmd: ListVideos, deps: Deps) -> VideoListResponse:
             )
             for item in items
         ]
+        analytics.count(
+            deps,
+            (
+                signed
+                for item in items
+                for signed in analytics.urls_of(item.id, item.mall_id, item.pin_id, item.urls)
+            ),
+        )
     if cmd.trashed:
         items = [_with_purge_after(deps, item) for item in items]
     return VideoListResponse(

@@ -10,6 +10,8 @@ from datetime import UTC, datetime
 from handlers.access import UNRESTRICTED, Scope
 from handlers.policy import DEFAULT_POLICY, Policy
 from handlers.ports import (
+    AccessLogStore,
+    AnalyticsBuffer,
     ArchiveStore,
     Clock,
     Dispatch,
@@ -53,6 +55,10 @@ class Deps:
 
     # Streams objects and writes multipart uploads: exports (``handlers.exports``).
     archive: ArchiveStore | None = None
+    # Where signed URLs are counted (None: ANALYTICS_ENABLED=false), and the S3 access
+    # logs bytes served are read from (None: ACCESS_LOG_BUCKET unset).
+    analytics_buffer: AnalyticsBuffer | None = None
+    access_logs: AccessLogStore | None = None
 
     def reads(self) -> UnitOfWork:
         """A unit of work to read with; nothing done in it is committed."""

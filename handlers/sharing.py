@@ -32,9 +32,10 @@ from datetime import datetime, timedelta
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
+from handlers import analytics
 from handlers.deps import Deps
 from handlers.errors import InvalidRequest, NotFound, TooManyAttempts, WrongPassword
-from handlers.ports import NewShare, StoredShare
+from handlers.ports import SHARE_VIEW, NewShare, StoredShare
 from handlers.urls import gallery_urls, signing_time
 from schemas.events import ShareCreatedData, ShareRevokedData, ShareViewedData
 from schemas.requests import CreateShare, ListShares, ResolveShare, RevokeShare
@@ -206,7 +207,7 @@ def resolve_share(cmd: ResolveShare, deps: Deps) -> ShareResolved:
     if expires_in < 1:
         raise NotFound(SHARE_NOT_FOUND)
     deps.log.info("share.resolved", extra={"share_id": str(share.id), "views": viewed.views})
-    return ShareResolved(
+    resolved = ShareResolved(
         share_id=share.id,
         label=viewed.label,
         expires_at=viewed.expires_at,
@@ -223,6 +224,19 @@ def resolve_share(cmd: ResolveShare, deps: Deps) -> ShareResolved:
             for video in videos
         ],
     )
+    # Each URL signed, and one view of each video shown.
+    analytics.count(
+        deps,
+        (
+            counted
+            for video, shown in zip(videos, resolved.videos, strict=True)
+            for counted in [
+                *analytics.urls_of(video.id, video.mall_id, video.pin_id, shown.urls),
+                (video.id, video.mall_id, video.pin_id, SHARE_VIEW),
+            ]
+        ),
+    )
+    return resolved
 
 
 def revoke_share(cmd: RevokeShare, deps: Deps) -> ShareRevoked:

@@ -8,6 +8,7 @@ from pathlib import PurePosixPath
 from typing import TypeGuard
 from uuid import UUID
 
+from handlers import analytics
 from handlers.deps import Deps
 from handlers.errors import PROXY_NOT_AVAILABLE, THUMBNAIL_NOT_AVAILABLE, NotAvailable, NotFound
 from handlers.ports import ObjectStore
@@ -126,7 +127,9 @@ def sign_url(cmd: SignUrl, deps: Deps) -> VideoStreamUrlResponse:
         video = uow.catalogue.get(deps.scope, cmd.video_id)
     if video is None:
         raise NotFound.video(cmd.video_id)
-    return signed_url(deps.store, video, cmd.target, cmd.expires_minutes * 60, signing_time(deps))
+    url = signed_url(deps.store, video, cmd.target, cmd.expires_minutes * 60, signing_time(deps))
+    analytics.count(deps, [(video.id, video.mall_id, video.pin_id, cmd.target)])
+    return url
 
 
 def sign_urls(cmd: SignUrls, deps: Deps) -> SignUrlsResult:
@@ -141,6 +144,7 @@ def sign_urls(cmd: SignUrls, deps: Deps) -> SignUrlsResult:
     urls: list[VideoStreamUrlResponse] = []
     not_found: list[UUID] = []
     not_available: list[UUID] = []
+    signed: list[tuple[UUID, UUID, UUID | None, str]] = []
     for video_id in cmd.video_ids:
         video = videos.get(video_id)
         if video is None:
@@ -150,4 +154,7 @@ def sign_urls(cmd: SignUrls, deps: Deps) -> SignUrlsResult:
             urls.append(signed_url(deps.store, video, cmd.target, expires_in, signed_at))
         except NotAvailable:
             not_available.append(video_id)
+            continue
+        signed.append((video.id, video.mall_id, video.pin_id, cmd.target))
+    analytics.count(deps, signed)
     return SignUrlsResult(urls=urls, not_found=not_found, not_available=not_available)

@@ -27,9 +27,12 @@ from schemas.requests import (
     DeleteVideo,
     ExportStatus,
     ExportVideos,
+    FlushAnalytics,
     FlushStaleStats,
+    GetAnalytics,
     GetStats,
     GetVideo,
+    IngestAccessLogs,
     ListShares,
     ListTags,
     ListVideos,
@@ -47,6 +50,9 @@ from schemas.requests import (
     TagVideos,
 )
 from schemas.responses import (
+    AccessLogIngestResult,
+    AnalyticsFlushResult,
+    AnalyticsResult,
     BulkDeleteResult,
     ExportQueued,
     ExportRunResult,
@@ -409,6 +415,39 @@ TASKS: tuple[TaskSpec, ...] = (
         BATCHED_LIMITS,
         "each video a request set back is recorded with it and skipped when the request "
         "runs again, which first sends what it still owed",
+    ),
+    TaskSpec(
+        "videos.analytics",
+        GetAnalytics,
+        AnalyticsResult,
+        "handlers.analytics.analytics",
+        REQUESTS_QUEUE,
+        EVERY_ROLE,
+        REQUEST_LIMITS,
+        "it only reads",
+    ),
+    TaskSpec(
+        "videos.flush_analytics",
+        FlushAnalytics,
+        AnalyticsFlushResult,
+        "handlers.analytics.flush_analytics",
+        MAINTENANCE_QUEUE,
+        ADMIN_ONLY,
+        STATS_LIMITS,
+        "each flush id is folded in the transaction that records it: one folded before is "
+        "dropped, not counted again",
+        internal=True,
+    ),
+    TaskSpec(
+        "videos.ingest_access_logs",
+        IngestAccessLogs,
+        AccessLogIngestResult,
+        "handlers.analytics.ingest_access_logs",
+        MAINTENANCE_QUEUE,
+        ADMIN_ONLY,
+        PURGE_LIMITS,
+        "each log object's bytes are added in the transaction that records its key and "
+        "ETag: one recorded before is not read again",
     ),
 )
 

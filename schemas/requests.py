@@ -8,7 +8,7 @@ rejected (``extra="forbid"``), ints and bools are strict (``"2"`` is not a page,
 from __future__ import annotations
 
 import unicodedata
-from datetime import datetime
+from datetime import date, datetime
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
@@ -468,3 +468,48 @@ class Reprocess(Command):
         if self.filters is not None and self.filters.is_empty():
             raise PydanticCustomError("empty_filters", "filters must name at least one filter")
         return self
+
+
+# Contract v1.2: analytics.
+def _iso_date(value: Any) -> Any:
+    # Lax date parsing takes numbers as Unix time; the contract says ISO dates.
+    if isinstance(value, date) and not isinstance(value, datetime):
+        return value
+    if isinstance(value, str) and len(value) == 10:
+        return value
+    raise PydanticCustomError("date_type", "Input should be an ISO 8601 date string")
+
+
+Day = Annotated[date, BeforeValidator(_iso_date)]
+ANALYTICS_MAX_DAYS = 366
+ANALYTICS_DEFAULT_DAYS = 30
+
+
+class GetAnalytics(Command):
+    """Both days inclusive; left out, the last 30 days ending today (UTC)."""
+
+    mall_id: Id | None = None
+    pin_id: Id | None = None
+    video_id: Id | None = None
+    from_day: Day | None = None
+    to_day: Day | None = None
+    top: StrictInt = Field(default=10, ge=0, le=100)
+
+    @model_validator(mode="after")
+    def _range(self) -> GetAnalytics:
+        if self.from_day is not None and self.to_day is not None:
+            if self.from_day > self.to_day:
+                raise PydanticCustomError("day_range", "from_day must not be after to_day")
+            if (self.to_day - self.from_day).days + 1 > ANALYTICS_MAX_DAYS:
+                raise PydanticCustomError(
+                    "day_range", f"A range spans at most {ANALYTICS_MAX_DAYS} days"
+                )
+        return self
+
+
+class FlushAnalytics(Command):
+    """Internal, from beat: fold the URL counts buffered in Redis into PostgreSQL."""
+
+
+class IngestAccessLogs(Command):
+    """Internal, from beat: add the bytes S3's server access logs say were served."""

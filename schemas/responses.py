@@ -9,7 +9,7 @@ refuse it (Celery's JSON serializer writes ``NaN`` as it is).
 from __future__ import annotations
 
 import math
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
@@ -388,3 +388,46 @@ class ReprocessResult(Result):
     # True when the time budget ran out: the run whose task id is continuation_id goes on.
     continued: bool = False
     continuation_id: str | None = None
+
+
+# Contract v1.2: analytics.
+class AnalyticsFigures(Result):
+    stream_urls: int = 0
+    thumbnail_urls: int = 0
+    share_views: int = 0
+    bytes_served: int = 0
+
+
+class AnalyticsDay(AnalyticsFigures):
+    day: date
+
+
+class TopVideo(Result):
+    video_id: UUID
+    # Null once the video is deleted: its history still counts.
+    original_filename: str | None
+    stream_urls: int
+    bytes_served: int
+
+
+class AnalyticsResult(Result):
+    # Every day of the range, in order, zeros included.
+    days: list[AnalyticsDay]
+    top_videos: list[TopVideo]
+    totals: AnalyticsFigures
+
+
+class AnalyticsFlushResult(Result):
+    # Flush keys folded into PostgreSQL by this run (its own and those of dead flushes).
+    folded: int
+    # Flush keys another run had already folded: dropped, not counted again.
+    skipped: int
+    counts: int
+
+
+class AccessLogIngestResult(Result):
+    # Log objects read by this run (each one once, by key and ETag), and what was in them.
+    objects: int
+    lines: int
+    garbage_lines: int
+    bytes_counted: int

@@ -35,6 +35,10 @@ TABLES = (
     "videos",
     "camera_pins",
     "malls",
+    # No foreign key to videos: emptied on their own.
+    "video_daily_analytics",
+    "analytics_flushes",
+    "access_log_objects",
 )
 
 

@@ -15,9 +15,11 @@ from handlers.deps import Deps
 from handlers.policy import Policy
 from handlers.ports import Dispatch, Enqueue
 from schemas.contract import is_amqp
+from worker.adapters.analytics_buffer import RedisAnalyticsBuffer
 from worker.adapters.postgres.uow import PostgresUnitOfWork, make_engine, read_path, reading
 from worker.adapters.redis import RedisPublisher, RedisStatsCache, RedisStreamSink, make_redis
 from worker.adapters.relay import Relay, Sink
+from worker.adapters.s3.access_logs import S3AccessLogStore
 from worker.adapters.s3.archive import S3ArchiveStore
 from worker.adapters.s3.store import S3ObjectStore
 from worker.settings import Settings
@@ -81,7 +83,15 @@ def build_deps(settings: Settings, *, enqueue: Enqueue, dispatch: Dispatch | Non
         policy=policy_from(settings),
         cursor_key=cursor_key(settings),
         log=logging.getLogger("videoworker"),
+        analytics_buffer=RedisAnalyticsBuffer(cache_client) if settings.analytics_enabled else None,
+        access_logs=access_log_store(settings),
     )
+
+
+def access_log_store(settings: Settings) -> S3AccessLogStore | None:
+    if not settings.access_log_bucket:
+        return None
+    return S3AccessLogStore(settings, settings.access_log_bucket, settings.access_log_prefix)
 
 
 def build_relay(settings: Settings) -> Relay:

@@ -134,6 +134,13 @@ class Settings(BaseSettings):
     export_parts_in_flight: int = Field(default=DEFAULT_POLICY.export_parts_in_flight, ge=1, le=8)
     # How often beat runs videos.export_sweep.
     export_sweep_interval_seconds: PositiveInt = 30
+    # Analytics: signed URLs counted in Redis (off: not counted at all), folded into
+    # PostgreSQL by beat this often; bytes served read from the S3 server access logs
+    # under this bucket and prefix every 5 minutes (no bucket: not read).
+    analytics_enabled: bool = True
+    analytics_flush_seconds: float = Field(default=60.0, gt=0)
+    access_log_bucket: str = ""
+    access_log_prefix: str = ""
     # Events (worker.adapters.relay): the stream videos:events keeps this many hours.
     events_retention_hours: PositiveInt = 168
     # The relay's own PostgreSQL URL; empty: DATABASE_URL. Its session advisory lock and

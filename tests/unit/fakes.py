@@ -17,6 +17,7 @@ from handlers.policy import Policy
 from handlers.ports import DeleteReport, PastDeletion, QueuedDeletion, QueuedKey, RemovedVideo
 from schemas.events import Event, EventData
 from schemas.responses import VideoDetailResponse, VideoStats
+from tests.unit.fake_analytics import FakeAccessLogs, FakeAnalytics, FakeAnalyticsBuffer
 from tests.unit.fake_exports import FakeArchive, FakeExports
 from tests.unit.fake_reprocessing import FakeReprocessing
 from tests.unit.fake_sharing import FakeShares, FakeTags
@@ -305,6 +306,7 @@ class FakeUnitOfWork:
         self.tags = FakeTags(self.videos)
         self.shares = FakeShares(self.videos)
         self.reprocessing = FakeReprocessing(self.videos)
+        self.analytics = FakeAnalytics(self.videos)
         self.exports = FakeExports()
         self.events = FakeOutbox()
         self.committed = False
@@ -318,6 +320,7 @@ class FakeUnitOfWork:
             self.tags.snapshot(),
             self.shares.snapshot(),
             self.reprocessing.snapshot(),
+            self.analytics.snapshot(),
             self.exports.snapshot(),
         )
         self._saved = (
@@ -347,6 +350,7 @@ class FakeUnitOfWork:
         self.tags.restore(self._saved_rooms[0])
         self.shares.restore(self._saved_rooms[1])
         self.reprocessing.restore(self._saved_rooms[2])
+        self.analytics.restore(self._saved_rooms[3])
         self.exports.restore(self._saved_rooms[-1])
         (
             self.videos.rows,
@@ -519,6 +523,8 @@ class Fakes:
     clock: FixedClock = field(default_factory=FixedClock)
     policy: Policy = field(default_factory=Policy)
     archive: FakeArchive = field(default_factory=lambda: FakeArchive(T0))
+    analytics_buffer: FakeAnalyticsBuffer = field(default_factory=FakeAnalyticsBuffer)
+    access_logs: FakeAccessLogs = field(default_factory=FakeAccessLogs)
 
     def __post_init__(self) -> None:
         self.uow.audit.now = self.clock
@@ -535,6 +541,8 @@ class Fakes:
             clock=self.clock,
             policy=self.policy,
             archive=self.archive,
+            analytics_buffer=self.analytics_buffer,
+            access_logs=self.access_logs,
         )
 
     def add_videos(self, *videos: VideoDetailResponse) -> None:

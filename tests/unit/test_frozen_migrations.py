@@ -27,6 +27,7 @@ FROZEN = (
     "0019_video_tags_listing.py",
     "0018_reprocess_requests.py",
     "0020_audit_retention.py",
+    "0021_analytics.py",
 )
 IMPORTABLE = {"alembic", "sqlalchemy"}
 

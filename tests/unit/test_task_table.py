@@ -46,6 +46,9 @@ CONTRACT = {
     "videos.export_cancel": "videos",
     # v1.2: re-processing.
     "videos.reprocess": "videos.maintenance",
+    # v1.2: analytics.
+    "videos.analytics": "videos",
+    "videos.ingest_access_logs": "videos.maintenance",
 }
 
 

@@ -34,6 +34,8 @@ SCHEDULED_TASKS = frozenset(
         "videos.refresh_stats",
         "videos.flush_stale_stats",
         "videos.export_sweep",
+        "videos.flush_analytics",
+        "videos.ingest_access_logs",
     }
 )
 SERVICE_SUBJECT = "videoworker"

@@ -590,3 +590,46 @@ class EventOutbox(Base):
             "in id order per subject (migration 0012)."
         },
     )
+
+
+class VideoDailyAnalytics(Base):
+    """A video's figures of one UTC day (migration 0021). Its mall and pin are copied,
+    with no foreign key to ``videos``: a deleted video's history still counts."""
+
+    __tablename__ = "video_daily_analytics"
+
+    video_id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    mall_id: Mapped[uuid.UUID] = mapped_column(Uuid)
+    pin_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    stream_urls: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
+    thumbnail_urls: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
+    share_views: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
+    bytes_served: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
+
+    __table_args__ = (
+        Index("ix_video_daily_analytics_mall_id_day", "mall_id", "day"),
+        Index("ix_video_daily_analytics_pin_id_day", "pin_id", "day"),
+    )
+
+
+class AnalyticsFlush(Base):
+    """A Redis flush id folded into ``video_daily_analytics``, in the fold's transaction."""
+
+    __tablename__ = "analytics_flushes"
+
+    flush_id: Mapped[str] = mapped_column(Text, primary_key=True)
+    at: Mapped[datetime] = mapped_column(Timestamp, server_default=func.now())
+
+
+class AccessLogObject(Base):
+    """An S3 access log object read, by key and ETag, in the transaction of its bytes."""
+
+    __tablename__ = "access_log_objects"
+
+    key: Mapped[str] = mapped_column(Text, primary_key=True)
+    etag: Mapped[str] = mapped_column(Text, primary_key=True)
+    lines: Mapped[int] = mapped_column(BigInteger)
+    bytes_counted: Mapped[int] = mapped_column(BigInteger)
+    garbage_lines: Mapped[int] = mapped_column(BigInteger)
+    ingested_at: Mapped[datetime] = mapped_column(Timestamp, server_default=func.now())

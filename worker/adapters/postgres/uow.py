@@ -14,6 +14,7 @@ from sqlalchemy import exc as sa_exc
 
 from worker.adapters.postgres import budget
 from worker.adapters.postgres.readpath import ReadPath, ReadSession, unreachable
+from worker.adapters.postgres.rooms.analytics import PostgresAnalytics
 from worker.adapters.postgres.rooms.catalogue import PostgresCatalogue
 from worker.adapters.postgres.rooms.deletions import PostgresDeletionAudit, PostgresDeletionQueue
 from worker.adapters.postgres.rooms.events import PostgresOutbox
@@ -118,6 +119,7 @@ class PostgresUnitOfWork:
     tags: PostgresTags
     shares: PostgresShares
     reprocessing: PostgresReprocessing
+    analytics: PostgresAnalytics
     exports: PostgresExports
     events: PostgresOutbox
 
@@ -157,6 +159,7 @@ class PostgresUnitOfWork:
         self.tags = PostgresTags(self.connection)
         self.shares = PostgresShares(self.connection)
         self.reprocessing = PostgresReprocessing(self.connection)
+        self.analytics = PostgresAnalytics(self.connection)
         self.exports = PostgresExports(self.connection)
         self.events = PostgresOutbox(self.connection)
         return self

@@ -1,0 +1,170 @@
+"""Port contracts of analytics: the room (fold, prune_flushes, owners, seen_logs,
+ingest_log, daily, top) and the buffer (add, take, read, drop).
+
+As every ``test_port_contracts*.py``: each test runs on the in-memory fake (``[fake]``)
+and on the real adapter (``[real]``).
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import date, timedelta
+
+import pytest
+
+from handlers.access import UNRESTRICTED, Scope
+from handlers.ports import (
+    SHARE_VIEW,
+    AnalyticsSelection,
+    IngestedLog,
+    KeyOwner,
+    LogObject,
+    Served,
+    Tally,
+)
+from tests.contracts.world import World, world_of
+from tests.unit.fake_analytics import FakeAnalyticsBuffer
+from tests.unit.fakes import T0
+
+DAY = date(2025, 10, 31)
+ALL = AnalyticsSelection(None, None, None, DAY - timedelta(days=6), DAY)
+
+
+@pytest.fixture(params=["fake", "real"])
+def world(request: pytest.FixtureRequest) -> World:
+    return world_of(request)
+
+
+@pytest.fixture(params=["fake", "real"])
+def buffer(request: pytest.FixtureRequest):
+    if request.param == "fake":
+        yield FakeAnalyticsBuffer()
+        return
+    from worker.adapters.analytics_buffer import RedisAnalyticsBuffer
+
+    client = request.getfixturevalue("redis_client")
+    key = f"videoworker:test-analytics:{uuid.uuid4()}"
+    yield RedisAnalyticsBuffer(client, key)
+    for leftover in client.scan_iter(key + "*"):
+        client.delete(leftover)
+
+
+def fold(world, flush_id, tallies, at=T0):
+    return world.write(lambda uow: uow.analytics.fold(flush_id, at, tallies))
+
+
+def test_a_fold_adds_per_video_and_day_and_the_same_flush_id_adds_nothing(world):
+    mall = world.mall()
+    v = world.video(mall)
+    tallies = [
+        Tally(DAY, v.id, v.mall_id, v.pin_id, "proxy", 3),
+        Tally(DAY, v.id, v.mall_id, v.pin_id, "original", 1),
+        Tally(DAY, v.id, v.mall_id, v.pin_id, "thumbnail", 2),
+        Tally(DAY, v.id, v.mall_id, v.pin_id, SHARE_VIEW, 1),
+        Tally(DAY - timedelta(days=1), v.id, v.mall_id, v.pin_id, "proxy", 5),
+    ]
+
+    assert fold(world, "f1", tallies) is True
+    assert fold(world, "f1", tallies) is False
+    assert fold(world, "f2", tallies[:1]) is True
+
+    days = world.read(lambda uow: uow.analytics.daily(UNRESTRICTED, ALL))
+    assert days[DAY].stream_urls == 7 and days[DAY].thumbnail_urls == 2
+    assert days[DAY].share_views == 1 and days[DAY].bytes_served == 0
+    assert days[DAY - timedelta(days=1)].stream_urls == 5
+    assert set(days) == {DAY, DAY - timedelta(days=1)}
+
+
+def test_flush_records_older_than_the_cutoff_are_pruned(world):
+    fold(world, "old", [], at=T0 - timedelta(days=2))
+    fold(world, "new", [], at=T0)
+    assert world.write(lambda uow: uow.analytics.prune_flushes(T0 - timedelta(days=1))) == 1
+    assert fold(world, "new", []) is False
+    assert fold(world, "old", []) is True
+
+
+def test_owners_finds_each_key_of_a_video_in_one_call(world):
+    v = world.video(world.mall())
+    keys = [v.original_path, v.proxy_path, v.thumbnail_path, "nobody/else.mp4"]
+    owners = world.read(lambda uow: uow.analytics.owners(keys))
+    owner = KeyOwner(v.id, v.mall_id, v.pin_id)
+    assert owners == {v.original_path: owner, v.proxy_path: owner, v.thumbnail_path: owner}
+    assert world.read(lambda uow: uow.analytics.owners([])) == {}
+
+
+def test_a_log_object_is_ingested_once_by_key_and_etag(world):
+    v = world.video(world.mall())
+    owner = KeyOwner(v.id, v.mall_id, v.pin_id)
+    record = IngestedLog("logs/a", "e1", 10, 300, 1, T0)
+    served = [Served(DAY, owner, 100), Served(DAY, owner, 200)]
+    objects = [LogObject("logs/a", "e1", 1), LogObject("logs/a", "e2", 1), LogObject("b", "e", 1)]
+
+    assert world.write(lambda uow: uow.analytics.ingest_log(record, served)) is True
+    assert world.write(lambda uow: uow.analytics.ingest_log(record, served)) is False
+    seen = world.read(lambda uow: uow.analytics.seen_logs(objects))
+
+    assert seen == {("logs/a", "e1")}
+    days = world.read(lambda uow: uow.analytics.daily(UNRESTRICTED, ALL))
+    assert days[DAY].bytes_served == 300
+
+
+def test_daily_and_top_see_the_scope_and_a_deleted_videos_history(world):
+    mall, other = world.mall(), world.mall()
+    a, b, c = world.video(mall), world.video(mall), world.video(other)
+    fold(
+        world,
+        "f",
+        [
+            Tally(DAY, a.id, a.mall_id, a.pin_id, "proxy", 5),
+            Tally(DAY, b.id, b.mall_id, b.pin_id, "proxy", 2),
+            Tally(DAY, c.id, c.mall_id, c.pin_id, "proxy", 9),
+        ],
+    )
+    owner_b = KeyOwner(b.id, b.mall_id, b.pin_id)
+    world.write(
+        lambda uow: uow.analytics.ingest_log(
+            IngestedLog("k", "e", 1, 7, 0, T0), [Served(DAY, owner_b, 7)]
+        )
+    )
+    world.write(lambda uow: uow.removal.delete(UNRESTRICTED, a.id))
+
+    operator = Scope.operator([mall])
+    tenant = Scope.tenant([c.pin_id])
+    top = world.read(lambda uow: uow.analytics.top(operator, ALL, 10))
+    assert [(t.video_id, t.original_filename, t.stream_urls, t.bytes_served) for t in top] == [
+        (a.id, None, 5, 0),
+        (b.id, b.original_filename, 2, 7),
+    ]
+    assert world.read(lambda uow: uow.analytics.top(operator, ALL, 1))[0].video_id == a.id
+    assert world.read(lambda uow: uow.analytics.daily(operator, ALL))[DAY].stream_urls == 7
+    assert world.read(lambda uow: uow.analytics.daily(tenant, ALL))[DAY].stream_urls == 9
+    one = AnalyticsSelection(None, None, b.id, ALL.from_day, ALL.to_day)
+    assert world.read(lambda uow: uow.analytics.daily(UNRESTRICTED, one))[DAY].stream_urls == 2
+    by_pin = AnalyticsSelection(None, c.pin_id, None, ALL.from_day, ALL.to_day)
+    assert world.read(lambda uow: uow.analytics.daily(operator, by_pin)) == {}
+    earlier = AnalyticsSelection(None, None, None, DAY - timedelta(days=9), DAY - timedelta(1))
+    assert world.read(lambda uow: uow.analytics.daily(UNRESTRICTED, earlier)) == {}
+
+
+def test_the_buffer_sets_counts_aside_once_and_keeps_them_until_dropped(buffer):
+    video, mall, pin = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    buffer.add(
+        [Tally(DAY, video, mall, pin, "proxy", 2), Tally(DAY, video, mall, None, "thumbnail")]
+    )
+    buffer.add([Tally(DAY, video, mall, pin, "proxy", 1)])
+
+    (first,) = buffer.take()
+    buffer.add([Tally(DAY, video, mall, pin, SHARE_VIEW, 1)])
+    waiting = buffer.take()
+
+    assert first in waiting and len(waiting) == 2
+    assert sorted(buffer.read(first), key=lambda t: t.target) == [
+        Tally(DAY, video, mall, pin, "proxy", 3),
+        Tally(DAY, video, mall, None, "thumbnail", 1),
+    ]
+    buffer.drop(first)
+    (second,) = buffer.take()
+    assert buffer.read(second) == [Tally(DAY, video, mall, pin, SHARE_VIEW, 1)]
+    buffer.drop(second)
+    assert buffer.take() == []
+    assert buffer.read(first) == []

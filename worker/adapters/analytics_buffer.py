@@ -1,0 +1,110 @@
+"""The analytics buffer in Redis: signed URLs counted with one pipelined HINCRBY per
+message, and set aside by a flush with one atomic RENAME.
+
+The hash ``videoworker:analytics:buffer`` holds a field per (UTC day, video, mall, pin,
+target). A flush renames it to ``videoworker:analytics:flush:<uuid>`` (only if it
+exists, in one script, so no increment lands between the test and the rename) and
+folds that key; increments after the rename start a new buffer. A flush key stays until
+its fold has committed, so one a dead flush left behind is found (SCAN) and folded by
+the next, whose record in PostgreSQL keeps it from counting twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Sequence
+from datetime import date
+from uuid import UUID
+
+import redis
+
+from handlers.ports import Tally
+
+log = logging.getLogger("videoworker.analytics")
+
+BUFFER_KEY = "videoworker:analytics:buffer"
+FLUSH_PREFIX = "videoworker:analytics:flush:"
+NO_PIN = "-"
+# Redis down: counting is skipped, and said at most this often per process.
+WARN_EVERY_SECONDS = 60.0
+
+RENAME_IF_EXISTS = """
+if redis.call('EXISTS', KEYS[1]) == 1 then
+    redis.call('RENAME', KEYS[1], KEYS[2])
+    return 1
+end
+return 0
+"""
+
+
+def field_of(tally: Tally) -> str:
+    pin = NO_PIN if tally.pin_id is None else str(tally.pin_id)
+    return f"{tally.day.isoformat()}|{tally.video_id}|{tally.mall_id}|{pin}|{tally.target}"
+
+
+def tally_of(field: str, count: int) -> Tally | None:
+    try:
+        day, video, mall, pin, target = field.split("|")
+        return Tally(
+            date.fromisoformat(day),
+            UUID(video),
+            UUID(mall),
+            None if pin == NO_PIN else UUID(pin),
+            target,
+            count,
+        )
+    except ValueError:
+        log.warning("analytics.bad_field", extra={"field": field})
+        return None
+
+
+class RedisAnalyticsBuffer:
+    def __init__(self, client: redis.Redis, key: str = BUFFER_KEY) -> None:
+        self.client = client
+        self.key = key
+        self.flush_prefix = FLUSH_PREFIX if key == BUFFER_KEY else key + ":flush:"
+        self._rename = client.register_script(RENAME_IF_EXISTS)
+        self._warned_at = -WARN_EVERY_SECONDS
+        self.skipped = 0
+
+    def add(self, tallies: Sequence[Tally]) -> None:
+        if not tallies:
+            return
+        try:
+            pipe = self.client.pipeline(transaction=False)
+            for tally in tallies:
+                pipe.hincrby(self.key, field_of(tally), tally.count)
+            pipe.execute()
+        except (redis.RedisError, OSError) as exc:
+            self.skipped += sum(t.count for t in tallies)
+            now = time.monotonic()
+            if now - self._warned_at >= WARN_EVERY_SECONDS:
+                self._warned_at = now
+                log.warning(
+                    "analytics.buffer_unavailable",
+                    extra={"error": type(exc).__name__, "uncounted": self.skipped},
+                )
+
+    def take(self) -> list[str]:
+        flush_id = str(uuid.uuid4())
+        self._rename(keys=[self.key, self.flush_prefix + flush_id])
+        waiting = [
+            key.decode() if isinstance(key, bytes) else key
+            for key in self.client.scan_iter(match=self.flush_prefix + "*", count=1000)
+        ]
+        return sorted(key.removeprefix(self.flush_prefix) for key in waiting)
+
+    def read(self, flush_id: str) -> list[Tally]:
+        fields = self.client.hgetall(self.flush_prefix + flush_id)
+        tallies = []
+        for field, value in fields.items():
+            name = field.decode() if isinstance(field, bytes) else field
+            tally = tally_of(name, int(value))
+            if tally is not None:
+                tallies.append(tally)
+        return tallies
+
+    def drop(self, flush_id: str) -> None:
+        self.client.delete(self.flush_prefix + flush_id)

@@ -1,0 +1,33 @@
+"""S3 server access logs, as ``videos.ingest_access_logs`` reads them: each object
+listed under the prefix, and read as a stream of lines (never whole: a busy bucket's
+log objects are large)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from handlers.ports import LogObject
+from worker.adapters.s3.store import _client
+from worker.settings import Settings
+
+
+class S3AccessLogStore:
+    def __init__(self, settings: Settings, bucket: str, prefix: str) -> None:
+        self.bucket = bucket
+        self.prefix = prefix
+        self.client = _client(settings, settings.s3_endpoint_url)
+
+    def objects(self) -> Iterator[LogObject]:
+        pages = self.client.get_paginator("list_objects_v2").paginate(
+            Bucket=self.bucket, Prefix=self.prefix
+        )
+        for page in pages:
+            for item in page.get("Contents", ()):
+                yield LogObject(item["Key"], item["ETag"].strip('"'), item["Size"])
+
+    def lines(self, key: str) -> Iterator[bytes]:
+        body = self.client.get_object(Bucket=self.bucket, Key=key)["Body"]
+        try:
+            yield from body.iter_lines(chunk_size=1 << 20, keepends=True)
+        finally:
+            body.close()
