@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: run demo test install lint schemas bench soak stop-check docs-check clean test-pgbouncer
+.PHONY: run demo test install lint schemas bench soak stop-check docs-check clean test-pgbouncer fault-scale
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null \
@@ -62,3 +62,8 @@ clean:
 PGBOUNCER_DIRECT_URL ?= postgresql+psycopg://postgres@127.0.0.1:5432/videoworker_pgbouncer
 test-pgbouncer: $(STAMP)
 	$(BIN)/python -m worker.dev.cluster through-pgbouncer $(PGBOUNCER_DIRECT_URL) -- $(BIN)/python -m pytest tests/e2e $(PYTEST_ARGS)
+
+## The scale topology's fault tests: three RabbitMQ nodes (5681-5683), two worker nodes, two beats (SCALE_BEAT_MINUTES).
+SCALE_BEAT_MINUTES ?= 10
+fault-scale: $(STAMP)
+	VIDEOWORKER_SCALE_TESTS=1 SCALE_BEAT_MINUTES=$(SCALE_BEAT_MINUTES) $(BIN)/python -m pytest -s tests/faults/test_scale.py tests/faults/test_two_sweeps.py $(PYTEST_ARGS)

@@ -138,7 +138,12 @@ def settings(services: dict[str, str]) -> Settings:
 
 @pytest.fixture(scope="session")
 def engine(services: dict[str, str]) -> Iterator[Engine]:
-    created = create_engine(services["DATABASE_URL"])
+    # Behind a transaction pooler (make test-pgbouncer) the tests' own statements must
+    # not be prepared either: the next transaction may run on another server connection.
+    pooled = os.environ.get("DB_POOLER") == "transaction"
+    created = create_engine(
+        services["DATABASE_URL"], connect_args={"prepare_threshold": None} if pooled else {}
+    )
     yield created
     created.dispose()
 

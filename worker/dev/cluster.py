@@ -34,7 +34,6 @@ RABBITMQ_HOME = Path("/var/lib/rabbitmq")  # where the machine's Erlang cookie l
 NODE_NAMES = ("rabbit-a", "rabbit-b", "rabbit-c")
 FIRST_AMQP_PORT = 5681
 FIRST_DIST_PORT = 25681
-PGBOUNCER_PORT = 6439
 
 
 def _free(port: int) -> bool:
@@ -196,15 +195,23 @@ class RabbitNode:
 
 @dataclass
 class RabbitCluster:
-    """Three nodes joined in one cluster: quorum queues get a replica on each."""
+    """Three nodes joined in one cluster: quorum queues get a replica on each.
 
-    home: Path
+    Without ``home``, the nodes' files go in a directory of their own under the system's
+    temporary directory, removed at ``stop``: the ``rabbitmq`` user must reach them,
+    and a pytest ``tmp_path`` is private to root (and reset to 0700 by a run beside)."""
+
+    home: Path | None = None
     names: Sequence[str] = NODE_NAMES
     first_port: int = FIRST_AMQP_PORT
     first_dist_port: int = FIRST_DIST_PORT
     nodes: list[RabbitNode] = field(default_factory=list)
 
     def __post_init__(self) -> None:
+        self._own_home = self.home is None
+        if self.home is None:
+            self.home = Path(tempfile.mkdtemp(prefix="videoworker-rabbitmq-"))
+            os.chmod(self.home, 0o755)
         peers = tuple(f"{name}@localhost" for name in self.names)
         self.nodes = [
             RabbitNode(name, self.first_port + i, self.first_dist_port + i, self.home / name, peers)
@@ -274,6 +281,8 @@ class RabbitCluster:
     def stop(self) -> None:
         for node in reversed(self.nodes):
             node.stop()
+        if self._own_home and self.home is not None:
+            shutil.rmtree(self.home, ignore_errors=True)
 
 
 # --- PgBouncer ----------------------------------------------------------------------------
@@ -288,7 +297,8 @@ class PgBouncer:
 
     server_host: str = "127.0.0.1"
     server_port: int = 5432
-    port: int = PGBOUNCER_PORT
+    # 0: a free port, chosen at start.
+    port: int = 0
     pool_size: int = 8
     max_client_conn: int = 400
     users: Sequence[str] = ("postgres",)
@@ -316,6 +326,10 @@ class PgBouncer:
         binary = shutil.which("pgbouncer") or "/usr/sbin/pgbouncer"
         if not Path(binary).exists():
             raise RuntimeError("pgbouncer is not installed (apt-get install -y pgbouncer)")
+        if self.port == 0:
+            with socket.socket() as probe:
+                probe.bind(("127.0.0.1", 0))
+                self.port = probe.getsockname()[1]
         if not _free(self.port):
             raise RuntimeError(f"port {self.port} is taken")
         self.home = Path(tempfile.mkdtemp(prefix="videoworker-pgbouncer-"))
@@ -426,13 +440,10 @@ class Node:
 
 @contextlib.contextmanager
 def scale_topology(
-    home: Path | None = None, *, rabbitmq: bool = True, pgbouncer: bool = True
+    *, rabbitmq: bool = True, pgbouncer: bool = True
 ) -> Iterator[tuple[RabbitCluster | None, PgBouncer | None]]:
     """Three RabbitMQ nodes and PgBouncer, stopped on the way out whatever happens."""
-    own = home is None
-    home = Path(tempfile.mkdtemp(prefix="videoworker-scale-")) if home is None else home
-    os.chmod(home, 0o755)
-    cluster = RabbitCluster(home / "rabbitmq") if rabbitmq else None
+    cluster = RabbitCluster() if rabbitmq else None
     bouncer = PgBouncer() if pgbouncer else None
     try:
         if bouncer is not None:
@@ -445,8 +456,6 @@ def scale_topology(
             cluster.stop()
         if bouncer is not None:
             bouncer.stop()
-        if own:
-            shutil.rmtree(home, ignore_errors=True)
 
 
 def through_pgbouncer(direct_url: str, command: Sequence[str]) -> int:
