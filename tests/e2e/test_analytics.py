@@ -14,7 +14,7 @@ import redis
 
 from schemas.contract import QUEUE_OF
 from tests.e2e.conftest import start_worker, stop_worker
-from tests.support import poll
+from tests.support import poll, run_cli
 from worker.client import VideoClient
 from worker.runtime.tokens import mint_token
 
@@ -177,3 +177,19 @@ def test_analytics_answers_each_role_over_what_it_sees(jwt_worker, catalog):
         "videos.flush_analytics", kwargs={"auth": operator}, queue="videos.maintenance"
     ).get(timeout=30)
     assert denied["ok"] is False and denied["status"] == 403
+
+
+def test_the_cli_prints_the_days_with_bars(services, caller, catalog):
+    mall = catalog.mall("C")
+    video = catalog.video(mall, catalog.pin(mall, "C1"), original_filename="cli.mp4")
+    for _ in range(3):
+        call(caller, "videos.sign_url", video_id=str(video["id"]))
+    call(caller, "videos.flush_analytics")
+
+    result = run_cli("analytics", "--mall", str(mall), "--days", "3", env=services, check=0)
+
+    lines = result.stdout.splitlines()
+    assert lines[0].split()[:2] == ["day", "streams"]
+    assert lines[3].split()[:2] == [datetime.now(UTC).date().isoformat(), "3"]
+    assert lines[3].endswith("#" * 40)
+    assert lines[-1].endswith("cli.mp4")

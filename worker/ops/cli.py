@@ -462,6 +462,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_reprocess(sub)
 
+    from worker.ops.analytics import add_parser as add_analytics
+
+    add_analytics(sub)
+
     from worker.ops.sharing import add_parsers as add_tags_and_shares
 
     add_tags_and_shares(sub)
