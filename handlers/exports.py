@@ -6,7 +6,8 @@ message is acknowledged when it starts: what brings a lost run back is the expor
 row. A run holds the export by a token and a heartbeat, beaten after every part (the
 moment it also learns of a cancellation); ``videos.export_sweep``, from beat, takes up
 a running export whose heartbeat went stale (a new run, a new upload, the old one
-aborted) at most ``export_max_attempts`` times, then fails it with a sentence. Whatever
+aborted) at most ``export_max_attempts`` times, then fails it with a sentence, and sends
+again the run of an export still queued after ``EXPORT_REQUEUE_MINUTES``. Whatever
 ends a run (done, cancelled, failed, taken over), its multipart upload is completed or
 aborted; the sweep also aborts any upload under ``exports/`` that no running export
 holds, and deletes each ZIP ``EXPORT_TTL_HOURS`` after it completed.
@@ -466,8 +467,8 @@ def _fail(deps: Deps, run: _Run, error: str) -> None:
 
 
 def sweep_exports(cmd: SweepExports, deps: Deps) -> ExportSweepResult:
-    """Take up exports whose worker was lost, abort uploads nobody will complete, and
-    delete ZIPs past their time."""
+    """Take up exports whose worker was lost, send again the run of exports left queued,
+    abort uploads nobody will complete, and delete ZIPs past their time."""
     now = deps.clock()
     policy = deps.policy
     stale_before = now - timedelta(seconds=policy.export_lease_seconds)
@@ -495,11 +496,35 @@ def sweep_exports(cmd: SweepExports, deps: Deps) -> ExportSweepResult:
             failed += 1
             if ended.upload_id is not None and ended.object_key is not None:
                 _abort(deps, ended.id, ended.object_key, ended.upload_id)
+    requeued = _requeue(deps, now)
     aborted = _abort_orphans(deps, now)
     expired = _expire(deps, now)
     return ExportSweepResult(
-        restarted=restarted, failed=failed, uploads_aborted=aborted, expired=expired
+        restarted=restarted,
+        failed=failed,
+        uploads_aborted=aborted,
+        expired=expired,
+        requeued=requeued,
     )
+
+
+def _requeue(deps: Deps, now: datetime) -> int:
+    """A run message acknowledged by nobody's run (lost in a broker failover, purged)
+    leaves its export queued for ever: send the run again. A duplicate is harmless,
+    since the run claims the export by a conditional UPDATE from queued and one finding
+    it claimed exits; so the messages go out before the re-send is recorded, and a
+    failure in between costs a duplicate, never a lost run."""
+    sent_before = now - timedelta(minutes=deps.policy.export_requeue_minutes)
+    with deps.uow() as uow:
+        due = uow.exports.requeue_queued(sent_before, now, STALE_BATCH)
+        for export_id in due:
+            deps.enqueue(RUN_TASK, {"export_id": str(export_id)}, 0)
+        uow.commit()
+    if due:
+        deps.log.warning(
+            "export.requeued", extra={"exports": len(due), "export_ids": [str(i) for i in due]}
+        )
+    return len(due)
 
 
 def _abort_orphans(deps: Deps, now: datetime) -> int:

@@ -60,6 +60,9 @@ class Policy:
     # takes it up again, at most export_max_attempts runs in all, then fails it.
     export_lease_seconds: int = 90
     export_max_attempts: int = 3
+    # A queued export no run has claimed this long had its run message lost (a broker
+    # failover, a purge): the sweep sends the run again, at most once per this period.
+    export_requeue_minutes: int = 5
     # export.progress events at most this often.
     export_progress_seconds: float = 5.0
     # Parts of an export's ZIP uploading at once while the next one fills: each holds

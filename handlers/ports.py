@@ -721,6 +721,13 @@ class Exports(Protocol):
         """Fail a running export if its heartbeat is still older than ``stale_before``."""
         ...
 
+    def requeue_queued(self, sent_before: datetime, now: datetime, limit: int) -> list[UUID]:
+        """Queued exports whose run was last sent before ``sent_before`` (when made, or
+        when last sent again), recorded as sent again at ``now``: a run message lost
+        before it started is sent once more per period, and two sweeps at once send each
+        once. The record is the queued row's ``heartbeat_at``, which no run has set yet."""
+        ...
+
     def live_uploads(self) -> set[str]:
         """Every upload id an export still records (a run's, or one left to abort): a
         sweep never aborts one behind a run's back."""

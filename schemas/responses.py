@@ -374,6 +374,8 @@ class ExportSweepResult(Result):
     uploads_aborted: int
     # Completed exports past EXPORT_TTL_HOURS whose ZIP was deleted.
     expired: int
+    # Queued exports not started within EXPORT_REQUEUE_MINUTES: their run sent again.
+    requeued: int = 0
 
 
 class ReprocessResult(Result):

@@ -45,6 +45,7 @@ def policy_from(settings: Settings) -> Policy:
         export_max_bytes=settings.export_max_bytes,
         export_ttl_hours=settings.export_ttl_hours,
         export_lease_seconds=settings.export_lease_seconds,
+        export_requeue_minutes=settings.export_requeue_minutes,
         export_parts_in_flight=settings.export_parts_in_flight,
     )
 

@@ -130,6 +130,10 @@ class Settings(BaseSettings):
     export_ttl_hours: int = Field(default=DEFAULT_POLICY.export_ttl_hours, ge=1, le=8760)
     # A running export whose heartbeat is older than this is taken up again by the sweep.
     export_lease_seconds: int = Field(default=DEFAULT_POLICY.export_lease_seconds, ge=10)
+    # A queued export not started after this many minutes has its run sent again.
+    export_requeue_minutes: int = Field(
+        default=DEFAULT_POLICY.export_requeue_minutes, ge=1, le=1440
+    )
     # Parts of an export uploading at once (each one part of memory: 8 MiB and up).
     export_parts_in_flight: int = Field(default=DEFAULT_POLICY.export_parts_in_flight, ge=1, le=8)
     # How often beat runs videos.export_sweep.

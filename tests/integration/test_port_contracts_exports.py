@@ -149,3 +149,25 @@ def test_a_stale_run_is_failed_only_while_it_is_still_stale(world):
 
     assert fresh is None
     assert (failed.status, failed.error) == ("failed", "lost")
+
+
+def test_a_queued_export_is_sent_again_once_per_period_and_never_once_claimed(world):
+    queued = make_export(world, [world.video(world.mall())])
+    claimed = make_export(world, [world.video(world.mall())])
+    world.write(lambda uow: uow.exports.claim(claimed.id, uuid.uuid4(), T0, T0))
+    period = timedelta(minutes=5)
+    later = T0 + period + timedelta(seconds=1)
+
+    early = world.write(lambda uow: uow.exports.requeue_queued(T0 - timedelta(1e-3), T0, 1000))
+    due = world.write(lambda uow: uow.exports.requeue_queued(later - period, later, 1000))
+    again = world.write(lambda uow: uow.exports.requeue_queued(later - period, later, 1000))
+    after = later + period + timedelta(seconds=1)
+    next_period = world.write(lambda uow: uow.exports.requeue_queued(after - period, after, 1000))
+
+    # Other tests' exports share the real table: only this test's two are looked at.
+    ours = {queued.id, claimed.id}
+    sent = [ours.intersection(ids) for ids in (early, due, again, next_period)]
+    assert sent == [set(), {queued.id}, set(), {queued.id}]
+    assert world.read(lambda uow: uow.exports.get(UNRESTRICTED, queued.id)).status == "queued"
+    run = world.write(lambda uow: uow.exports.claim(queued.id, uuid.uuid4(), after, after))
+    assert run is not None and run.status == "running" and run.attempts == 1

@@ -176,6 +176,18 @@ class FakeExports:
             return None
         return self._set(export_id, status="failed", finished_at=now, error=error)
 
+    def requeue_queued(self, sent_before: datetime, now: datetime, limit: int) -> list[UUID]:
+        due = sorted(
+            (
+                row.export
+                for row in self.rows.values()
+                if row.export.status == "queued"
+                and (row.export.heartbeat_at or row.export.created_at) < sent_before
+            ),
+            key=lambda export: export.created_at,
+        )[:limit]
+        return [self._set(export.id, heartbeat_at=now).id for export in due]
+
     def live_uploads(self) -> set[str]:
         return {
             row.export.upload_id

@@ -310,3 +310,57 @@ def test_the_url_never_outlives_the_zip(fakes):
 
     assert state.expires_at == T0 + timedelta(hours=fakes.policy.export_ttl_hours)
     assert fakes.store.presigned[-1][1] == 600
+
+
+def test_a_queued_export_whose_run_was_lost_is_sent_again_once_per_period(fakes):
+    videos = stock(fakes)
+    queued = export(fakes, video_ids=[str(v.id) for v in videos])
+    fakes.enqueue.calls.clear()  # the run message that never reaches a worker
+    minutes = fakes.policy.export_requeue_minutes
+
+    fakes.clock.advance(timedelta(minutes=minutes) - timedelta(seconds=1))
+    early = exports.sweep_exports(SweepExports(), fakes.deps)
+    fakes.clock.advance(timedelta(seconds=2))
+    due = exports.sweep_exports(SweepExports(), fakes.deps)
+    again = exports.sweep_exports(SweepExports(), fakes.deps)
+
+    assert (early.requeued, due.requeued, again.requeued) == (0, 1, 0)
+    assert fakes.enqueue.calls == [("videos.export_run", {"export_id": str(queued.export_id)}, 0)]
+    fakes.clock.advance(timedelta(minutes=minutes, seconds=1))
+    assert exports.sweep_exports(SweepExports(), fakes.deps).requeued == 1
+
+
+def test_a_run_sent_again_runs_the_export_once_and_the_duplicate_exits(fakes):
+    videos = stock(fakes)
+    queued = export(fakes, video_ids=[str(v.id) for v in videos])
+    fakes.clock.advance(timedelta(minutes=fakes.policy.export_requeue_minutes, seconds=1))
+    assert exports.sweep_exports(SweepExports(), fakes.deps).requeued == 1
+
+    first = run(fakes, queued.export_id)
+    reads = len(fakes.archive.reads)
+    duplicate = run(fakes, queued.export_id)
+
+    assert (first.status, duplicate.status) == ("completed", "completed")
+    assert len(fakes.archive.reads) == reads
+    assert fakes.uow.exports.rows[queued.export_id].export.attempts == 1
+    assert exports.sweep_exports(SweepExports(), fakes.deps).requeued == 0
+
+
+def test_a_cancelled_or_running_export_is_never_sent_again_as_queued(fakes):
+    videos = stock(fakes)
+    cancelled = export(fakes, video_ids=[str(videos[0].id)])
+    running = export(fakes, video_ids=[str(videos[1].id)])
+    exports.cancel_export(CancelExport(export_id=cancelled.export_id), fakes.deps)
+    with fakes.uow() as uow:
+        uow.exports.claim(running.export_id, uuid.uuid4(), fakes.clock(), fakes.clock())
+        uow.commit()
+    fakes.enqueue.calls.clear()
+    fakes.clock.advance(timedelta(minutes=fakes.policy.export_requeue_minutes, seconds=1))
+
+    with fakes.uow() as uow:
+        token = uuid.uuid4()
+        uow.exports.claim(running.export_id, token, fakes.clock(), fakes.clock())
+        uow.commit()
+    swept = exports.sweep_exports(SweepExports(), fakes.deps)
+
+    assert swept.requeued == 0 and fakes.enqueue.calls == []

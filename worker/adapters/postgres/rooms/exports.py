@@ -20,6 +20,7 @@ from sqlalchemy import (
     Connection,
     Uuid,
     and_,
+    func,
     insert,
     literal,
     or_,
@@ -253,6 +254,25 @@ class PostgresExports:
             .returning(*COLUMNS)
         ).first()
         return None if row is None else _stored(row)
+
+    def requeue_queued(self, sent_before: datetime, now: datetime, limit: int) -> list[UUID]:
+        due = (
+            select(exports.c.id)
+            .where(
+                exports.c.status == "queued",
+                func.coalesce(exports.c.heartbeat_at, exports.c.created_at) < sent_before,
+            )
+            .order_by(exports.c.created_at)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+        rows = self.connection.execute(
+            update(exports)
+            .where(exports.c.id.in_(due), exports.c.status == "queued")
+            .values(heartbeat_at=now)
+            .returning(exports.c.id)
+        )
+        return [row.id for row in rows]
 
     def live_uploads(self) -> set[str]:
         rows = self.connection.execute(
