@@ -19,11 +19,10 @@ from datetime import UTC, datetime, timedelta
 from typing import IO, Any
 
 import redis
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from schemas.events import EVENTS_CHANNEL
 from worker.adapters.redis import make_redis
+from worker.ops.progress import RunsBar
 
 POLL_SECONDS = 0.2
 TASK = "videos.bulk_delete"
@@ -105,38 +104,11 @@ class Totals:
         }
 
 
-class Bar:
-    """A bar whose total is the first run's ``matched``, moved by each progress event."""
+class Bar(RunsBar):
+    """The bar of ``videoworker bulk-delete``: deleting, run after run."""
 
     def __init__(self, stream: IO[str] | None = None, force_terminal: bool | None = None):
-        console = Console(file=stream or sys.stderr, force_terminal=force_terminal)
-        self.progress = (
-            Progress(
-                TextColumn("{task.description}"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TimeElapsedColumn(),
-                console=console,
-            )
-            if console.is_terminal
-            else None
-        )
-        self.task = None
-        self.before = 0  # deleted by runs already finished
-
-    def __enter__(self) -> Bar:
-        if self.progress is not None:
-            self.progress.start()
-            self.task = self.progress.add_task("deleting", total=None)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self.progress is not None:
-            self.progress.stop()
-
-    def show(self, matched: int | None, deleted: int) -> None:
-        if self.progress is not None and self.task is not None:
-            self.progress.update(self.task, total=matched, completed=self.before + deleted)
+        super().__init__("deleting", stream, force_terminal)
 
 
 def subscribe(redis_url: str) -> Any:

@@ -1,4 +1,4 @@
-"""Progress of long command-line work (``demo``, ``reconcile``, later ``bulk-delete``).
+"""Progress of long command-line work (``demo``, ``reconcile``, ``bulk-delete``, ``reprocess``).
 
 Drawn with ``rich`` on stderr, and only when stderr is a terminal: stdout keeps the
 command's result, and a script or a CI log gets no bar redrawn a hundred times.
@@ -78,6 +78,48 @@ def tracker(
     with Progress(*_columns(total is not None), console=console, transient=transient) as progress:
         task = progress.add_task(description, total=total, unit=unit)
         yield lambda n=1: progress.advance(task, n)
+
+
+class RunsBar:
+    """A bar for work done in runs that hand over to continuations (bulk-delete,
+    reprocess): its total is the first run's ``matched``, each run's progress moves it,
+    and ``before`` holds what runs already finished have done. Off a terminal, nothing."""
+
+    def __init__(
+        self,
+        description: str,
+        stream: IO[str] | None = None,
+        force_terminal: bool | None = None,
+    ) -> None:
+        console = _console(stream, force_terminal)
+        self.description = description
+        self.progress = (
+            Progress(
+                TextColumn("{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+                console=console,
+            )
+            if console.is_terminal
+            else None
+        )
+        self.task: object = None
+        self.before = 0
+
+    def __enter__(self) -> RunsBar:
+        if self.progress is not None:
+            self.progress.start()
+            self.task = self.progress.add_task(self.description, total=None)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.progress is not None:
+            self.progress.stop()
+
+    def show(self, total: int | None, done: int) -> None:
+        if self.progress is not None and self.task is not None:
+            self.progress.update(self.task, total=total, completed=self.before + done)  # type: ignore[arg-type]
 
 
 def track(

@@ -19,12 +19,11 @@ from dataclasses import dataclass
 from typing import IO, Any
 
 import redis
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from schemas.events import EVENTS_STREAM, STREAM_EVENT_FIELD
 from worker.adapters.redis import make_redis
 from worker.ops.bulk import instant
+from worker.ops.progress import RunsBar
 
 TASK = "videos.reprocess"
 BLOCK_MS = 200
@@ -76,35 +75,11 @@ class Totals:
         }
 
 
-class Bar:
+class Bar(RunsBar):
+    """The bar of ``videoworker reprocess``: re-processing, run after run."""
+
     def __init__(self, stream: IO[str] | None = None, force_terminal: bool | None = None):
-        console = Console(file=stream or sys.stderr, force_terminal=force_terminal)
-        self.progress = (
-            Progress(
-                TextColumn("{task.description}"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TimeElapsedColumn(),
-                console=console,
-            )
-            if console.is_terminal
-            else None
-        )
-        self.task: Any = None
-
-    def __enter__(self) -> Bar:
-        if self.progress is not None:
-            self.progress.start()
-            self.task = self.progress.add_task("re-processing", total=None)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self.progress is not None:
-            self.progress.stop()
-
-    def show(self, total: int | None, done: int) -> None:
-        if self.progress is not None and self.task is not None:
-            self.progress.update(self.task, total=total, completed=done)
+        super().__init__("re-processing", stream, force_terminal)
 
 
 class Events:
