@@ -16,7 +16,7 @@ it travels as the ``auth`` kwarg of each task.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
 from fnmatch import fnmatchcase
 from typing import Any, Literal, TypeVar
@@ -39,6 +39,8 @@ from schemas.events import (
 )
 from schemas.responses import (
     BulkDeleteResult,
+    ExportQueued,
+    ExportState,
     PurgeResult,
     RefreshStatsResult,
     RestoreResult,
@@ -52,6 +54,8 @@ from schemas.responses import (
 )
 
 Model = TypeVar("Model", bound=BaseModel)
+# An export in one of these is done with: nothing about it changes any more.
+EXPORT_FINAL = frozenset({"completed", "failed", "cancelled", "expired"})
 
 
 def contract_queues(broker_url: str) -> list[Queue]:
@@ -355,6 +359,80 @@ class VideoClient:
 
     def purge_storage(self, *, timeout: float | None = None, **options: Any) -> PurgeResult:
         return self._data(PurgeResult, "videos.purge_storage", timeout, **options)
+
+    def export(
+        self,
+        *,
+        video_ids: Sequence[UUID | str] | None = None,
+        filters: dict[str, Any] | None = None,
+        target: str = "proxy",
+        include_thumbnails: bool = False,
+        name: str | None = None,
+        timeout: float | None = None,
+        token: str | None = None,
+    ) -> ExportQueued:
+        """Queue one ZIP of the videos (exactly one of ``video_ids`` or ``filters``); the
+        answer comes before any byte is written: follow it with ``wait_for_export``."""
+        return self._data(
+            ExportQueued,
+            "videos.export",
+            timeout,
+            token=token,
+            video_ids=None if video_ids is None else list(video_ids),
+            filters=filters,
+            target=target,
+            include_thumbnails=include_thumbnails,
+            name=name,
+        )
+
+    def export_status(
+        self,
+        export_id: UUID | str,
+        expires_minutes: int = 60,
+        *,
+        timeout: float | None = None,
+        token: str | None = None,
+    ) -> ExportState:
+        return self._data(
+            ExportState,
+            "videos.export_status",
+            timeout,
+            token=token,
+            export_id=export_id,
+            expires_minutes=expires_minutes,
+        )
+
+    def export_cancel(
+        self, export_id: UUID | str, *, timeout: float | None = None, token: str | None = None
+    ) -> ExportState:
+        return self._data(
+            ExportState, "videos.export_cancel", timeout, token=token, export_id=export_id
+        )
+
+    def wait_for_export(
+        self,
+        export_id: UUID | str,
+        *,
+        poll_seconds: float = 2.0,
+        timeout: float | None = None,
+        progress: Callable[[ExportState], None] | None = None,
+        expires_minutes: int = 60,
+        token: str | None = None,
+    ) -> ExportState:
+        """Poll ``export_status`` until the export is completed, failed, cancelled or
+        expired, and return that state (a failure is an answer, not an exception: its
+        ``error`` says why). ``progress`` sees every state polled, the last one too.
+        Raises ``TimeoutError`` after ``timeout`` seconds; the export goes on regardless."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            state = self.export_status(export_id, expires_minutes, token=token)
+            if progress is not None:
+                progress(state)
+            if state.status in EXPORT_FINAL:
+                return state
+            if deadline is not None and time.monotonic() + poll_seconds > deadline:
+                raise TimeoutError(f"export {export_id} still {state.status} after {timeout:g}s")
+            time.sleep(poll_seconds)
 
     def events(
         self,

@@ -462,6 +462,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_reprocess(sub)
 
+    from worker.ops.export import add_parser as add_export
+
+    add_export(sub)
+
     from worker.ops.analytics import add_parser as add_analytics
 
     add_analytics(sub)
