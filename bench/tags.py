@@ -14,10 +14,9 @@ too, and ``second`` is on half of those and on as many others.
 
 from __future__ import annotations
 
-import contextlib
 import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 
 import psycopg
 
@@ -58,21 +57,6 @@ def timed(call: Callable[[], object], samples: int) -> list[float]:
         call()
         took.append((time.perf_counter() - started) * MS)
     return took
-
-
-@contextlib.contextmanager
-def without_key_registration(database_url: str) -> Iterator[None]:
-    """The loader's one COPY would take an advisory lock per object key (migration
-    0015's trigger) and run out of lock slots past a few thousand rows; nobody removes
-    objects meanwhile, so the bench loads without it and puts it back."""
-    url = database_url.replace("+psycopg", "")
-    with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute("ALTER TABLE videos DISABLE TRIGGER videos_keys_inserted")
-    try:
-        yield
-    finally:
-        with psycopg.connect(url, autocommit=True) as conn:
-            conn.execute("ALTER TABLE videos ENABLE TRIGGER videos_keys_inserted")
 
 
 def lay_out(database_url: str, tagged: int, big: int, names: int) -> None:
@@ -118,8 +102,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         database_url = args.database_url or stack.database_url
         if not args.keep:
             log(f"loading {args.videos:,} videos")
-            with without_key_registration(database_url):
-                load(database_url, args.videos)
+            load(database_url, args.videos)
         log(f"tagging {args.tagged:,} videos, 'big' on {args.big:,}")
         lay_out(database_url, args.tagged, args.big, args.names)
         deps = build_deps(

@@ -7,9 +7,9 @@ without its keys being written down). After the commit, ``remove_queued`` (a del
 sweep, reconcile) or ``purge_storage`` (everything still queued) hands claimed queue
 rows to ``_remove_claimed``, which decides per key, at removal time, whether it may go:
 
-- each key is locked for the transaction (``lock_keys``: an advisory lock on its hash,
-  taken in hash order so two removers never deadlock), so two removers of one key
-  never decide at once;
+- each key is locked for the transaction (``lock_keys``: the registration fence
+  shared, then an advisory lock on each key's hash, taken in hash order so two removers
+  never deadlock), so two removers of one key never decide at once;
 - under that lock the key's references are read again: a key another row still holds
   (a shared thumbnail, an upload registered again) is dequeued and its object kept;
 - the rest go to S3 in one call per chunk; a key removed is dequeued, a key that
@@ -18,8 +18,9 @@ rows to ``_remove_claimed``, which decides per key, at removal time, whether it 
 
 Two rows sharing a key and deleted at once therefore never both skip it: whichever
 remover runs last sees no row left and removes it. Writers of ``videos`` take the same
-key locks for the keys they register (a trigger, migration 0015), so a row registered
-before the engine locks a key is seen under the lock. What remains is a registration
+key locks for the keys they register (a trigger, migration 0015), or, for a statement
+registering more than 1,000 keys, the fence exclusively, so a row registered before the
+engine locks a key is seen under the lock. What remains is a registration
 that waits behind an engine already past its check: its row commits after the object
 is gone (``videoworker reconcile`` reports it as missing; see the README).
 """

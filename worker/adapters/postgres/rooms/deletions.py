@@ -31,6 +31,13 @@ from worker.adapters.postgres.rooms.query import audit, deletions, visible
 # One transaction-level advisory lock per key (64-bit hash of its text). Writers of
 # videos take the same locks, in the same order, for the keys they register (migration
 # 0015's trigger): change both or neither.
+#
+# The registration fence, 0x767766656E6365 ("vwfence"), a lock no other takes: taken
+# shared before the key locks, exclusively by a statement registering more than 1,000
+# keys (migration 0015's FENCE), which so holds off every engine until it commits
+# instead of taking a lock per key. The same value in both places.
+REGISTRATION_FENCE = 0x767766656E6365
+TAKE_FENCE = text("SELECT pg_advisory_xact_lock_shared(CAST(:fence AS bigint))")
 LOCK_KEYS = text(
     "SELECT count(pg_advisory_xact_lock(h)) FROM ("
     " SELECT DISTINCT hashtextextended(k, 0) AS h FROM unnest(CAST(:keys AS text[])) AS k"
@@ -88,7 +95,10 @@ class PostgresDeletionQueue:
     def lock_keys(self, keys: Sequence[str]) -> None:
         # In hash order, so that two removers of overlapping key sets take their locks in
         # the same order and never deadlock; OFFSET 0 keeps the sort below the locking.
+        # The fence first, as every engine does: a bulk writer waiting for it holds no
+        # key, so it and the key locks never form a cycle.
         if keys:
+            self.connection.execute(TAKE_FENCE, {"fence": REGISTRATION_FENCE})
             self.connection.execute(LOCK_KEYS, {"keys": list(keys)})
 
     def complete(self, ids: Iterable[int]) -> None:
