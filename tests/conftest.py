@@ -39,6 +39,8 @@ TABLES = (
     "video_daily_analytics",
     "analytics_flushes",
     "access_log_objects",
+    "mall_daily_analytics",
+    "pin_daily_analytics",
 )
 
 

@@ -168,3 +168,43 @@ def test_the_buffer_sets_counts_aside_once_and_keeps_them_until_dropped(buffer):
     buffer.drop(second)
     assert buffer.take() == []
     assert buffer.read(first) == []
+
+
+def test_the_series_of_a_mall_a_pin_and_a_video_add_up_alike(world):
+    mall = world.mall()
+    pin_a, pin_b = world.pin(mall, "A"), world.pin(mall, "B")
+    a, b = world.video(mall, pin_a), world.video(mall, pin_b)
+    for n, flush_id in enumerate(("f1", "f2"), 1):
+        fold(
+            world,
+            flush_id,
+            [
+                Tally(DAY, a.id, mall, pin_a, "proxy", n),
+                Tally(DAY, b.id, mall, pin_b, "thumbnail", 2 * n),
+                Tally(DAY - timedelta(days=2), b.id, mall, pin_b, SHARE_VIEW, n),
+            ],
+        )
+    owner = KeyOwner(a.id, mall, pin_a)
+    world.write(
+        lambda uow: uow.analytics.ingest_log(
+            IngestedLog("k", "e", 1, 9, 0, T0), [Served(DAY, owner, 9)]
+        )
+    )
+
+    def series(scope, mall_id=None, pin_id=None, video_id=None):
+        sel = AnalyticsSelection(mall_id, pin_id, video_id, ALL.from_day, ALL.to_day)
+        return {
+            day: (f.stream_urls, f.thumbnail_urls, f.share_views, f.bytes_served)
+            for day, f in world.read(lambda uow: uow.analytics.daily(scope, sel)).items()
+        }
+
+    earlier = DAY - timedelta(days=2)
+    assert series(Scope.operator([mall]), mall_id=mall) == {
+        DAY: (3, 6, 0, 9),
+        earlier: (0, 0, 3, 0),
+    }
+    assert series(Scope.operator([mall]), pin_id=pin_a) == {DAY: (3, 0, 0, 9)}
+    assert series(Scope.operator([uuid.uuid4()]), pin_id=pin_a) == {}
+    assert series(Scope.tenant([pin_b])) == {DAY: (0, 6, 0, 0), earlier: (0, 0, 3, 0)}
+    assert series(Scope.tenant([pin_b]), mall_id=mall, pin_id=pin_a) == {}
+    assert series(UNRESTRICTED, video_id=a.id) == {DAY: (3, 0, 0, 9)}

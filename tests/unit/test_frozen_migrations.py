@@ -28,6 +28,7 @@ FROZEN = (
     "0018_reprocess_requests.py",
     "0020_audit_retention.py",
     "0021_analytics.py",
+    "0022_analytics_rollups.py",
 )
 IMPORTABLE = {"alembic", "sqlalchemy"}
 

@@ -633,3 +633,31 @@ class AccessLogObject(Base):
     bytes_counted: Mapped[int] = mapped_column(BigInteger)
     garbage_lines: Mapped[int] = mapped_column(BigInteger)
     ingested_at: Mapped[datetime] = mapped_column(Timestamp, server_default=func.now())
+
+
+class MallDailyAnalytics(Base):
+    """A mall's figures of one UTC day, added in the fold of the per-video rows
+    (migration 0022): a mall's series is a row a day."""
+
+    __tablename__ = "mall_daily_analytics"
+
+    mall_id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    stream_urls: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
+    thumbnail_urls: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
+    share_views: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
+    bytes_served: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
+
+
+class PinDailyAnalytics(Base):
+    """A pin's figures of one UTC day, with its mall (migration 0022)."""
+
+    __tablename__ = "pin_daily_analytics"
+
+    pin_id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    mall_id: Mapped[uuid.UUID] = mapped_column(Uuid)
+    stream_urls: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
+    thumbnail_urls: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
+    share_views: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
+    bytes_served: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))

@@ -8,7 +8,7 @@ insert that wrote nothing means the figures are already in.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import date, datetime
 from typing import Any
 from uuid import UUID
@@ -29,9 +29,17 @@ from handlers.ports import (
     TopVideoRow,
 )
 from worker.adapters.postgres.rooms.query import videos
-from worker.adapters.postgres.tables import AccessLogObject, AnalyticsFlush, VideoDailyAnalytics
+from worker.adapters.postgres.tables import (
+    AccessLogObject,
+    AnalyticsFlush,
+    MallDailyAnalytics,
+    PinDailyAnalytics,
+    VideoDailyAnalytics,
+)
 
 daily = VideoDailyAnalytics.__table__
+by_mall = MallDailyAnalytics.__table__
+by_pin = PinDailyAnalytics.__table__
 flushes = AnalyticsFlush.__table__
 log_objects = AccessLogObject.__table__
 FIGURES = ("stream_urls", "thumbnail_urls", "share_views", "bytes_served")
@@ -45,18 +53,45 @@ COLUMN_OF_TARGET = {
 ROWS_PER_STATEMENT = 2000
 
 
-def _add(connection: Connection, rows: dict[tuple[UUID, date], dict[str, Any]]) -> None:
-    """Add each row's figures to those of its (video, day), in key order (two folds at
-    once lock the same rows in the same order, never in a cycle)."""
-    ordered = [rows[key] for key in sorted(rows, key=lambda k: (str(k[0]), k[1]))]
-    for start in range(0, len(ordered), ROWS_PER_STATEMENT):
-        statement = pg_insert(daily).values(ordered[start : start + ROWS_PER_STATEMENT])
+def _upsert(connection: Connection, table: Any, keys: tuple[str, ...], rows: list[dict]) -> None:
+    """Add each row's figures to those of its key, in key order (two folds at once lock
+    the same rows in the same order, never in a cycle)."""
+    rows = sorted(rows, key=lambda r: tuple(str(r[k]) for k in keys))
+    for start in range(0, len(rows), ROWS_PER_STATEMENT):
+        statement = pg_insert(table).values(rows[start : start + ROWS_PER_STATEMENT])
         connection.execute(
             statement.on_conflict_do_update(
-                index_elements=[daily.c.video_id, daily.c.day],
-                set_={name: daily.c[name] + statement.excluded[name] for name in FIGURES},
+                index_elements=[table.c[k] for k in keys],
+                set_={name: table.c[name] + statement.excluded[name] for name in FIGURES},
             )
         )
+
+
+def _rolled_up(rows: Iterable[dict[str, Any]], keys: tuple[str, ...]) -> list[dict[str, Any]]:
+    out: dict[tuple, dict[str, Any]] = {}
+    for row in rows:
+        if any(row[k] is None for k in keys):
+            continue
+        key = tuple(row[k] for k in keys)
+        into = out.get(key)
+        if into is None:
+            into = out[key] = {
+                **{k: row[k] for k in (*keys, "mall_id")},
+                **dict.fromkeys(FIGURES, 0),
+            }
+        for name in FIGURES:
+            into[name] += row[name]
+    return list(out.values())
+
+
+def _add(connection: Connection, rows: dict[tuple[UUID, date], dict[str, Any]]) -> None:
+    """Add the per-video rows, and the same figures to their mall's and pin's days."""
+    if not rows:
+        return
+    _upsert(connection, daily, ("video_id", "day"), list(rows.values()))
+    malls = _rolled_up(rows.values(), ("mall_id", "day"))
+    _upsert(connection, by_mall, ("mall_id", "day"), malls)
+    _upsert(connection, by_pin, ("pin_id", "day"), _rolled_up(rows.values(), ("pin_id", "day")))
 
 
 def _row(day: date, video_id: UUID, mall_id: UUID, pin_id: UUID | None) -> dict[str, Any]:
@@ -69,18 +104,20 @@ def _row(day: date, video_id: UUID, mall_id: UUID, pin_id: UUID | None) -> dict[
     }
 
 
-def _scoped(scope: Scope, selection: AnalyticsSelection) -> list[Any]:
-    conditions: list[Any] = [daily.c.day.between(selection.from_day, selection.to_day)]
+def _scoped(scope: Scope, selection: AnalyticsSelection, table: Any = daily) -> list[Any]:
+    """The rows of the range the scope sees and the selection names, in ``table`` (the
+    per-video rows, or a rollup by mall or by pin: each has the columns it is asked for)."""
+    conditions: list[Any] = [table.c.day.between(selection.from_day, selection.to_day)]
     if scope.role == "operator":
-        conditions.append(daily.c.mall_id.in_(sorted(scope.malls)))
+        conditions.append(table.c.mall_id.in_(sorted(scope.malls)))
     elif scope.role == "tenant":
-        conditions.append(daily.c.pin_id.in_(sorted(scope.pins)))
+        conditions.append(table.c.pin_id.in_(sorted(scope.pins)))
     if selection.mall_id is not None:
-        conditions.append(daily.c.mall_id == selection.mall_id)
+        conditions.append(table.c.mall_id == selection.mall_id)
     if selection.pin_id is not None:
-        conditions.append(daily.c.pin_id == selection.pin_id)
+        conditions.append(table.c.pin_id == selection.pin_id)
     if selection.video_id is not None:
-        conditions.append(daily.c.video_id == selection.video_id)
+        conditions.append(table.c.video_id == selection.video_id)
     return conditions
 
 
@@ -171,10 +208,18 @@ class PostgresAnalytics:
         return True
 
     def daily(self, scope: Scope, selection: AnalyticsSelection) -> dict[date, DayFigures]:
+        # A mall's or a pin's series is a row a day of its own table; only a video's
+        # reads the per-video rows.
+        if selection.video_id is not None:
+            table, conditions = daily, _scoped(scope, selection)
+        elif selection.pin_id is not None or scope.role == "tenant":
+            table, conditions = by_pin, _scoped(scope, selection, by_pin)
+        else:
+            table, conditions = by_mall, _scoped(scope, selection, by_mall)
         rows = self.connection.execute(
-            select(daily.c.day, *(func.sum(daily.c[name]).label(name) for name in FIGURES))
-            .where(*_scoped(scope, selection))
-            .group_by(daily.c.day)
+            select(table.c.day, *(func.sum(table.c[name]).label(name) for name in FIGURES))
+            .where(*conditions)
+            .group_by(table.c.day)
         )
         return {
             row.day: DayFigures(**{name: int(getattr(row, name)) for name in FIGURES})
