@@ -1,0 +1,202 @@
+"""Analytics bench: the read, the access log parser, and what counting costs a signing.
+
+* ``videos.analytics`` for one mall over 90 days: ``video_daily_analytics`` filled with
+  ``--active`` videos of the mall with figures every day (of ``--videos`` in all, the
+  rest in other malls), then the handler timed through the real room (p95, target
+  <= 50 ms);
+* the access log parser (``handlers.analytics.served_bytes``) over ``--log-mb`` of
+  synthetic S3 server access log lines, in memory (MB/s, target >= 50); the S3 read and
+  the owner look-ups (one query per 1,000 distinct keys) come on top;
+* ``videos.sign_url``'s handler in process with the Redis buffer wired and with none,
+  interleaved (p50 within 3%).
+
+Needs PostgreSQL and Redis (``DATABASE_URL``, ``REDIS_URL`` and S3 settings as the worker
+reads them; S3 is never called: presigning is local). It writes its own rows into the
+database it is given: use a scratch one.
+Run: ``python -m bench analytics [--videos 1000000] [--active 10000] [--log-mb 100]``.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+
+from bench.harness import MS, US, Table, bench, interleaved, log, parser
+
+DAYS = 90
+FILL_BY_MALL = """
+INSERT INTO mall_daily_analytics
+SELECT mall_id, day, sum(stream_urls), sum(thumbnail_urls), sum(share_views), sum(bytes_served)
+FROM video_daily_analytics GROUP BY mall_id, day
+"""
+FILL_BY_PIN = """
+INSERT INTO pin_daily_analytics
+SELECT pin_id, day, min(mall_id::text)::uuid, sum(stream_urls), sum(thumbnail_urls),
+       sum(share_views), sum(bytes_served)
+FROM video_daily_analytics WHERE pin_id IS NOT NULL GROUP BY pin_id, day
+"""
+
+
+def _fill(engine, mall: uuid.UUID, videos: int, active: int, today) -> None:  # noqa: ANN001
+    from sqlalchemy import text
+
+    first = today - timedelta(days=DAYS - 1)
+    with engine.begin() as conn:
+        conn.execute(text("SET LOCAL statement_timeout = 0"))
+        conn.execute(
+            text("TRUNCATE video_daily_analytics, mall_daily_analytics, pin_daily_analytics")
+        )
+        # The mall's active videos, every day of the range.
+        conn.execute(
+            text(
+                """
+                INSERT INTO video_daily_analytics
+                    (video_id, mall_id, pin_id, day, stream_urls, thumbnail_urls,
+                     share_views, bytes_served)
+                SELECT md5(:mall || v)::uuid, CAST(:mall AS uuid),
+                       md5(:mall || (v % 40))::uuid, d::date,
+                       1 + (v * 7 + d_i) % 13, (v + d_i) % 5, (v + d_i) % 2,
+                       ((v * 31 + d_i) % 1000) * 100000
+                FROM generate_series(1, :active) v,
+                     generate_series(CAST(:first AS date), CAST(:last AS date),
+                                     interval '1 day') WITH ORDINALITY AS g(d, d_i)
+                """
+            ),
+            {"mall": str(mall), "active": active, "first": first, "last": today},
+        )
+        # The rest of the videos, in 100 other malls, one day each somewhere in the range.
+        conn.execute(
+            text(
+                """
+                INSERT INTO video_daily_analytics (video_id, mall_id, pin_id, day, stream_urls)
+                SELECT md5('other' || v)::uuid, md5('mall' || (v % 100))::uuid,
+                       md5('pin' || (v % 4000))::uuid, CAST(:first AS date) + (v % :days)::int, 1
+                FROM generate_series(1, :others) v
+                """
+            ),
+            {"first": first, "days": DAYS, "others": max(0, videos - active)},
+        )
+        # The rollups the fold keeps beside them, as migration 0022 fills them.
+        conn.execute(text(FILL_BY_MALL))
+        conn.execute(text(FILL_BY_PIN))
+        for table in ("video_daily_analytics", "mall_daily_analytics", "pin_daily_analytics"):
+            conn.execute(text(f"ANALYZE {table}"))
+
+
+def _log_body(megabytes: int) -> bytes:
+    from handlers.analytics import LogParser  # noqa: F401 - the format it reads
+
+    lines = []
+    for i in range(2000):
+        status = ("200", "206", "304", "403")[i % 4]
+        lines.append(
+            f"79a59df900b949e55d96a1e698fbacedfd6e09d98eacf8f8d5218e7cd47ef2be videos "
+            f"[06/Feb/2026:00:{i % 60:02d}:38 +0000] 192.0.2.3 "
+            f"79a59df900b949e55d96a1e698fbacedfd6e09d98eacf8f8d5218e7cd47ef2be "
+            f"3E57427F3EXAMPLE REST.GET.OBJECT videos/m/proxy/{i % 1000}.mp4 "
+            f'"GET /videos/videos/m/proxy/{i % 1000}.mp4?X-Amz-Signature=abc HTTP/1.1" '
+            f'{status} - {i * 1000} 9000000 70 10 "-" "Mozilla/5.0 (X11; Linux x86_64)" - '
+            "s9lzHYrFp76ZVxRcpX9+5cjAnEH2ROuNkd2BHfIa6UkFVdtjf5mKR3/eTPFvsiP/XV/VLi31234= "
+            "SigV4 ECDHE-RSA-AES128-GCM-SHA256 QueryString videos.s3.us-west-1.amazonaws.com "
+            "TLSv1.2 - -\n".encode()
+        )
+    block = b"".join(lines)
+    return block * max(1, megabytes * 1_000_000 // len(block))
+
+
+@bench("analytics")
+def main(argv: Sequence[str] | None = None) -> int:
+    options = parser("analytics", __doc__)
+    options.add_argument("--videos", type=int, default=1_000_000, help="rows of other malls")
+    options.add_argument("--active", type=int, default=10_000, help="the mall's videos per day")
+    options.add_argument("--calls", type=int, default=200, help="analytics calls timed")
+    options.add_argument("--log-mb", type=int, default=100, help="access log size")
+    options.add_argument("--signs", type=int, default=3000, help="sign_url calls per side")
+    args = options.parse_args(argv)
+
+    from sqlalchemy import text
+
+    from handlers.analytics import analytics, served_bytes
+    from handlers.urls import sign_url
+    from schemas.requests import GetAnalytics, SignUrl
+    from worker.adapters.postgres.uow import make_engine
+    from worker.bootstrap import build_deps
+    from worker.settings import get_settings
+
+    settings = get_settings()
+    deps = build_deps(settings, enqueue=lambda *a, **k: None)
+    engine = make_engine(settings)
+    today = datetime.now(UTC).date()
+    mall = uuid.uuid4()
+    ok = True
+
+    log(f"filling video_daily_analytics: {args.active:,} active videos x {DAYS} days ...")
+    started = time.perf_counter()
+    _fill(engine, mall, args.videos, args.active, today)
+    log(f"filled in {time.perf_counter() - started:.1f} s")
+    rows = args.active * DAYS
+    table = Table(
+        "videos.analytics, one mall, 90 days",
+        ("case", "p50 ms", "p95 ms", "p99 ms"),
+        (f"{rows:,} rows of the mall", f"{args.videos:,} videos in all"),
+    )
+    days = {"from_day": (today - timedelta(days=DAYS - 1)).isoformat(), "to_day": today.isoformat()}
+    for label, top in (("mall, series + totals (top=0)", 0), ("mall, top 10 too", 10)):
+        cmd = GetAnalytics(mall_id=str(mall), top=top, **days)
+        times = interleaved(
+            {label: lambda cmd=cmd: analytics(cmd, deps)}, args.calls, block=20, warmup=3, unit=MS
+        )[label].summary()
+        table.add(label, times.p50, times.p95, times.p99)
+        ok &= table.verdict(f"{label}: p95 <= 50 ms", times.p95 <= 50, f"{times.p95:.1f} ms")
+    table.print()
+
+    body = _log_body(args.log_mb)
+    started = time.perf_counter()
+    parsed, sent = served_bytes(iter(body.splitlines(keepends=True)))
+    seconds = time.perf_counter() - started
+    rate = len(body) / 1e6 / seconds
+    table = Table("access log parse", ("case", "MB", "lines", "s", "MB/s"))
+    table.add("served_bytes", len(body) // 1_000_000, parsed.lines, seconds, rate)
+    ok &= table.verdict("ingest >= 50 MB/s", rate >= 50, f"{rate:.0f} MB/s")
+    table.print()
+
+    with engine.begin() as conn:
+        conn.execute(
+            text("INSERT INTO malls (id, name) VALUES (:m, 'bench') ON CONFLICT DO NOTHING"),
+            {"m": mall},
+        )
+        pin = uuid.uuid4()
+        conn.execute(
+            text("INSERT INTO camera_pins (id, mall_id, name) VALUES (:p, :m, 'p')"),
+            {"p": pin, "m": mall},
+        )
+        video = uuid.uuid4()
+        conn.execute(
+            text(
+                "INSERT INTO videos (id, mall_id, pin_id, original_filename, original_path, "
+                "file_size_bytes, proxy_path, processing_status) VALUES (:v, :m, :p, 'a.mp4', "
+                "'videos/a.mp4', 1, 'videos/a-proxy.mp4', 'completed')"
+            ),
+            {"v": video, "m": mall, "p": pin},
+        )
+    sign = SignUrl(video_id=str(video))
+    off = replace(deps, analytics_buffer=None)
+    got = interleaved(
+        {"buffer on": lambda: sign_url(sign, deps), "buffer off": lambda: sign_url(sign, off)},
+        args.signs,
+        block=100,
+        warmup=50,
+        unit=US,
+    )
+    on_s, off_s = got["buffer on"].summary(), got["buffer off"].summary()
+    table = Table("videos.sign_url handler, in process", ("case", "p50 us", "p95 us", "cpu us"))
+    table.add("buffer on", on_s.p50, on_s.p95, got["buffer on"].cpu_us())
+    table.add("buffer off", off_s.p50, off_s.p95, got["buffer off"].cpu_us())
+    cost = on_s.p50 / off_s.p50 - 1
+    ok &= table.verdict("signing p50 within 3%", cost <= 0.03, f"{cost:+.1%}")
+    table.print()
+    deps.analytics_buffer.client.delete("videoworker:analytics:buffer")
+    return 0 if ok else 1
