@@ -216,3 +216,19 @@ def test_the_parser_takes_timezones_and_rejects_shapes():
     assert parser.parse(log_line("k", when="31/Foo/2025:23:30:00 +0000")) is None
     assert parser.parse(b"\n") is None
     assert (parser.lines, parser.garbage) == (4, 1)
+
+
+def test_the_redis_buffer_down_loses_counts_quietly_and_says_so_once_a_minute(caplog):
+    import redis
+
+    from handlers.ports import Tally
+    from worker.adapters.analytics_buffer import RedisAnalyticsBuffer
+
+    down = redis.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.2)
+    buffer = RedisAnalyticsBuffer(down)
+    tally = Tally(TODAY, uuid.uuid4(), uuid.uuid4(), None, "proxy", 2)
+    with caplog.at_level("WARNING", logger="videoworker.analytics"):
+        for _ in range(3):
+            buffer.add([tally])
+    assert buffer.skipped == 6
+    assert [r.message for r in caplog.records] == ["analytics.buffer_unavailable"]
