@@ -1,5 +1,9 @@
 """Export as ZIP: many videos in one archive, streamed from S3 into S3.
 
+Long because an export is one job with three entry points (the request, the run and the
+sweep) around one lease; they are read together to see that every way out of a run
+completes or aborts its multipart upload.
+
 ``videos.export`` judges the request (scope, target, limits) and answers at once; the
 ZIP is written by ``videos.export_run``, a task of its own on the export queue, whose
 message is acknowledged when it starts: what brings a lost run back is the export's

@@ -1,5 +1,8 @@
 """A typed caller for other Python services.
 
+Long because it is one method per task of the contract, each typed with the task's own
+answer model, so that a caller needs this one module (and ``schemas``) and nothing else.
+
 It sends tasks by name (nothing of the worker's code runs in the caller), waits for
 the envelope and returns the pydantic response, or raises a ``VideoWorkerError``
 subclass carrying the envelope's code, status, detail and field errors::

@@ -2,6 +2,10 @@
 
 Parsing and dispatch only: each command lives in a module of worker/ops, and every
 failure, Ctrl-C and closed pipe ends here as one line and an exit code.
+
+Long because it is the whole command line in one place: every command's arguments and
+help text, read top to bottom the way ``videoworker --help`` lists them. Nothing here
+does a command's work.
 """
 
 from __future__ import annotations

@@ -1,6 +1,10 @@
 """The read path: the catalogue's statements, built once per shape, compiled once, and
 run straight on the driver's cursor.
 
+Long because it is one component on purpose: the statement cache, the compiled form,
+the result API, the connections it holds and the check against SQLAlchemy's answer
+are one fast path with one owner, not pieces spread over the rooms.
+
 A ``videos.get`` or ``sign_url`` is one primary-key SELECT. Through SQLAlchemy each one
 paid a statement's construction, a pool checkout and checkin, an execution context, a
 cache-key walk and a result object: about 0.2 ms of CPU in all, several times what

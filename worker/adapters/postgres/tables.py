@@ -1,5 +1,9 @@
 """Typed SQLAlchemy models of the tables the worker reads and writes.
 
+Long because every table is here, in one metadata: the schema test compares it with
+what the migrations build, index and constraint names included, so a table missing
+from this file is a difference the test reports, not a silent gap.
+
 ``malls``, ``camera_pins``, ``videos`` and ``processing_jobs`` belong to the wider
 platform (other services write them); their columns follow the message contract.
 ``storage_deletions`` is this worker's own durable queue of object keys to remove.
