@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: run demo test install lint schemas bench soak stop-check docs-check clean test-pgbouncer fault-scale
+.PHONY: run demo test install lint schemas bench soak stop-check docs-check clean test-pgbouncer fault-scale fault-events-away
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null \
@@ -54,6 +54,10 @@ docs-check: $(STAMP)
 ## stop worker and beat, then the servers, in at most five quiet lines.
 stop-check: $(STAMP)
 	RUN_STOP_ROUNDS=10 $(BIN)/python -m pytest tests/e2e/test_run_stops_quietly.py
+
+## The events fault test with its subscriber away 10 minutes after the last change.
+fault-events-away: $(STAMP)
+	EVENTS_FAULT_AWAY_SECONDS=600 $(BIN)/python -m pytest -q tests/faults/test_events_relay.py
 
 clean:
 	rm -rf $(VENV) .videoworker .pytest_cache

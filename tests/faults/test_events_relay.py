@@ -4,8 +4,9 @@ Four writers make 10,000 changes (``EVENTS_FAULT_CHANGES``; about 35 s here): di
 UPDATEs of ``processing_status`` as the pipeline makes them, and trash, restore and
 delete through the worker's own room and outbox. Meanwhile the worker holding the relay
 is killed twice (another takes over) and Redis is restarted once. A consumer group
-created before the run and away (reading nothing) for the whole of it, then reads the
-stream: every event once after deduplication by id, and per video in commit order (each
+created before the run and away (reading nothing) for the whole of it (and
+``EVENTS_FAULT_AWAY_SECONDS`` more), then reads the stream: every event once after
+deduplication by id, and per video in commit order (each
 status change starts where the one before it ended; nothing after a delete).
 """
 
@@ -29,6 +30,9 @@ from tests.support import poll
 from worker.adapters.postgres.uow import PostgresUnitOfWork
 
 CHANGES = int(os.environ.get("EVENTS_FAULT_CHANGES", "10000"))
+# How long the subscriber stays away after the last change before it reads (the run
+# itself is already away time): ``make fault-events-away`` makes it 10 minutes.
+AWAY_SECONDS = float(os.environ.get("EVENTS_FAULT_AWAY_SECONDS", "0"))
 WRITERS = 4
 VIDEOS = 200
 ADVANCE = text(
@@ -136,6 +140,7 @@ def test_every_event_arrives_once_in_commit_order_through_relay_kills_and_a_redi
     for thread in threads:
         thread.join(300)
     assert progress() == CHANGES // WRITERS * WRITERS
+    time.sleep(AWAY_SECONDS)
 
     with faults.engine.connect() as conn:
         total = conn.execute(text("SELECT count(*) FROM event_outbox")).scalar_one()
