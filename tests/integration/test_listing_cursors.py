@@ -268,3 +268,42 @@ def test_every_statement_of_a_cursor_page_reads_from_the_cursor_on(deps, catalog
     assert all("(videos.uploaded_at, videos.id) <" in sql for sql, _ in pages)
     with engine.connect() as conn:
         assert conn.execute(text("SELECT count(*) FROM videos")).scalar_one() == 5
+
+
+@pytest.mark.parametrize("walk_rows", [2, 50])
+def test_a_search_past_its_cap_finds_its_newest_page_walked_or_sorted(
+    deps, catalog, monkeypatch, walk_rows
+):
+    """Past the cap the page is looked for among the newest videos, then, when they
+    hold too few matches (all of them far back in time), sorted from every match: both
+    give the newest matches first."""
+    from worker.adapters.postgres.rooms import catalogue
+
+    monkeypatch.setattr(catalogue, "WALK_ROWS", walk_rows)
+    mall = catalog.mall()
+    pin = catalog.pin(mall)
+    old = [
+        catalog.video(
+            mall,
+            pin,
+            upload_objects=False,
+            original_filename=f"dock_{i}.mp4",
+            uploaded_at=T0 - timedelta(days=700, minutes=i),
+        )
+        for i in range(6)
+    ]
+    for i in range(10):
+        catalog.video(mall, pin, upload_objects=False, uploaded_at=T0 - timedelta(minutes=i))
+    capped = with_policy(deps, search_total_cap=4)
+
+    first = handlers.list_videos(ListVideos(q="dock", page_size=2), capped)
+    second = handlers.list_videos(
+        ListVideos(q="dock", page_size=3, cursor=first.next_cursor), capped
+    )
+    third = handlers.list_videos(ListVideos(q="dock", page=2, page_size=2), capped)
+
+    ids = [str(v["id"]) for v in old]
+    assert [str(v.id) for v in first.videos] == ids[:2]
+    assert (first.total, first.total_relation) == (4, "gte")
+    assert [str(v.id) for v in second.videos] == ids[2:5]
+    assert [str(v.id) for v in third.videos] == ids[2:4]

@@ -54,6 +54,7 @@ from worker.adapters.postgres.rooms.query import (
     pins,
     scope_shape,
     scoped,
+    search_condition,
     videos,
     within,
 )
@@ -168,6 +169,20 @@ class ShapedReads(Protocol):
         ...
 
 
+# How many of the newest listed videos a search past its cap tests for its page before
+# it sorts the page from every match instead: a broad search fills its page long before.
+WALK_ROWS = 5_000
+
+
+def _after_cursor() -> ColumnElement[bool]:
+    """Newest first, after the cursor's row: ``(uploaded_at, id) < (…)``."""
+    after = tuple_(
+        bindparam("after_at", type_=DateTime(timezone=True)),
+        bindparam("after_id", type_=Uuid),
+    )
+    return tuple_(videos.c.uploaded_at, videos.c.id) < after
+
+
 SEARCH_TOOK_TOO_LONG = "Search took longer than {ms} ms; add filters or a longer q"
 
 
@@ -241,13 +256,16 @@ class PostgresCatalogue:
         """A search's page and its total. Every match found is rechecked on its table
         page, which is most of a search's cost: an offset page and its capped count are
         taken in one pass over at most ``cap + 1`` matches (the page sorted from them),
-        and only a search past the cap reads its page again, newest first through the
-        list indexes, where a broad search finds its first page at once. A cursor's page
-        starts after its row, so it is read on its own and the matches counted beside."""
+        and only a search past the cap reads its page again (``_newest_matches``). A
+        cursor's page starts after its row, so it is read on its own the same way and the
+        matches counted beside."""
         key, page = paged
         cap = window.count_cap
-        if window.after is not None or cap is None:
-            rows = self.reads.run(key, values, page).all()
+        keyset = window.after is not None
+        if keyset or cap is None:
+            rows = self._newest_matches(scope, query, values, key, keyset) if cap else None
+            if rows is None:
+                rows = self.reads.run(key, values, page).all()
             return [list_item(row) for row in rows], self._count(scope, query, cap)
         counted_values = {**values, "count_limit": cap + 1}
 
@@ -260,8 +278,82 @@ class PostgresCatalogue:
             return [], self._count(scope, query, cap) if offset else 0
         total = rows[0].page_total
         if total > cap:
-            rows = self.reads.run(key, values, page).all()
+            rows = self._newest_matches(scope, query, values, key, keyset)
         return [list_item(row) for row in rows], total
+
+    def _newest_matches(
+        self,
+        scope: Scope,
+        query: ListVideos,
+        values: dict[str, Any],
+        key: tuple[Any, ...],
+        keyset: bool,
+    ) -> list[Any]:
+        """A search's page among more matches than one pass reads: first among the
+        ``WALK_ROWS`` newest videos of the listing (an index scan in list order that stops
+        once the page is full: a broad search's page is there), else sorted from every
+        match (found through the trigram indexes, then the newest taken). Walking on
+        instead would read every newer video before matches that are all far back in
+        time (a month two years ago: seconds, then the budget's timeout)."""
+        walk_values = {**values, "walk_rows": WALK_ROWS}
+        rows = self.reads.run(
+            (*key, "walk"), walk_values, lambda: self._walked_page(scope, query, keyset)
+        ).all()
+        if len(rows) >= values["page_size"]:
+            return rows
+        return self.reads.run(
+            (*key, "sorted"), values, lambda: self._sorted_page(scope, query, keyset)
+        ).all()
+
+    def _walked_page(self, scope: Scope, query: ListVideos, keyset: bool) -> Select:
+        """The page among the newest ``walk_rows`` videos the listing holds without its
+        ``q``, each tested for ``q`` as it is read."""
+        plain = list_filters(scope, query.model_copy(update={"q": None}), query.trashed)
+        conditions = plain.conditions()
+        if keyset:
+            conditions.append(_after_cursor())
+        recent = (
+            select(
+                videos.c.id,
+                videos.c.uploaded_at,
+                search_condition(query.q or "").label("hit"),
+            )
+            .where(*conditions)
+            .order_by(*NEWEST_FIRST)
+            .limit(bindparam("walk_rows", type_=Integer))
+            .subquery("recent")
+        )
+        page = (
+            select(recent.c.id, recent.c.uploaded_at)
+            .where(recent.c.hit)
+            .order_by(recent.c.uploaded_at.desc(), recent.c.id.desc())
+            .limit(bindparam("page_size", type_=Integer))
+            .offset(bindparam("page_offset", type_=Integer))
+            .subquery("page")
+        )
+        return self._joined(query, page)
+
+    def _sorted_page(self, scope: Scope, query: ListVideos, keyset: bool) -> Select:
+        """The page sorted from every match: the matches first, on their own
+        (materialized, so found through the trigram indexes, never by walking the list
+        index), then the newest of them."""
+        conditions = list_filters(scope, query, query.trashed).conditions()
+        if keyset:
+            conditions.append(_after_cursor())
+        matches = (
+            select(videos.c.id, videos.c.uploaded_at)
+            .where(*conditions)
+            .cte("matches")
+            .prefix_with("MATERIALIZED")
+        )
+        page = (
+            select(matches.c.id, matches.c.uploaded_at)
+            .order_by(matches.c.uploaded_at.desc(), matches.c.id.desc())
+            .limit(bindparam("page_size", type_=Integer))
+            .offset(bindparam("page_offset", type_=Integer))
+            .subquery("page")
+        )
+        return self._joined(query, page)
 
     def _found_page(self, query: ListVideos, conditions: list[Any]) -> Select:
         """The page among at most ``count_limit`` matches, each row with how many there
@@ -332,11 +424,7 @@ class PostgresCatalogue:
         (``(uploaded_at, id) < (…)``, in the same index order): any depth costs what
         page 1 does, with ``q`` too."""
         if keyset:
-            after = tuple_(
-                bindparam("after_at", type_=DateTime(timezone=True)),
-                bindparam("after_id", type_=Uuid),
-            )
-            conditions = [*conditions, tuple_(videos.c.uploaded_at, videos.c.id) < after]
+            conditions = [*conditions, _after_cursor()]
         page = (
             select(videos.c.id, videos.c.uploaded_at)
             .where(*conditions)
@@ -345,6 +433,10 @@ class PostgresCatalogue:
             .offset(bindparam("page_offset", type_=Integer))
             .subquery("page")
         )
+        return self._joined(query, page)
+
+    def _joined(self, query: ListVideos, page: Any) -> Select:
+        """A page's keys joined to their rows and pins, in the page's order."""
         columns = list(TRASH_LIST_COLUMNS if query.trashed else LIST_COLUMNS)
         return (
             select(*columns)
