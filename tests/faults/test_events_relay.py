@@ -20,6 +20,7 @@ import uuid
 from collections import defaultdict
 from datetime import UTC, datetime, timedelta
 
+import pytest
 import redis
 from sqlalchemy import text
 
@@ -51,6 +52,7 @@ def relay_leader(faults) -> int | None:
         ).scalar()
 
 
+@pytest.mark.timeout(300 + AWAY_SECONDS)
 def test_every_event_arrives_once_in_commit_order_through_relay_kills_and_a_redis_restart(
     faults, workers, mall_and_pin
 ):
