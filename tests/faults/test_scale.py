@@ -78,6 +78,7 @@ def start_node(env: dict[str, str], log_dir: Path, name: str) -> WorkerProcess:
     return node
 
 
+@pytest.mark.timeout(900)
 def test_a_broker_node_and_a_worker_node_lost_under_load_lose_no_request(
     faults, cluster, on_cluster, tmp_path
 ):
@@ -202,8 +203,12 @@ class Sends:
         return sorted(self.seen[0] + self.seen[1])
 
 
+BEAT_MINUTES = float(os.environ.get("SCALE_BEAT_MINUTES", "2.5"))
+
+
+@pytest.mark.timeout(int(BEAT_MINUTES * 60) + 300)
 def test_two_beats_one_killed_each_schedule_sent_once_per_period(faults, on_cluster, tmp_path):
-    minutes = float(os.environ.get("SCALE_BEAT_MINUTES", "2.5"))
+    minutes = BEAT_MINUTES
     periods = {"purge-storage": 10.0, "refresh-stats": 15.0}
     env = {
         **on_cluster,
