@@ -19,7 +19,8 @@ Every ``--interval`` seconds (10) it samples the cache and result Redis (keys by
 worker's resident memory (main process and pool children). Results are kept
 ``--result-seconds`` (60; production keeps them an hour) so that their keys reach
 their steady state within the run: their number is rate × lifetime, and that is what
-this shows.
+this shows. Relayed events are kept as long (``EVENTS_KEEP_SENT_SECONDS``), for the
+same reason.
 
 Target: every sampled figure ends flat: its growth over the last half of the run
 (the last sample against the one at half time) under 5%. ``deletion_audit`` is left
@@ -170,6 +171,8 @@ def sample(stack: Stack, worker: WorkerProcess) -> dict[str, float]:
         for table in QUEUES:
             rows = conn.execute(f"SELECT count(*) FROM {table}").fetchone()  # noqa: S608
             figures[f"pg {table} rows"] = rows[0] if rows else 0
+        unsent = conn.execute("SELECT count(*) FROM event_outbox WHERE sent_at IS NULL").fetchone()
+        figures["pg event_outbox unsent rows"] = unsent[0] if unsent else 0
         for table in TABLES:
             size = conn.execute("SELECT pg_total_relation_size(%s::regclass)", [table]).fetchone()
             figures[f"pg {table} MB"] = (size[0] if size else 0) / MB
@@ -205,7 +208,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         live, trashable, doomed = ids[:1_200], ids[1_200:1_400], ids[1_400:]
         malls = _malls(stack.database_url)
         spec = WorkerSpec(conf={"result_expires": args.result_seconds})
-        worker = WorkerProcess(spec, stack.env, stack.log_path("soak-worker"))
+        # Relayed events are kept an hour in production; a minute here, so that the
+        # outbox reaches within the run the steady state it keeps in service.
+        env = {**stack.env, "EVENTS_KEEP_SENT_SECONDS": str(args.result_seconds)}
+        worker = WorkerProcess(spec, env, stack.log_path("soak-worker"))
         app = outside_app(stack.broker_url, stack.backend_url)
         pool = SpawnPool(CALLERS)
         done = threading.Event()
