@@ -58,7 +58,12 @@ def test_outside_caller_gets_exact_envelope_for_list(caller, mall_with_videos):
         "has_thumbnail",
         "uploaded_at",
         "recorded_at",
+        # Contract v1.2: every item carries its tags, sorted case-insensitively.
+        "tags",
     }
+    assert data["videos"][0]["tags"] == []
+    # v1.2: the page says whether its total is exact, and where the next page starts.
+    assert data["total_relation"] == "eq" and isinstance(data["next_cursor"], str)
     assert data["videos"][0]["pin_name"] == "Entrance A"
     assert data["videos"][0]["uploaded_at"].endswith("Z")
 
