@@ -104,8 +104,11 @@ def test_a_share_resolves_to_short_urls_of_its_targets_and_counts_views(caller, 
     assert parse(resolved["urls_expire_at"]) <= datetime.now(UTC) + timedelta(minutes=15)
     listed = data(caller, "videos.shares")["shares"]
     assert listed[0]["views"] == 1 and listed[0]["has_password"] is False
-    assert [e["subject"] for e in outbox(engine, "share.created")] == [created["share_id"]]
-    assert outbox(engine, "share.viewed")[0]["views"] == 1
+    # This test's share only: the outbox keeps earlier tests' events until pruned.
+    ours = created["share_id"]
+    assert [e["subject"] for e in outbox(engine, "share.created") if e["subject"] == ours] == [ours]
+    viewed = [e for e in outbox(engine, "share.viewed") if e["subject"] == ours]
+    assert [e["views"] for e in viewed] == [1]
 
 
 def test_a_video_trashed_since_is_left_out(caller, shop):
@@ -145,7 +148,10 @@ def test_unknown_malformed_revoked_and_used_up_are_one_answer(caller, shop, engi
             {"i": revoked["share_id"]},
         ).one()
     assert tuple(revoked_row) == (True, None, 0)
-    assert [e["subject"] for e in outbox(engine, "share.revoked")] == [revoked["share_id"]]
+    ours = {revoked["share_id"], used_up["share_id"]}
+    assert [e["subject"] for e in outbox(engine, "share.revoked") if e["subject"] in ours] == [
+        revoked["share_id"]
+    ]
 
 
 def test_racing_resolves_for_the_last_view_give_exactly_one_success(caller, shop):
