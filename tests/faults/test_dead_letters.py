@@ -3,8 +3,9 @@
 ``GuardedConsumer`` counts the deliveries the broker flags ``redelivered`` per task id
 and ``retries``; the first ``BROKER_DELIVERY_LIMIT`` redeliveries run, the next one is
 set aside in the queue ``videos.dead-letters``, answered ``internal`` and acknowledged.
-So the task runs at most ``1 + limit`` times when its worker really dies each time, and
-``limit`` times when every copy arrives already flagged.
+So the task runs at most ``1 + limit`` times when its worker really dies each time. A
+copy counts only when a run began before it and never ended; a run that ends clears its
+marks.
 """
 
 from __future__ import annotations
@@ -96,18 +97,22 @@ def test_delete_whose_pool_child_is_killed_every_time_is_dead_lettered(
     assert other["ok"]
 
 
-def test_flagged_copies_count_only_after_a_started_run_then_are_dead_lettered(
+def test_a_flagged_copy_counts_only_when_a_run_started_before_it_and_never_ended(
     faults, workers, caller, mall_and_pin
 ):
+    """The broker flags ``redelivered`` on copies a warm shutdown gave back unstarted too;
+    only a copy that follows a run which began and never ended (its start mark is still
+    there: the worker was lost under it) counts. A run that ends clears its marks, so a
+    message that keeps finishing is never set aside."""
+    from worker.runtime.redeliveries import Redeliveries
+
     mall, pin = mall_and_pin
     video = faults.catalog().video(mall, pin)
     task_id = str(uuid.uuid4())
     worker = workers.start()
+    marks = Redeliveries.at(faults.env["REDIS_URL"])
 
-    # Each copy as kombu would restore it after losing its worker: same id, retries 0. The
-    # first never ran before, so it is not a lost run; each later one follows a run that
-    # started (and, to the consumer, never finished).
-    for delivery in range(1, MAX_REDELIVERIES + 3):
+    def send() -> None:
         caller.send_task(
             "videos.delete",
             kwargs={"video_id": str(video["id"])},
@@ -116,26 +121,18 @@ def test_flagged_copies_count_only_after_a_started_run_then_are_dead_lettered(
             headers={"redelivered": True},
             queue=MAINTENANCE_QUEUE,
         )
-        if delivery > 1:
-            poll(
-                lambda n=delivery - 1: faults.redeliveries(task_id) == n,
-                timeout=15,
-                message=f"delivery {delivery} counted",
-            )
-        if delivery <= MAX_REDELIVERIES + 1:
-            poll(
-                lambda n=delivery: worker.completions(task_id) == n,
-                timeout=15,
-                message=f"run {delivery} finished",
-            )
-    poll(lambda: dead_letters(faults), timeout=15, message="the dead letter")
 
-    assert_dead_lettered(faults, task_id, video["id"])
-    assert worker.completions(task_id) == MAX_REDELIVERIES + 1
-    # Celery keeps the first successful answer of a task id: the caller still reads run
-    # 1's, never the dead letter's ``internal`` (which only a run that died never wrote).
-    answer = faults.stored_answer(task_id)
-    assert answer is not None and answer["ok"] and answer["data"]["deleted"] is True
-    # The first run deleted the video; the others found it gone.
+    # Flagged, but no run began before it: it runs, uncounted.
+    send()
+    poll(lambda: worker.completions(task_id) == 1, timeout=15, message="run 1 finished")
+    assert worker.events_named("message.redelivered", task_id) == []
+    # A run that began and was lost leaves its start mark: the next flagged copy counts.
+    marks.mark_started(task_id, 0)
+    send()
+    poll(lambda: worker.completions(task_id) == 2, timeout=15, message="run 2 finished")
+    counted = worker.events_named("message.redelivered", task_id)
+    assert [entry["redeliveries"] for entry in counted] == [1]
+    # That run ended: its marks are gone, nothing is left to count against a later copy.
+    assert faults.redeliveries(task_id) == 0
+    assert dead_letters(faults) == []
     assert faults.audited() == {video["id"]: 1}
-    assert video["id"] not in faults.video_ids()
