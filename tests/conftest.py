@@ -44,9 +44,15 @@ TABLES = (
 )
 
 
+# The order a whole run takes: unit, integration, e2e, faults. The e2e session's worker
+# lives until the run ends and its events relay leads on the test database, so the
+# integration tests that drive relays of their own (and take its lock) must come first.
+SUITE_ORDER = ("unit", "integration", "e2e", "faults")
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
-        parts = Path(str(item.fspath)).parts
+        parts = _parts(item)
         if "integration" in parts:
             item.add_marker(pytest.mark.integration)
         elif "e2e" in parts:
@@ -56,6 +62,21 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             # restart, whatever TEST_* URLs say.
             item.add_marker(pytest.mark.e2e)
             item.add_marker(pytest.mark.faults)
+    items.sort(key=_suite_rank)
+
+
+def _suite_rank(item: pytest.Item) -> int:
+    parts = _parts(item)
+    return next((rank for rank, room in enumerate(SUITE_ORDER) if room in parts), 0)
+
+
+def _parts(item: pytest.Item) -> tuple[str, ...]:
+    # Relative to the checkout, so a folder above it named "e2e" or "unit" changes nothing.
+    path = Path(str(item.fspath))
+    try:
+        return path.relative_to(item.config.rootpath).parts
+    except ValueError:
+        return path.parts
 
 
 @pytest.fixture(scope="session")

@@ -201,14 +201,17 @@ def test_the_worker_through_the_pooler_prepares_nothing(narrow, services, video)
 
 
 def test_a_session_advisory_lock_through_the_pooler_is_held_twice(narrow, services):
-    """Why the relay (and a migration) must not go through the pooler."""
+    """Why the relay (and a migration) must not go through the pooler.
+
+    A key of the test's own: a worker's relay on this database may hold the relay's."""
     url = through(narrow, services)
+    key = RELAY_LOCK_KEY ^ uuid.uuid4().int >> 72
     with raw(url) as one, raw(url) as other:
         try:
-            assert one.execute("SELECT pg_try_advisory_lock(%s)", (RELAY_LOCK_KEY,)).fetchone()[0]
-            assert other.execute("SELECT pg_try_advisory_lock(%s)", (RELAY_LOCK_KEY,)).fetchone()[
-                0
-            ], "a second client took the 'held' lock: two relays would lead"
+            assert one.execute("SELECT pg_try_advisory_lock(%s)", (key,)).fetchone()[0]
+            assert other.execute("SELECT pg_try_advisory_lock(%s)", (key,)).fetchone()[0], (
+                "a second client took the 'held' lock: two relays would lead"
+            )
         finally:
             one.execute("SELECT pg_advisory_unlock_all()")
 
