@@ -19,6 +19,23 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from handlers.policy import DEFAULT_POLICY
 
+DEFAULT_DB_POOL_SIZE = 5
+
+
+def connections_per_process(pool: str, concurrency: int) -> int:
+    """The pool size a worker process needs, from ``--pool`` and ``--concurrency``.
+
+    A prefork child (or solo) runs one task at a time: one connection held for reads and
+    one checked out for a write, so 1 (the overflow gives the second). Under threads,
+    each of ``concurrency`` threads may hold one for its unit of work at once: as many,
+    so none waits for another's to come back. Sized from the pool, a node of ``-c C``
+    opens at most ``2·C`` connections plus the relay's, whatever the pool type; the
+    old fixed 5 per process made a prefork node of 8 children hold up to 80.
+    """
+    if pool == "threads":
+        return max(1, concurrency)
+    return 1
+
 
 class ConfigError(RuntimeError):
     """Raised instead of pydantic's ValidationError so the message names the variable."""
@@ -56,7 +73,10 @@ class Settings(BaseSettings):
     # How long deletion_audit keeps a row (the daily sweep prunes older ones).
     audit_retention_days: int = Field(default=DEFAULT_POLICY.audit_retention_days, ge=1, le=36500)
 
-    db_pool_size: PositiveInt = 5
+    # Connections each process keeps open (as many again may open under load). Unset,
+    # a worker derives it from its execution pool (``connections_per_process``); other
+    # processes (the CLI, beat, a script) keep DEFAULT_DB_POOL_SIZE.
+    db_pool_size: PositiveInt | None = None
     db_statement_timeout_ms: PositiveInt = 30_000
     # What DATABASE_URL reaches: the server, or a transaction pooler (PgBouncer in
     # transaction mode), through which nothing may live in a session: prepared
@@ -230,6 +250,18 @@ class Settings(BaseSettings):
     @property
     def signing(self) -> bool:
         return bool(self.security_key and self.security_certificate and self.security_cert_store)
+
+    @property
+    def pool_size(self) -> int:
+        """``DB_POOL_SIZE``, or the default of a process that is not a worker."""
+        return self.db_pool_size or DEFAULT_DB_POOL_SIZE
+
+    def for_worker(self, pool: str, concurrency: int) -> Settings:
+        """These settings for one process of a worker: ``DB_POOL_SIZE`` as given, else
+        derived from the worker's pool and concurrency."""
+        if self.db_pool_size is not None:
+            return self
+        return self.model_copy(update={"db_pool_size": connections_per_process(pool, concurrency)})
 
     @property
     def relay_database_url(self) -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from worker.settings import ConfigError, load_settings
+from worker.settings import DEFAULT_DB_POOL_SIZE, ConfigError, load_settings
 
 
 @pytest.mark.parametrize(
@@ -113,3 +113,28 @@ def test_every_broker_scheme_gets_its_guarded_transport_and_keeps_its_tls(url, g
 def test_a_broker_scheme_the_worker_cannot_guard_is_refused_with_a_sentence(url):
     with pytest.raises(ConfigError, match="CELERY_BROKER_URL: .*guards against hostile messages"):
         load_settings(celery_broker_url=url)
+
+
+@pytest.mark.parametrize(
+    ("pool", "concurrency", "size"),
+    [
+        ("prefork", 8, 1),
+        ("processes", 4, 1),
+        ("solo", 1, 1),
+        ("threads", 12, 12),
+        ("threads", 0, 1),
+    ],
+)
+def test_a_worker_sizes_its_database_pool_from_its_execution_pool(pool, concurrency, size):
+    """A prefork child runs one task at a time; each of T threads may hold a connection."""
+    settings = load_settings().for_worker(pool, concurrency)
+    assert settings.db_pool_size == size
+    assert settings.pool_size == size
+
+
+def test_db_pool_size_given_wins_and_processes_that_are_not_workers_keep_the_default():
+    given = load_settings(db_pool_size=3)
+    assert given.for_worker("threads", 16).pool_size == 3
+    assert given.for_worker("prefork", 16).pool_size == 3
+    assert load_settings().db_pool_size is None
+    assert load_settings().pool_size == DEFAULT_DB_POOL_SIZE

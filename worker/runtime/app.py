@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import logging
+import os
 import threading
 
 from celery import Celery
+from celery.concurrency import ALIASES
 from celery.signals import (
     before_task_publish,
     celeryd_after_setup,
@@ -33,8 +36,13 @@ if get_settings().signing:
 auth.check_configuration()
 
 
+log = logging.getLogger("videoworker.worker")
+
 _deps_lock = threading.Lock()
 _deps: Deps | None = None
+# This worker's execution pool and concurrency, as it starts (celeryd_init, before any
+# fork): each of its processes sizes its database pool from them (Settings.for_worker).
+_execution: tuple[str, int] | None = None
 
 
 def celery_enqueue(task: str, kwargs: dict, countdown: float, task_id: str | None = None) -> None:
@@ -50,9 +58,10 @@ def get_deps() -> Deps:
     if _deps is None:
         with _deps_lock:
             if _deps is None:
-                _deps = build_deps(
-                    get_settings(), enqueue=celery_enqueue, dispatch=celery_dispatch(app)
-                )
+                settings = get_settings()
+                if _execution is not None:
+                    settings = settings.for_worker(*_execution)
+                _deps = build_deps(settings, enqueue=celery_enqueue, dispatch=celery_dispatch(app))
     return _deps
 
 
@@ -71,11 +80,24 @@ def reset_deps() -> None:
 SUPPORTED_POOLS = ("prefork", "processes", "solo", "threads")
 
 
+def pool_name(conf: object = None, options: object = None) -> str:
+    """The execution pool a starting worker was given, by Celery's name for it.
+
+    The command line's ``--pool`` arrives as ``options["pool"]``: a name, or the class
+    Celery resolved for its default (``prefork`` under ``worker_pool``)."""
+    chosen = options if isinstance(options, dict) else {}
+    pool = chosen.get("pool") or chosen.get("pool_cls") or getattr(conf, "worker_pool", None)
+    if not pool:
+        return "prefork"
+    if isinstance(pool, str):
+        return pool
+    path = f"{getattr(pool, '__module__', '')}:{getattr(pool, '__name__', repr(pool))}"
+    return next((alias for alias, known in ALIASES.items() if known == path), path)
+
+
 @celeryd_init.connect
 def _refuse_unsupported_pools(conf: object = None, options: object = None, **_: object) -> None:
-    chosen = (options or {}).get("pool_cls") if isinstance(options, dict) else None
-    pool = chosen or getattr(conf, "worker_pool", "prefork")
-    name = pool if isinstance(pool, str) else getattr(pool, "__module__", repr(pool))
+    name = pool_name(conf, options)
     if name.rpartition(":")[0] or name not in SUPPORTED_POOLS:
         raise SystemExit(
             f"Invalid configuration: --pool {name}: the worker runs under "
@@ -83,6 +105,19 @@ def _refuse_unsupported_pools(conf: object = None, options: object = None, **_: 
             + " (gevent and eventlet would need its database, Redis and S3 clients "
             "patched for cooperative I/O)"
         )
+
+
+@celeryd_init.connect
+def _note_execution_pool(conf: object = None, options: object = None, **_: object) -> None:
+    global _execution
+    chosen = options if isinstance(options, dict) else {}
+    concurrency = (
+        chosen.get("concurrency")
+        or getattr(conf, "worker_concurrency", None)
+        or os.cpu_count()
+        or 1
+    )
+    _execution = (pool_name(conf, options), int(concurrency))
 
 
 @celeryd_after_setup.connect
@@ -151,6 +186,22 @@ def _start_event_relay(**_: object) -> None:
     # worker, one of them active across all workers (worker.adapters.relay).
     global _relay
     settings = get_settings()
+    if _execution is not None:
+        pool, concurrency = _execution
+        sized = settings.for_worker(pool, concurrency)
+        processes = concurrency if pool in ("prefork", "processes") else 1
+        log.info(
+            "database connections: %d per process (%s), up to %d for this node",
+            sized.pool_size,
+            "DB_POOL_SIZE" if settings.db_pool_size else f"--pool {pool} -c {concurrency}",
+            processes * 2 * sized.pool_size + int(settings.events_relay),
+            extra={
+                "db_pool_size": sized.pool_size,
+                "pool": pool,
+                "concurrency": concurrency,
+                "node_connections": processes * 2 * sized.pool_size + int(settings.events_relay),
+            },
+        )
     if settings.events_relay and _relay is None:
         _relay = build_relay(settings)
         _relay.start()

@@ -40,8 +40,8 @@ def make_engine(settings: Settings) -> Engine:
         return _transaction_pooled_engine(settings)
     return create_engine(
         settings.database_url,
-        pool_size=settings.db_pool_size,
-        max_overflow=settings.db_pool_size,
+        pool_size=settings.pool_size,
+        max_overflow=settings.pool_size,
         # No SELECT 1 on every checkout (a round trip per message): a connection the
         # server closed fails its first statement instead, which invalidates the pool
         # and raises DatabaseUnavailable; the task then runs again at once, on a new
@@ -70,8 +70,8 @@ def _transaction_pooled_engine(settings: Settings) -> Engine:
     ``EVENTS_RELAY_DATABASE_URL``, direct (the settings insist on it)."""
     engine = create_engine(
         settings.database_url,
-        pool_size=settings.db_pool_size,
-        max_overflow=settings.db_pool_size,
+        pool_size=settings.pool_size,
+        max_overflow=settings.pool_size,
         pool_pre_ping=False,
         pool_recycle=POOL_RECYCLE_SECONDS,
         connect_args={"connect_timeout": 5, "prepare_threshold": None},
