@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import unicodedata
 from collections import defaultdict
+from operator import attrgetter
 from uuid import UUID
 
 from handlers.deps import Deps
@@ -35,7 +36,7 @@ def tag_videos(cmd: TagVideos, deps: Deps) -> TagResult:
             added[video_id].append(name)
         for video_id, name in changes.removed:
             removed[video_id].append(name)
-        changed = sorted(set(added) | set(removed))
+        changed = sorted(set(added) | set(removed), key=attrgetter("int"))
         uow.events.add(
             [
                 VideoTaggedData(
