@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -141,3 +142,18 @@ def client(services: dict[str, str], worker_process) -> Iterator[VideoClient]:
     video_client = VideoClient(services["CELERY_BROKER_URL"], services["CELERY_RESULT_BACKEND"])
     yield video_client
     video_client.close()
+
+
+@pytest.fixture
+def shop(catalog):
+    """A mall, a pin and four videos in it, a minute apart, newest first: 0.mp4 … 3.mp4."""
+    mall = catalog.mall("Mall A")
+    pin = catalog.pin(mall, "Dock")
+    now = datetime.now(UTC)
+    videos = [
+        catalog.video(
+            mall, pin, uploaded_at=now - timedelta(minutes=i), original_filename=f"{i}.mp4"
+        )
+        for i in range(4)
+    ]
+    return mall, pin, videos

@@ -12,18 +12,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from schemas.contract import QUEUE_OF
+from tests.e2e.messages import call, data
 from tests.support import poll
-
-
-def call(caller, task: str, **kwargs) -> dict:
-    return caller.send_task(task, kwargs=kwargs, queue=QUEUE_OF[task]).get(timeout=30)
-
-
-def data(caller, task: str, **kwargs) -> dict:
-    envelope = call(caller, task, **kwargs)
-    assert envelope["ok"] is True, envelope
-    return envelope["data"]
 
 
 def ended(caller, export_id: str) -> dict:

@@ -14,47 +14,11 @@ import pytest
 import redis
 from sqlalchemy import text
 
-from schemas.contract import QUEUE_OF
+from tests.e2e.messages import call, data, outbox, parse
 from worker.client import VideoClient
 
 SHARE_NOT_FOUND = {"code": "not_found", "detail": "Share not found"}
 PASSWORD = "tr0ub4dor & 3 more words"
-
-
-def call(caller, task: str, **kwargs) -> dict:
-    return caller.send_task(task, kwargs=kwargs, queue=QUEUE_OF[task]).get(timeout=30)
-
-
-def data(caller, task: str, **kwargs) -> dict:
-    envelope = call(caller, task, **kwargs)
-    assert envelope["ok"] is True, envelope
-    return envelope["data"]
-
-
-def parse(instant: str) -> datetime:
-    return datetime.fromisoformat(instant.replace("Z", "+00:00"))
-
-
-def outbox(engine, kind: str) -> list[dict]:
-    with engine.connect() as conn:
-        rows = conn.execute(
-            text("SELECT subject, data FROM event_outbox WHERE type = :t ORDER BY id"), {"t": kind}
-        )
-        return [{"subject": r.subject, **r.data} for r in rows]
-
-
-@pytest.fixture
-def shop(catalog):
-    mall = catalog.mall("Mall A")
-    pin = catalog.pin(mall, "Dock")
-    now = datetime.now(UTC)
-    videos = [
-        catalog.video(
-            mall, pin, uploaded_at=now - timedelta(minutes=i), original_filename=f"{i}.mp4"
-        )
-        for i in range(4)
-    ]
-    return mall, pin, videos
 
 
 def fetch(url: str) -> bytes:
