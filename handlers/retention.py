@@ -141,27 +141,39 @@ def sweep_retention(cmd: SweepRetention, deps: Deps) -> RetentionSweepResult:
     )
 
 
+# What the daily sweep prunes past AUDIT_RETENTION_DAYS, each in batches of its own:
+# (name in the log, the room's prune). Records of who did what, kept as long as the audit.
+PRUNED: tuple[tuple[str, Callable[[UnitOfWork], Callable[[datetime, int], int]]], ...] = (
+    ("deletion_audit", lambda uow: uow.audit.prune),
+    ("shares", lambda uow: uow.shares.prune),
+    ("exports", lambda uow: uow.exports.prune),
+    ("reprocess_requests", lambda uow: uow.reprocessing.prune),
+)
+
+
 def _prune_audit(deps: Deps, now: datetime, batch_size: int, budget: Budget) -> bool:
-    """Last, the audit's rows past ``AUDIT_RETENTION_DAYS``, in batches: the audit
-    would otherwise grow by a row per deleted video for ever. True when the budget ran
-    out first (the continuation carries on)."""
+    """Last, the records older than ``AUDIT_RETENTION_DAYS``, in batches: the audit's
+    rows (one per deleted video), the shares and exports that ended, the re-processing
+    requests made. Each would otherwise grow for ever. True when the budget ran out
+    first (the continuation carries on where this left off)."""
     before = now - timedelta(days=deps.policy.audit_retention_days)
-    pruned = 0
-    while True:
-        if budget.exhausted():
-            out_of_time = True
-            break
-        with deps.uow() as uow:
-            gone = uow.audit.prune(before, batch_size)
-            uow.commit()
-        budget.done += 1
-        pruned += gone
-        if gone < batch_size:
-            out_of_time = False
-            break
-    if pruned:
-        deps.log.info("audit.pruned", extra={"rows": pruned, "before": before.isoformat()})
-    return out_of_time
+    for name, prune in PRUNED:
+        # A batch short of ``batch_size`` was the last; a full one may have more behind.
+        pruned, gone = 0, batch_size
+        while gone == batch_size and not budget.exhausted():
+            with deps.uow() as uow:
+                gone = prune(uow)(before, batch_size)
+                uow.commit()
+            budget.done += 1
+            pruned += gone
+        if pruned:
+            event = "audit.pruned" if name == "deletion_audit" else "records.pruned"
+            deps.log.info(
+                event, extra={"table": name, "rows": pruned, "before": before.isoformat()}
+            )
+        if gone == batch_size:
+            return True
+    return False
 
 
 def _over_quota(

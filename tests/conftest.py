@@ -28,6 +28,7 @@ from worker.settings import Settings, get_settings, load_settings
 TEST_BUCKET = "videoworker-test"
 TABLES = (
     "shares",
+    "exports",
     "deletion_audit",
     "mall_retention",
     "storage_deletions",

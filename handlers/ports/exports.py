@@ -147,6 +147,11 @@ class Exports(Protocol):
 
     def mark_expired(self, export_ids: Sequence[UUID]) -> None: ...
 
+    def prune(self, before: datetime, limit: int) -> int:
+        """Delete up to ``limit`` exports that ended with no ZIP left to keep (failed,
+        cancelled, or expired and deleted) before ``before``: how many went."""
+        ...
+
 
 @dataclass(frozen=True, slots=True)
 class MultipartUpload:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Protocol
 from uuid import UUID
 
@@ -74,6 +75,12 @@ class Reprocessing(Protocol):
         """Lock up to ``limit`` selected videos (visible, not in the trash, id above
         ``after``, not yet recorded by this request), in id order; set those not
         ``processing`` to ``pending`` with no ``processing_error``, and record each."""
+        ...
+
+    def prune(self, before: datetime, limit: int) -> int:
+        """Forget up to ``limit`` records of requests made before ``before``: how many
+        went. A redelivery needs them for hours; the daily sweep keeps them as long as
+        the audit."""
         ...
 
     def unsent(self, request_id: str, limit: int) -> list[ReprocessRequest]:

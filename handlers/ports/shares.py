@@ -65,6 +65,11 @@ class Shares(Protocol):
 
     def create(self, share: NewShare) -> None: ...
 
+    def prune(self, before: datetime, limit: int) -> int:
+        """Delete up to ``limit`` shares that ended (expired, or revoked) before
+        ``before``, their video lists with them: how many went."""
+        ...
+
     def by_token_hash(self, token_hash: bytes) -> StoredShare | None:
         """The share with this token's hash, whatever its state."""
         ...

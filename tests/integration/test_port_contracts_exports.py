@@ -171,3 +171,34 @@ def test_a_queued_export_is_sent_again_once_per_period_and_never_once_claimed(wo
     assert world.read(lambda uow: uow.exports.get(UNRESTRICTED, queued.id)).status == "queued"
     run = world.write(lambda uow: uow.exports.claim(queued.id, uuid.uuid4(), after, after))
     assert run is not None and run.status == "running" and run.attempts == 1
+
+
+def test_exports_that_ended_without_a_zip_to_keep_are_pruned_after_the_cutoff(world):
+    def ended(status: str, at) -> NewExport:
+        export = make_export(world, [world.video(world.mall())])
+        token = uuid.uuid4()
+        world.write(lambda uow: uow.exports.claim(export.id, token, T0, T0 - LEASE))
+        world.write(
+            lambda uow: uow.exports.finish(
+                export.id, token, status, at, size_bytes=1, expires_at=at + timedelta(hours=1)
+            )
+        )
+        return export
+
+    failed = ended("failed", T0)
+    completed = ended("completed", T0)
+    expired = ended("completed", T0)
+    world.write(lambda uow: uow.exports.mark_expired([expired.id]))
+    cancelled = make_export(world, [world.video(world.mall())])
+    world.write(lambda uow: uow.exports.cancel(UNRESTRICTED, cancelled.id, T0, "Cancelled."))
+    queued = make_export(world, [world.video(world.mall())])
+
+    assert world.write(lambda uow: uow.exports.prune(T0, 10)) == 0
+    assert world.write(lambda uow: uow.exports.prune(T0 + timedelta(days=1), 10)) == 3
+
+    def present(export: NewExport) -> bool:
+        return world.read(lambda uow: uow.exports.get(UNRESTRICTED, export.id)) is not None
+
+    assert [present(e) for e in (failed, expired, cancelled)] == [False, False, False]
+    # A completed export still has its ZIP (the export sweep expires it), a queued one runs.
+    assert present(completed) and present(queued)

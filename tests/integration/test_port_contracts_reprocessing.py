@@ -6,6 +6,8 @@ fake (``[fake]``) and on the real adapter (``[real]``).
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 import pytest
 
 from handlers.access import UNRESTRICTED, Scope
@@ -111,3 +113,16 @@ def test_a_rolled_back_batch_records_nothing(world):
 
     assert world.read(lambda uow: uow.reprocessing.recorded(RID)) == 0
     assert status_of(world, video.id)[0] == "failed"
+
+
+def test_requests_made_before_the_cutoff_are_forgotten_a_batch_at_a_time(world):
+    mall = world.mall()
+    videos = [world.video(mall, processing_status="failed") for _ in range(3)]
+    batch(world, ids=[v.id for v in videos])
+    now = datetime.now(UTC)
+
+    assert world.write(lambda uow: uow.reprocessing.prune(now - timedelta(days=1), 10)) == 0
+    assert world.write(lambda uow: uow.reprocessing.prune(now + timedelta(days=1), 2)) == 2
+    assert world.read(lambda uow: uow.reprocessing.recorded(RID)) == 1
+    assert world.write(lambda uow: uow.reprocessing.prune(now + timedelta(days=1), 2)) == 1
+    assert world.read(lambda uow: uow.reprocessing.recorded(RID)) == 0

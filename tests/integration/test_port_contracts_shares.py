@@ -223,3 +223,24 @@ def race(world: World, share: NewShare, openers: int) -> list[object]:
         thread.join(timeout=30)
     assert len(results) == openers
     return results
+
+
+def test_shares_that_ended_before_the_cutoff_are_pruned_with_their_videos_and_no_others(world):
+    mall = world.mall()
+    video = world.video(mall)
+    expired = make_share(world, [video], expires_at=T0 + timedelta(days=1))
+    revoked = make_share(world, [video], expires_at=T0 + timedelta(days=30))
+    world.write(lambda uow: uow.shares.revoke(UNRESTRICTED, revoked.id, T0, "bob"))
+    running = make_share(world, [video], expires_at=T0 + timedelta(days=30))
+    cutoff = T0 + timedelta(days=2)
+
+    first = world.write(lambda uow: uow.shares.prune(cutoff, 1))
+    rest = world.write(lambda uow: uow.shares.prune(cutoff, 10))
+
+    assert (first, rest) == (1, 1)
+    assert world.read(lambda uow: uow.shares.by_token_hash(expired.token_hash)) is None
+    assert world.read(lambda uow: uow.shares.by_token_hash(revoked.token_hash)) is None
+    kept = world.read(lambda uow: uow.shares.by_token_hash(running.token_hash))
+    assert kept is not None
+    assert [v.id for v in world.read(lambda uow: uow.shares.videos(running.id))] == [video.id]
+    assert world.write(lambda uow: uow.shares.prune(cutoff, 10)) == 0

@@ -208,6 +208,20 @@ class FakeExports:
         ]
         return sorted(due, key=lambda e: e.expires_at)[:limit]  # type: ignore[arg-type, return-value]
 
+    def prune(self, before: datetime, limit: int) -> int:
+        def ended(export: StoredExport) -> datetime | None:
+            return export.expires_at or export.finished_at
+
+        old = [
+            export_id
+            for export_id, row in self.rows.items()
+            if row.export.status in ("failed", "cancelled", "expired")
+            and (ended(row.export) or before) < before
+        ][:limit]
+        for export_id in old:
+            del self.rows[export_id]
+        return len(old)
+
     def mark_expired(self, export_ids: Sequence[UUID]) -> None:
         for export_id in export_ids:
             if export_id in self.rows and self.rows[export_id].export.status == "completed":

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
@@ -90,6 +91,7 @@ class FakeReprocessing:
                 "targets": list(targets),
                 "requested_by": by,
                 "sent": False,
+                "requested_at": datetime.now(UTC),
             }
             requested.append(
                 ReprocessRequest(video.id, video.mall_id, video.pin_id, list(targets), by)
@@ -108,6 +110,12 @@ class FakeReprocessing:
                 )
             )
         return owed[:limit]
+
+    def prune(self, before: datetime, limit: int) -> int:
+        old = [key for key, row in self.rows.items() if row["requested_at"] < before][:limit]
+        for key in old:
+            del self.rows[key]
+        return len(old)
 
     def mark_sent(self, request_id: str, video_ids: Sequence[UUID]) -> None:
         for video_id in video_ids:

@@ -127,6 +127,17 @@ class FakeShares:
     def create(self, share: NewShare) -> None:
         self.rows[share.id] = FakeShareRow(share)
 
+    def prune(self, before: datetime, limit: int) -> int:
+        def ended(row: FakeShareRow) -> datetime:
+            if row.revoked_at is None:
+                return row.share.expires_at
+            return min(row.share.expires_at, row.revoked_at)
+
+        old = [share_id for share_id, row in self.rows.items() if ended(row) < before][:limit]
+        for share_id in old:
+            del self.rows[share_id]
+        return len(old)
+
     def by_token_hash(self, token_hash: bytes) -> StoredShare | None:
         for row in self.rows.values():
             if row.share.token_hash == token_hash:

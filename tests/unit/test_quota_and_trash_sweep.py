@@ -7,7 +7,10 @@ from datetime import timedelta
 
 from handlers import delete_video, sweep_retention
 from handlers.policy import Policy
+from handlers.ports import NewShare
+from handlers.reprocess import reprocess
 from schemas import DeleteVideo, SweepRetention
+from schemas.requests import Reprocess
 from tests.unit.fakes import T0, Fakes, make_video, object_keys
 
 
@@ -242,3 +245,41 @@ def test_the_sweep_prunes_audit_rows_past_their_retention_but_never_pending_ones
         pending.id: "files_pending",
         recent.id: "files_deleted",
     }
+
+
+def test_the_sweep_prunes_shares_exports_and_requests_that_ended_past_the_audits_retention():
+    fakes = Fakes(policy=Policy(audit_retention_days=30))
+    mall = uuid.uuid4()
+    video = sized(mall, 1)
+    fakes.add_videos(video)
+
+    def share(expires_in: timedelta) -> NewShare:
+        made = NewShare(
+            id=uuid.uuid4(),
+            token_hash=uuid.uuid4().bytes * 2,
+            password_hash=None,
+            created_by="alice",
+            created_at=fakes.clock(),
+            expires_at=fakes.clock() + expires_in,
+            max_views=None,
+            label=None,
+            targets=["proxy"],
+            video_ids=[video.id],
+            mall_ids=[mall],
+            pin_ids=[video.pin_id],
+        )
+        fakes.uow.shares.create(made)
+        return made
+
+    ended, running = share(timedelta(days=1)), share(timedelta(days=365))
+    reprocess(Reprocess(video_ids=[video.id]), fakes.deps)
+    assert len(fakes.uow.reprocessing.rows) == 1
+    for row in fakes.uow.reprocessing.rows.values():
+        row["requested_at"] = fakes.clock()
+    fakes.clock.advance(timedelta(days=32))
+
+    sweep(fakes, batch_size=1)
+
+    assert set(fakes.uow.shares.rows) == {running.id}
+    assert ended.id not in fakes.uow.shares.rows
+    assert fakes.uow.reprocessing.rows == {}

@@ -70,7 +70,6 @@ def test_storage_unavailable_gets_no_immediate_attempt(sleeps):
     assert len(sleeps) == 1
 
 
-
 def test_a_statement_past_its_budget_is_answered_timeout_once_not_retried(sleeps, monkeypatch):
     """Asking again the same way would time out again: 504 at once, no backoff."""
     from handlers.errors import StatementTimeout

@@ -20,6 +20,7 @@ from sqlalchemy import (
     Connection,
     Uuid,
     and_,
+    delete,
     func,
     insert,
     literal,
@@ -297,6 +298,19 @@ class PostgresExports:
             .limit(limit)
         )
         return [_stored(row) for row in rows]
+
+    def prune(self, before: datetime, limit: int) -> int:
+        # An expired export ended when its ZIP was deleted; a failed or cancelled one
+        # when it stopped. A completed one still has its ZIP: the export sweep expires it.
+        ended = func.coalesce(exports.c.expires_at, exports.c.finished_at)
+        old = (
+            select(exports.c.id)
+            .where(exports.c.status.in_(("failed", "cancelled", "expired")), ended < before)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+        result = self.connection.execute(delete(exports).where(exports.c.id.in_(old)))
+        return int(result.rowcount or 0)
 
     def mark_expired(self, export_ids: Sequence[UUID]) -> None:
         if export_ids:

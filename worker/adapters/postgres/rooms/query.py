@@ -92,11 +92,7 @@ OLDEST_FIRST = (videos.c.uploaded_at, videos.c.id)
 # planner inlines the function: the same index scans as the sum written out), or, where
 # one row's value is wanted (RETURNING), as a scalar subquery. numeric: two huge sizes
 # never overflow a bigint.
-FIGURE = (
-    func.video_figure(videos.table_valued())
-    .table_valued("stored_bytes")
-    .lateral("figure")
-)
+FIGURE = func.video_figure(videos.table_valued()).table_valued("stored_bytes").lateral("figure")
 WITH_FIGURE = videos.join(FIGURE, true())
 STORED_BYTES = FIGURE.c.stored_bytes
 ROW_STORED_BYTES = select(FIGURE.c.stored_bytes).scalar_subquery()

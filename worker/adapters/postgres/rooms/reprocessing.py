@@ -10,10 +10,11 @@ caller's transaction.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import Connection, and_, exists, func, select, update
+from sqlalchemy import Connection, and_, delete, exists, func, select, tuple_, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from handlers.access import Scope
@@ -128,6 +129,20 @@ class PostgresReprocessing:
             last_id=taken[-1].id,
             taken=len(taken),
         )
+
+    def prune(self, before: datetime, limit: int) -> int:
+        # No order: old rows sit at the front of the table, so the scan stops early; rows
+        # another pruner holds are skipped (two sweeps at once share the work).
+        old = (
+            select(requests.c.request_id, requests.c.video_id)
+            .where(requests.c.requested_at < before)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+        result = self.connection.execute(
+            delete(requests).where(tuple_(requests.c.request_id, requests.c.video_id).in_(old))
+        )
+        return int(result.rowcount or 0)
 
     def unsent(self, request_id: str, limit: int) -> list[ReprocessRequest]:
         rows = self.connection.execute(

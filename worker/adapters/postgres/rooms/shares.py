@@ -20,6 +20,7 @@ from sqlalchemy import (
     and_,
     bindparam,
     case,
+    delete,
     func,
     insert,
     literal,
@@ -130,6 +131,17 @@ class PostgresShares:
                 for position, video_id in enumerate(share.video_ids)
             ],
         )
+
+    def prune(self, before: datetime, limit: int) -> int:
+        # A share ends at its expiry or its revocation, whichever came first.
+        ended = func.least(
+            shares.c.expires_at, func.coalesce(shares.c.revoked_at, shares.c.expires_at)
+        )
+        old = (
+            select(shares.c.id).where(ended < before).limit(limit).with_for_update(skip_locked=True)
+        )
+        result = self.connection.execute(delete(shares).where(shares.c.id.in_(old)))
+        return int(result.rowcount or 0)
 
     def by_token_hash(self, token_hash: bytes) -> StoredShare | None:
         row = self.connection.execute(
