@@ -154,6 +154,8 @@ class WorkerSpec:
     gc_freeze: bool = False
     # Started under ``nice -n``: a lower CPU priority for the worker and its children.
     nice: int = 0
+    # Settings of this worker alone (e.g. ANALYTICS_ENABLED), over the stack's.
+    env: dict[str, str] = field(default_factory=dict)
 
     def argv(self) -> list[str]:
         return [
@@ -196,7 +198,7 @@ class WorkerProcess:
         self.process = subprocess.Popen(
             self.spec.argv(),
             cwd=ROOT,
-            env={**os.environ, **self.env},
+            env={**os.environ, **self.env, **self.spec.env},
             stdout=self.log_path.open("ab"),
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,

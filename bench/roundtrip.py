@@ -91,6 +91,7 @@ from bench.harness import (
     ratio,
     summary,
     tree_cpu,
+    verdict,
 )
 
 ECHO_REQUESTS = "bench:echo:requests"
@@ -784,6 +785,44 @@ def tune(stack: Stack, pool: SpawnPool, config: CallerConfig, args: argparse.Nam
             made.stop()
 
 
+ANALYTICS_TARGET = 1.03
+
+
+def analytics_pair(
+    stack: Stack, pool: SpawnPool, config: CallerConfig, args: argparse.Namespace
+) -> int:
+    """``videos.sign_url`` on two real workers side by side, alternating every block:
+    analytics off (A) and on (B, as deployed). Target: B's p50 within 3% of A's."""
+    real = {"task_create_missing_queues": True}  # lets each worker own a queue
+    callers = [Caller(config), Caller(config)]
+    try:
+        a = Side(
+            WorkerSpec(queues="videos.a", conf=real, env={"ANALYTICS_ENABLED": "false"}),
+            "videos.a",
+            callers[0],
+        )
+        b = Side(WorkerSpec(queues="videos.b", conf=real), "videos.b", callers[1])
+        log("pair: videos.sign_url, analytics off (A) vs on (B)")
+        off, on = run_pair(stack, pool, a, b, "videos.sign_url", args)
+    finally:
+        for made in callers:
+            made.stop()
+    pair_table(
+        "videos.sign_url on two real workers: analytics off (A) vs on (B)",
+        [("ANALYTICS_ENABLED (B)", off, on)],
+        args,
+    )
+    ratio_p50 = on["p50"] / off["p50"]
+    print(
+        verdict(
+            "sign_url p50 with analytics on within 3% of off",
+            ratio_p50 <= ANALYTICS_TARGET,
+            f"{on['p50']:.2f} vs {off['p50']:.2f} ms, {ratio_p50:.3f}x",
+        )
+    )
+    return 0
+
+
 # --- the bench ---------------------------------------------------------------------------------
 
 
@@ -803,6 +842,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     options.add_argument("--recommended", help="JSON {spec: {...}, conf: {...}} to pair")
     options.add_argument(
         "--only", help="comma-separated substrings: run only the variants whose label has one"
+    )
+    options.add_argument(
+        "--analytics",
+        action="store_true",
+        help="only the pair: videos.sign_url with analytics off (A) and on (B)",
     )
     options.add_argument("--profile", type=Path, help="write a profile of the task body here")
     options.add_argument(
@@ -835,6 +879,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         pool = SpawnPool(max(caller_counts + [4]))
         with stopping(pool):
+            if args.analytics:
+                return analytics_pair(stack, pool, config, args)
             if not args.tune_only:
                 main_tables(stack, pool, config, caller_counts, args)
                 if not args.no_combinations:

@@ -5,6 +5,7 @@ videos.analytics over the caller's scope with every day of the range."""
 
 from __future__ import annotations
 
+import threading
 import uuid
 from dataclasses import replace
 from datetime import date, timedelta
@@ -15,6 +16,7 @@ from pydantic import ValidationError
 from handlers.access import Scope
 from handlers.analytics import LogParser, analytics, flush_analytics, ingest_access_logs
 from handlers.catalog import list_videos
+from handlers.ports import Tally
 from handlers.sharing import create_share, resolve_share
 from handlers.urls import sign_url, sign_urls
 from schemas.requests import (
@@ -28,6 +30,7 @@ from schemas.requests import (
     SignUrls,
 )
 from tests.unit.fakes import T0, Fakes, make_video
+from worker.adapters.analytics_buffer import AfterReply
 
 TODAY = T0.date()
 
@@ -221,7 +224,6 @@ def test_the_parser_takes_timezones_and_rejects_shapes():
 def test_the_redis_buffer_down_loses_counts_quietly_and_says_so_once_a_minute(caplog):
     import redis
 
-    from handlers.ports import Tally
     from worker.adapters.analytics_buffer import RedisAnalyticsBuffer
 
     down = redis.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.2)
@@ -232,3 +234,29 @@ def test_the_redis_buffer_down_loses_counts_quietly_and_says_so_once_a_minute(ca
             buffer.add([tally])
     assert buffer.skipped == 6
     assert [r.message for r in caplog.records] == ["analytics.buffer_unavailable"]
+
+
+class RecordingBuffer:
+    def __init__(self) -> None:
+        self.added: list[list[Tally]] = []
+
+    def add(self, tallies) -> None:
+        self.added.append(list(tallies))
+
+
+def test_a_workers_counts_wait_for_send_and_each_thread_sends_only_its_own():
+    inner = RecordingBuffer()
+    buffer = AfterReply(inner)  # type: ignore[arg-type]
+    mine = Tally(T0.date(), uuid.uuid4(), uuid.uuid4(), None, "proxy", 1)
+    theirs = Tally(T0.date(), uuid.uuid4(), uuid.uuid4(), None, "thumbnail", 2)
+
+    buffer.add([mine])
+    buffer.add([mine])
+    other = threading.Thread(target=lambda: (buffer.add([theirs]), buffer.send()))
+    other.start()
+    other.join()
+    assert inner.added == [[theirs]]  # nothing of this thread's went before its send
+
+    buffer.send()
+    buffer.send()  # nothing held: nothing written
+    assert inner.added == [[theirs], [mine, mine]]

@@ -12,6 +12,7 @@ the next, whose record in PostgreSQL keeps it from counting twice.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 import uuid
 from collections.abc import Sequence
@@ -108,3 +109,39 @@ class RedisAnalyticsBuffer:
 
     def drop(self, flush_id: str) -> None:
         self.client.delete(self.flush_prefix + flush_id)
+
+
+class AfterReply:
+    """The buffer as a worker process uses it: a message's counts are kept until its
+    answer is out, then written (``send``, from ``task_postrun``, which Celery runs
+    after it stored the result). The round trip to Redis leaves the caller's wait; a
+    process killed between the answer and ``send`` loses that message's counts, as one
+    killed just before counting always did. Counts are kept per thread: under the
+    threads pool each thread runs its own message."""
+
+    def __init__(self, inner: RedisAnalyticsBuffer) -> None:
+        self.inner = inner
+        self._held = threading.local()
+
+    def add(self, tallies: Sequence[Tally]) -> None:
+        held: list[Tally] | None = getattr(self._held, "tallies", None)
+        if held is None:
+            self._held.tallies = held = []
+        held.extend(tallies)
+
+    def send(self) -> None:
+        """Write what this thread's message counted (never raises: ``add`` of the
+        Redis buffer logs and skips when Redis is away)."""
+        held: list[Tally] | None = getattr(self._held, "tallies", None)
+        if held:
+            self._held.tallies = []
+            self.inner.add(held)
+
+    def take(self) -> list[str]:
+        return self.inner.take()
+
+    def read(self, flush_id: str) -> list[Tally]:
+        return self.inner.read(flush_id)
+
+    def drop(self, flush_id: str) -> None:
+        self.inner.drop(flush_id)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+from dataclasses import replace
 
 from celery import Celery
 from celery.concurrency import ALIASES
@@ -23,6 +24,7 @@ from celery.signals import (
 from handlers.deps import Deps
 from schemas.contract import QUEUE_OF
 from worker import logs
+from worker.adapters.analytics_buffer import AfterReply, RedisAnalyticsBuffer
 from worker.bootstrap import build_deps, build_relay
 from worker.runtime import auth, consumer
 from worker.runtime.dispatch import celery_dispatch
@@ -61,7 +63,11 @@ def get_deps() -> Deps:
                 settings = get_settings()
                 if _execution is not None:
                     settings = settings.for_worker(*_execution)
-                _deps = build_deps(settings, enqueue=celery_enqueue, dispatch=celery_dispatch(app))
+                deps = build_deps(settings, enqueue=celery_enqueue, dispatch=celery_dispatch(app))
+                if isinstance(deps.analytics_buffer, RedisAnalyticsBuffer):
+                    # Counted after the answer is out (_send_counts, on task_postrun).
+                    deps = replace(deps, analytics_buffer=AfterReply(deps.analytics_buffer))
+                _deps = deps
     return _deps
 
 
@@ -166,6 +172,14 @@ def _bind_task_context(task_id: str | None = None, task: object = None, **_: obj
 def _authorize_own_messages(**fields: object) -> None:
     # A sweep's continuation, a stats flush, beat's schedule: see worker.runtime.auth.
     auth.attach_credentials(**fields)
+
+
+@task_postrun.connect
+def _send_counts(**_: object) -> None:
+    # After the result is stored: the caller has its answer before this round trip.
+    deps = _deps
+    if deps is not None and isinstance(deps.analytics_buffer, AfterReply):
+        deps.analytics_buffer.send()
 
 
 @task_postrun.connect
