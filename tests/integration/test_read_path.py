@@ -37,6 +37,17 @@ def test_a_read_runs_its_statements_outside_any_transaction(deps):
         assert _status(uow) == TransactionStatus.IDLE
 
 
+def test_the_workers_sessions_read_utc_and_never_compile_a_statement(deps):
+    """JIT off: its compile time (milliseconds) is paid by any statement whose estimate
+    crosses jit_above_cost, and no statement of the worker runs long enough to gain."""
+    for unit in (deps.reads, deps.uow):
+        with unit() as uow:
+            shown = uow.connection.execute(
+                text("SELECT current_setting('jit'), current_setting('TimeZone')")
+            ).one()
+        assert tuple(shown) == ("off", "UTC")
+
+
 def test_a_write_after_a_read_on_the_same_connection_is_in_a_transaction_again(settings):
     engine = make_engine(settings.model_copy(update={"db_pool_size": 1}))
     try:
