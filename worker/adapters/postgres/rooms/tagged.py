@@ -30,6 +30,7 @@ from sqlalchemy import (
     Text,
     Uuid,
     bindparam,
+    exists,
     func,
     literal_column,
     select,
@@ -129,16 +130,34 @@ class Plan:
     def _mall_conditions(self) -> list[ColumnElement[bool]]:
         return [func.lower(self.first.c.name) == func.lower(_name(0)), *self.malls.conditions()]
 
-    def _hits(self, *columns: Any) -> Select:
+    def _hits(self, *columns: Any, probe: bool = False) -> Select:
         """A mall's videos carrying every name: its first tag's pairs, joined by video to
-        the pairs of its other tags (and to the video itself when a filter needs it)."""
+        the pairs of its other tags (and to the video itself when a filter needs it).
+
+        Joined, for a total: both sides read in video id order and merged (migration
+        0023). ``probe``, for a page: each pair, newest first, asks each other tag about
+        its video until the page is full. As a join the planner would hash both tags'
+        pairs whole and sort them (inside the lateral it cannot know a tag's size and
+        takes it for a few dozen pairs: 29 ms for two tags on 100,000 videos where the
+        probes take 2); ``OFFSET 0`` keeps the EXISTS a per-row probe, never a join."""
         pair = self.pair
         joined: FromClause = pair
+        probes: list[ColumnElement[bool]] = []
         for other, other_pair in self.others:
-            joined = joined.join(
-                other_pair,
-                (other_pair.c.video_id == pair.c.video_id) & (other_pair.c.tag_id == other.c.id),
+            carries = (other_pair.c.video_id == pair.c.video_id) & (
+                other_pair.c.tag_id == other.c.id
             )
+            if probe:
+                asked = (
+                    select(literal_column("1"))
+                    .select_from(other_pair)
+                    .where(carries)
+                    .offset(literal_column("0"))
+                    .correlate_except(other_pair)
+                )
+                probes.append(exists(asked))
+            else:
+                joined = joined.join(other_pair, carries)
         video_conditions = self.video.conditions()
         if video_conditions:
             joined = joined.join(self.video_row, self.video_row.c.id == pair.c.video_id)
@@ -150,6 +169,7 @@ class Plan:
                 pair.c.mall_id == self.first.c.mall_id,
                 *self.pairs.conditions(),
                 *video_conditions,
+                *probes,
             )
         )
 
@@ -169,7 +189,7 @@ class Plan:
         pair = self.pair
         size = bindparam("page_size", type_=Integer)
         offset = bindparam("page_offset", type_=Integer)
-        hits = self._hits(pair.c.video_id, pair.c.uploaded_at)
+        hits = self._hits(pair.c.video_id, pair.c.uploaded_at, probe=True)
         if keyset:
             after = tuple_(
                 bindparam("after_at", type_=DateTime(timezone=True)),
