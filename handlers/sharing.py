@@ -190,7 +190,7 @@ def resolve_share(cmd: ResolveShare, deps: Deps) -> ShareResolved:
         if viewed is None:
             # Revoked, expired or used up by another open meanwhile.
             raise NotFound(SHARE_NOT_FOUND)
-        videos = uow.shares.videos(share.id)
+        videos = viewed.videos
         uow.events.add(
             [
                 ShareViewedData(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Protocol
 from uuid import UUID
@@ -31,21 +31,6 @@ class NewShare:
 
 
 @dataclass(frozen=True, slots=True)
-class StoredShare:
-    """A share as a resolve reads it: never the token, only what decides the answer."""
-
-    id: UUID
-    token_hash: bytes
-    password_hash: str | None
-    expires_at: datetime
-    revoked_at: datetime | None
-    max_views: int | None
-    views: int
-    label: str | None
-    targets: list[str]
-
-
-@dataclass(frozen=True, slots=True)
 class SharedFiles:
     """A shared video still there and not in the trash, with the keys a resolve signs."""
 
@@ -57,6 +42,23 @@ class SharedFiles:
     uploaded_at: datetime
     recorded_at: datetime | None
     files: dict[str, str | None]
+
+
+@dataclass(frozen=True, slots=True)
+class StoredShare:
+    """A share as a resolve reads it: never the token, only what decides the answer.
+    ``videos``: only as ``count_view`` answers it, the videos the view shows."""
+
+    id: UUID
+    token_hash: bytes
+    password_hash: str | None
+    expires_at: datetime
+    revoked_at: datetime | None
+    max_views: int | None
+    views: int
+    label: str | None
+    targets: list[str]
+    videos: list[SharedFiles] = field(default_factory=list)
 
 
 class Shares(Protocol):
@@ -86,11 +88,9 @@ class Shares(Protocol):
 
     def count_view(self, share_id: UUID, now: datetime) -> StoredShare | None:
         """Count one view, in one conditional statement, if the share still opens
-        (not revoked, not expired at ``now``, views under max_views); None otherwise."""
-        ...
-
-    def videos(self, share_id: UUID) -> list[SharedFiles]:
-        """The share's videos still there and not in the trash, in the order shared."""
+        (not revoked, not expired at ``now``, views under max_views); None otherwise.
+        The share answered carries its ``videos`` still there and not in the trash, in
+        the order shared, read by the same statement."""
         ...
 
     def revoke(

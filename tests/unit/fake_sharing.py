@@ -163,9 +163,9 @@ class FakeShares:
         if row is None or not row.opens(now):
             return None
         row = self.rows[share_id] = replace(row, views=row.views + 1, last_viewed_at=now)
-        return row.stored()
+        return replace(row.stored(), videos=self._videos(share_id))
 
-    def videos(self, share_id: UUID) -> list[SharedFiles]:
+    def _videos(self, share_id: UUID) -> list[SharedFiles]:
         shared = []
         for video_id in self.rows[share_id].share.video_ids:
             video = self.table.rows.get(video_id)

@@ -11,8 +11,9 @@ locked that subject. A video's events are written after its row was updated or d
 in the same transaction (the triggers run after the statement; the handlers write after
 ``uow.removal`` changed the row), and the next writer of that video waits on the row
 lock until the first commits, so draws its ids after that commit. A subject with no row
-(a mall's statistics, a bulk run) is locked here with a transaction-level advisory lock
-on its name before its ids are drawn.
+(a mall's statistics, a bulk run, an export) is locked here with a transaction-level
+advisory lock on its name before its ids are drawn; a share's events, like a video's,
+follow the change to its own row.
 """
 
 from __future__ import annotations
@@ -50,10 +51,16 @@ LOCK_SUBJECTS = text(
 )
 
 
+# Subjects whose events are written after their own row was inserted or changed in the
+# same transaction: that row's lock orders them. A share's too (created with its row,
+# viewed after its count went up, revoked after revoked_at was set): a resolve saves the
+# advisory lock's round trip.
+LOCKED_BY_ROW = ("video.", "share.")
+
+
 def locked_by_row(event: EventData) -> bool:
-    """A video's events are written after its row was changed in the same transaction:
-    the row lock orders them. Every other subject is locked by name."""
-    return event.event_type.startswith("video.")
+    """Whether the event's own row orders it; every other subject is locked by name."""
+    return event.event_type.startswith(LOCKED_BY_ROW)
 
 
 class PostgresOutbox:

@@ -8,6 +8,7 @@ the same way, before the password is checked.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID
@@ -172,18 +173,20 @@ class PostgresShares:
         )
 
     def count_view(self, share_id: UUID, now: datetime) -> StoredShare | None:
-        row = self.connection.execute(
+        # One round trip: the counted share, then its live videos by position (a share
+        # whose videos are all gone still answers its one row, with no video).
+        viewed = (
             update(shares)
             .where(shares.c.id == share_id, opens_at(now))
             .values(views=shares.c.views + 1, last_viewed_at=now)
             .returning(*STORED_COLUMNS)
-        ).first()
-        return None if row is None else _stored(row)
-
-    def videos(self, share_id: UUID) -> list[SharedFiles]:
+            .cte("viewed")
+        )
+        shown = share_videos.join(videos, and_(videos.c.id == share_videos.c.video_id, LIVE))
         rows = self.connection.execute(
             select(
-                videos.c.id,
+                *viewed.c,
+                videos.c.id.label("video_id"),
                 videos.c.mall_id,
                 videos.c.pin_id,
                 videos.c.original_filename,
@@ -194,27 +197,32 @@ class PostgresShares:
                 videos.c.proxy_path,
                 videos.c.thumbnail_path,
             )
-            .select_from(share_videos.join(videos, videos.c.id == share_videos.c.video_id))
-            .where(share_videos.c.share_id == share_id, LIVE)
+            .select_from(viewed.outerjoin(shown, share_videos.c.share_id == viewed.c.id))
             .order_by(share_videos.c.position)
+        ).all()
+        if not rows:
+            return None
+        return replace(
+            _stored(rows[0]),
+            videos=[
+                SharedFiles(
+                    id=row.video_id,
+                    mall_id=row.mall_id,
+                    pin_id=row.pin_id,
+                    original_filename=row.original_filename,
+                    duration_seconds=row.duration_seconds,
+                    uploaded_at=_utc(row.uploaded_at),
+                    recorded_at=_utc(row.recorded_at),
+                    files={
+                        "original": row.original_path,
+                        "proxy": row.proxy_path,
+                        "thumbnail": row.thumbnail_path,
+                    },
+                )
+                for row in rows
+                if row.video_id is not None
+            ],
         )
-        return [
-            SharedFiles(
-                id=row.id,
-                mall_id=row.mall_id,
-                pin_id=row.pin_id,
-                original_filename=row.original_filename,
-                duration_seconds=row.duration_seconds,
-                uploaded_at=_utc(row.uploaded_at),
-                recorded_at=_utc(row.recorded_at),
-                files={
-                    "original": row.original_path,
-                    "proxy": row.proxy_path,
-                    "thumbnail": row.thumbnail_path,
-                },
-            )
-            for row in rows
-        ]
 
     def revoke(
         self, scope: Scope, share_id: UUID, at: datetime, by: str | None
