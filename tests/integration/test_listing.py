@@ -314,3 +314,35 @@ def test_the_copies_a_list_by_tags_reads_follow_the_video(deps, dataset, engine)
     assert handlers.list_videos(by_even, deps).videos[0].id == oldest
     in_sibling = handlers.list_videos(by_even.model_copy(update={"pin_id": sibling}), deps)
     assert in_sibling.videos[0].id == oldest
+
+
+def test_a_video_moved_to_another_mall_leaves_the_old_malls_tags(deps, dataset, engine):
+    """A tag is its mall's: once another service moves a video, no list by the old
+    mall's tag shows it, to the old mall's operator or to anyone else."""
+    from dataclasses import replace
+
+    from sqlalchemy import text
+
+    from handlers.access import Scope
+
+    _tag_every(deps, dataset)
+    by_even = ListVideos(tags=["even"], page_size=100)
+    moved = handlers.list_videos(by_even, deps).videos[0]
+    before = handlers.list_videos(by_even, deps).total
+    # Two pins a mall, in the malls' order.
+    elsewhere = next(m for m in dataset.malls if m != moved.mall_id)
+    pin = dataset.pins[2 * dataset.malls.index(elsewhere)]
+    with engine.begin() as conn:
+        conn.execute(
+            text("UPDATE videos SET mall_id = :mall, pin_id = :pin WHERE id = :id"),
+            {"id": moved.id, "mall": elsewhere, "pin": pin},
+        )
+        left = conn.execute(
+            text("SELECT count(*) FROM video_tags WHERE video_id = :id"), {"id": moved.id}
+        ).scalar_one()
+
+    everyone = handlers.list_videos(by_even, deps)
+    operator = replace(deps, scope=Scope(role="operator", malls=frozenset({moved.mall_id})))
+    assert left == 0
+    assert moved.id not in [v.id for v in everyone.videos] and everyone.total == before - 1
+    assert moved.id not in [v.id for v in handlers.list_videos(by_even, operator).videos]

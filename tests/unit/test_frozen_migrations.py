@@ -29,7 +29,7 @@ FROZEN = (
     "0020_audit_retention.py",
     "0021_analytics.py",
     "0022_analytics_rollups.py",
-    "0023_video_tags_by_video.py",
+    "0023_video_tags_stay_in_their_mall.py",
 )
 IMPORTABLE = {"alembic", "sqlalchemy"}
 

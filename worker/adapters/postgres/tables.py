@@ -435,15 +435,6 @@ class VideoTag(Base):
             )
             for name, where in (("live", "NOT trashed"), ("trashed", "trashed"))
         ),
-        # A tag's live videos by id: totals of lists by two or more tags merge-join
-        # them (migration 0023).
-        Index(
-            "ix_video_tags_live_tag_video",
-            "tag_id",
-            "video_id",
-            postgresql_include=["mall_id", "pin_id"],
-            postgresql_where=text("NOT trashed"),
-        ),
     )
 
 

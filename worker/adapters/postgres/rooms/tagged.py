@@ -81,7 +81,7 @@ class Plan:
         self.pairs = Where()
         pair = self.pair
         self.pairs.add(pair.c.trashed if query.trashed else ~pair.c.trashed)
-        # A pair's mall is its tag's (``_hits``): malls are chosen among the tags.
+        # A pair's mall is its tag's (migration 0023): malls are chosen among the tags.
         if scope.role == "operator":
             self.malls.extend(scoped(scope, self.first))
         else:
@@ -134,12 +134,12 @@ class Plan:
         """A mall's videos carrying every name: its first tag's pairs, joined by video to
         the pairs of its other tags (and to the video itself when a filter needs it).
 
-        Joined, for a total: both sides read in video id order and merged (migration
-        0023). ``probe``, for a page: each pair, newest first, asks each other tag about
-        its video until the page is full. As a join the planner would hash both tags'
-        pairs whole and sort them (inside the lateral it cannot know a tag's size and
-        takes it for a few dozen pairs: 29 ms for two tags on 100,000 videos where the
-        probes take 2); ``OFFSET 0`` keeps the EXISTS a per-row probe, never a join."""
+        Joined, for a total: each mall's pairs of the two tags hashed together. ``probe``,
+        for a page: each pair, newest first, asks each other tag about its video until
+        the page is full. As a join the planner may hash both tags' pairs whole and sort
+        them (inside the lateral it cannot know a tag's size: 29 ms for two tags on
+        100,000 videos at 10,000,000 rows, where the probes take 2); ``OFFSET 0`` keeps
+        the EXISTS a per-row probe, never a join."""
         pair = self.pair
         joined: FromClause = pair
         probes: list[ColumnElement[bool]] = []
@@ -165,8 +165,9 @@ class Plan:
             select(*columns)
             .select_from(joined)
             .where(
+                # A pair's mall is its tag's (migration 0023 keeps it so): no check of it,
+                # which the planner would take for a filter of one pair in twenty.
                 pair.c.tag_id == self.first.c.id,
-                pair.c.mall_id == self.first.c.mall_id,
                 *self.pairs.conditions(),
                 *video_conditions,
                 *probes,
