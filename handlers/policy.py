@@ -67,7 +67,7 @@ class Policy:
     export_progress_seconds: float = 5.0
     # Parts of an export's ZIP uploading at once while the next one fills: each holds
     # one part (8 MiB up to 100 GiB) in memory.
-    export_parts_in_flight: int = 1
+    export_parts_in_flight: int = 3
     # A multipart upload under exports/ this old that no live export holds is aborted.
     export_upload_grace_seconds: int = 900
 
