@@ -207,9 +207,12 @@ class VideoClient:
         self.app = app
         self.timeout = timeout
 
-    def send(self, task: str, *, token: str | None = None, **kwargs: Any) -> AsyncResult:
-        """Send without waiting (fire-and-forget deletes from a pipeline, for instance)."""
-        auth = token or self.token
+    def send(self, task: str, *, auth_token: str | None = None, **kwargs: Any) -> AsyncResult:
+        """Send without waiting (fire-and-forget deletes from a pipeline, for instance).
+
+        ``auth_token``: this call's JWT, else the client's. Every other keyword is the
+        task's own, ``token`` included (``videos.share_resolve`` takes a share's)."""
+        auth = auth_token or self.token
         if auth is not None and "auth" not in kwargs:
             kwargs["auth"] = auth
         queue = QUEUE_OF.get(task, REQUESTS_QUEUE)
@@ -220,18 +223,28 @@ class VideoClient:
         task: str,
         *,
         timeout: float | None = None,
-        token: str | None = None,
+        auth_token: str | None = None,
         **kwargs: Any,
     ) -> dict[str, Any]:
-        """Send, wait and return the raw envelope."""
-        result = self.send(task, token=token, **kwargs)
+        """Send, wait and return the raw envelope (``auth_token`` as for ``send``)."""
+        result = self.send(task, auth_token=auth_token, **kwargs)
         try:
             return result.get(timeout=timeout or self.timeout, propagate=True)
         finally:
             result.forget()
 
-    def _data(self, model: type[Model], task: str, timeout: float | None, **kwargs: Any) -> Model:
-        return model.model_validate(raise_for_envelope(self.call(task, timeout=timeout, **kwargs)))
+    def _data(
+        self,
+        model: type[Model],
+        task: str,
+        timeout: float | None,
+        *,
+        token: str | None = None,
+        **kwargs: Any,
+    ) -> Model:
+        # The typed methods' ``token`` is the JWT: none of their tasks has one of its own.
+        envelope = self.call(task, timeout=timeout, auth_token=token, **kwargs)
+        return model.model_validate(raise_for_envelope(envelope))
 
     # Each method takes ``token=`` (that call's JWT) besides its own arguments; ``list``,
     # ``retention_sweep`` and ``purge_storage`` pass it on with their other keywords.

@@ -213,16 +213,23 @@ def test_no_table_redis_key_or_log_line_holds_a_token_or_a_password(
             "videos.share", video_ids=[str(shop[2][0]["id"])], password=PASSWORD, timeout=30
         )["data"]
         token = created["token"]
+        answers = []
         for password in ("not the password", PASSWORD, None):
             kwargs = (
                 {"token": token} if password is None else {"token": token, "password": password}
             )
-            client.call("videos.share_resolve", timeout=30, **kwargs)
+            answers.append(client.call("videos.share_resolve", timeout=30, **kwargs))
         client.call("videos.shares", timeout=30)
         client.call("videos.share_revoke", share_id=created["share_id"], timeout=30)
-        client.call("videos.share_resolve", token=token, password=PASSWORD, timeout=30)
+        answers.append(
+            client.call("videos.share_resolve", token=token, password=PASSWORD, timeout=30)
+        )
     finally:
         client.close()
+    # Each resolve ran with the share's token (the client's own ``token`` is not taken
+    # for it): a wrong password, the right one, none, and after the revoke.
+    assert [a["ok"] for a in answers] == [False, True, False, False], answers
+    assert answers[1]["data"]["videos"] and answers[3]["error"]["code"] == "not_found"
     secrets_ = (token, token[4:], PASSWORD)
 
     with engine.connect() as conn:
