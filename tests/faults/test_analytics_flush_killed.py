@@ -87,12 +87,18 @@ def test_a_flush_killed_mid_fold_loses_and_doubles_nothing(faults, workers, call
         flusher.join()
     assert all(first) and all(rest)
 
-    def flushed() -> bool:
+    def flush() -> None:
         caller.send_task("videos.flush_analytics", kwargs={}, queue=MAINTENANCE_QUEUE).get(
             timeout=60
         )
-        return not any(faults.cache.scan_iter("videoworker:analytics:*"))
 
-    poll(flushed, timeout=60, interval=0.5, message="the buffer and every flush key folded")
+    def folded() -> bool:
+        # Each process writes what it counted within 0.2 s: flush until all is in.
+        flush()
+        return streams(faults.engine, video["id"]) >= SIGNS
+
+    poll(folded, timeout=60, interval=0.5, message=f"{SIGNS} streams folded")
     time.sleep(1)
+    flush()
+    assert not any(faults.cache.scan_iter("videoworker:analytics:*"))
     assert streams(faults.engine, video["id"]) == SIGNS

@@ -29,8 +29,9 @@ from schemas.requests import (
     SignUrl,
     SignUrls,
 )
+from tests.support import poll
 from tests.unit.fakes import T0, Fakes, make_video
-from worker.adapters.analytics_buffer import AfterReply
+from worker.adapters.analytics_buffer import Batched
 
 TODAY = T0.date()
 
@@ -244,19 +245,30 @@ class RecordingBuffer:
         self.added.append(list(tallies))
 
 
-def test_a_workers_counts_wait_for_send_and_each_thread_sends_only_its_own():
-    inner = RecordingBuffer()
-    buffer = AfterReply(inner)  # type: ignore[arg-type]
-    mine = Tally(T0.date(), uuid.uuid4(), uuid.uuid4(), None, "proxy", 1)
-    theirs = Tally(T0.date(), uuid.uuid4(), uuid.uuid4(), None, "thumbnail", 2)
+def test_a_workers_counts_are_added_up_and_written_by_its_thread_then_at_its_stop():
+    video, mall = uuid.uuid4(), uuid.uuid4()
+    proxy = Tally(T0.date(), video, mall, None, "proxy", 1)
+    thumbnail = Tally(T0.date(), video, mall, None, "thumbnail", 2)
 
-    buffer.add([mine])
-    buffer.add([mine])
-    other = threading.Thread(target=lambda: (buffer.add([theirs]), buffer.send()))
+    # Two messages on two threads, held (no write in the hour): one write of their sum.
+    held = RecordingBuffer()
+    buffer = Batched(held, interval=3600)  # type: ignore[arg-type]
+    other = threading.Thread(target=lambda: buffer.add([proxy, thumbnail]))
     other.start()
     other.join()
-    assert inner.added == [[theirs]]  # nothing of this thread's went before its send
-
+    buffer.add([proxy])
+    assert held.added == []
     buffer.send()
-    buffer.send()  # nothing held: nothing written
-    assert inner.added == [[theirs], [mine, mine]]
+    assert sorted(held.added[0], key=lambda t: t.target) == [replace(proxy, count=2), thumbnail]
+    buffer.add([thumbnail])
+    buffer.stop()  # a warm shutdown writes what is held
+    assert held.added[-1] == [thumbnail]
+    buffer.stop()  # nothing held: nothing written
+    assert len(held.added) == 2
+
+    # Left alone, the process's thread writes within its interval.
+    timed = RecordingBuffer()
+    ticking = Batched(timed, interval=0.05)  # type: ignore[arg-type]
+    ticking.add([proxy])
+    assert poll(lambda: timed.added, timeout=10, message="the thread's write") == [[proxy]]
+    ticking.stop()

@@ -12,9 +12,11 @@ the next, whose record in PostgreSQL keeps it from counting twice.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 import uuid
+from collections import Counter
 from collections.abc import Sequence
 from datetime import date
 from uuid import UUID
@@ -111,33 +113,57 @@ class RedisAnalyticsBuffer:
         self.client.delete(self.flush_prefix + flush_id)
 
 
-class AfterReply:
-    """The buffer as a worker process uses it: a message's counts are kept until its
-    answer is out, then written (``send``, from ``task_postrun``, which Celery runs
-    after it stored the result). The round trip to Redis leaves the caller's wait; a
-    process killed between the answer and ``send`` loses that message's counts, as one
-    killed just before counting always did. Counts are kept per thread: under the
-    threads pool each thread runs its own message."""
+class Batched:
+    """The buffer as a worker process uses it: each message's counts added up in memory
+    and written by a thread of the process, one pipeline every ``interval`` seconds,
+    and once more as the process stops (``send``).
 
-    def __init__(self, inner: RedisAnalyticsBuffer) -> None:
+    A signing then costs no Redis round trip at all, and a busy process writes one
+    HINCRBY per (day, video, target) and interval instead of one per message (with
+    one per message, analytics cost 6-8% of a worker's sign_url throughput). The price:
+    a process killed outright (SIGKILL, OOM) loses at most its last ``interval`` of
+    counts; a warm shutdown loses none. Started lazily in the process that counts, so
+    a prefork child runs its own thread, never the parent's."""
+
+    def __init__(self, inner: RedisAnalyticsBuffer, interval: float = 0.2) -> None:
         self.inner = inner
-        self._held = threading.local()
+        self.interval = interval
+        self._lock = threading.Lock()
+        self._held: Counter[tuple[date, UUID, UUID, UUID | None, str]] = Counter()
+        self._pid: int | None = None
+        self._stop = threading.Event()
 
     def add(self, tallies: Sequence[Tally]) -> None:
-        held: list[Tally] | None = getattr(self._held, "tallies", None)
-        if held is None:
-            self._held.tallies = held = []
-        held.extend(tallies)
+        with self._lock:
+            for t in tallies:
+                self._held[(t.day, t.video_id, t.mall_id, t.pin_id, t.target)] += t.count
+            if self._pid != os.getpid():
+                self._pid = os.getpid()
+                self._stop = threading.Event()
+                threading.Thread(target=self._run, name="analytics-counts", daemon=True).start()
 
     def send(self) -> None:
-        """Write what this thread's message counted (never raises: ``add`` of the
-        Redis buffer logs and skips when Redis is away)."""
-        held: list[Tally] | None = getattr(self._held, "tallies", None)
+        """Write what is held now (never raises: the Redis buffer's ``add`` logs and
+        skips when Redis is away)."""
+        with self._lock:
+            held, self._held = self._held, Counter()
         if held:
-            self._held.tallies = []
-            self.inner.add(held)
+            self.inner.add([Tally(*key, count) for key, count in held.items()])
+
+    def stop(self) -> None:
+        """The process is stopping: write what is held, and end the thread."""
+        self._stop.set()
+        self.send()
+
+    def _run(self) -> None:
+        stop = self._stop
+        while not stop.wait(self.interval):
+            self.send()
 
     def take(self) -> list[str]:
+        # A flush in this process first writes what the process holds: a flush killed
+        # mid-fold then takes none of its own process's counts with it.
+        self.send()
         return self.inner.take()
 
     def read(self, flush_id: str) -> list[Tally]:

@@ -17,6 +17,7 @@ from celery.signals import (
     task_postrun,
     task_prerun,
     worker_process_init,
+    worker_process_shutdown,
     worker_ready,
     worker_shutdown,
 )
@@ -24,7 +25,7 @@ from celery.signals import (
 from handlers.deps import Deps
 from schemas.contract import QUEUE_OF
 from worker import logs
-from worker.adapters.analytics_buffer import AfterReply, RedisAnalyticsBuffer
+from worker.adapters.analytics_buffer import Batched, RedisAnalyticsBuffer
 from worker.bootstrap import build_deps, build_relay
 from worker.runtime import auth, consumer
 from worker.runtime.dispatch import celery_dispatch
@@ -65,8 +66,9 @@ def get_deps() -> Deps:
                     settings = settings.for_worker(*_execution)
                 deps = build_deps(settings, enqueue=celery_enqueue, dispatch=celery_dispatch(app))
                 if isinstance(deps.analytics_buffer, RedisAnalyticsBuffer):
-                    # Counted after the answer is out (_send_counts, on task_postrun).
-                    deps = replace(deps, analytics_buffer=AfterReply(deps.analytics_buffer))
+                    # Counts added up in memory, written by a thread of this process
+                    # (and as it stops: _send_counts).
+                    deps = replace(deps, analytics_buffer=Batched(deps.analytics_buffer))
                 _deps = deps
     return _deps
 
@@ -174,12 +176,14 @@ def _authorize_own_messages(**fields: object) -> None:
     auth.attach_credentials(**fields)
 
 
-@task_postrun.connect
+@worker_process_shutdown.connect
+@worker_shutdown.connect
 def _send_counts(**_: object) -> None:
-    # After the result is stored: the caller has its answer before this round trip.
+    # A pool child, or a solo or threads worker, stopping warmly: what it counted and
+    # has not written yet goes now.
     deps = _deps
-    if deps is not None and isinstance(deps.analytics_buffer, AfterReply):
-        deps.analytics_buffer.send()
+    if deps is not None and isinstance(deps.analytics_buffer, Batched):
+        deps.analytics_buffer.stop()
 
 
 @task_postrun.connect
