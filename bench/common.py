@@ -130,6 +130,9 @@ def pick_videos(database_url: str, limit: int = 500) -> list[str]:
 # --- worker processes ------------------------------------------------------------------
 
 PRODUCTION_QUEUES = "videos,videos.maintenance"
+# Conf of a worker that owns a queue of its own, so that two side by side each take every
+# message sent to theirs (a setting about queues only).
+OWN_QUEUE = {"task_create_missing_queues": True}
 
 
 @dataclass

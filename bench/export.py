@@ -171,6 +171,10 @@ def copy_into_one(env: dict[str, str], bucket: str, keys: list[str], prefix: str
     return time.perf_counter() - started
 
 
+# The baselines, each run in a process of its own by its flag.
+COPIES = {"--copy-baseline": copy_baseline, "--copy-into-one": copy_into_one}
+
+
 def _baseline_in_a_process(
     env: dict[str, str], bucket: str, keys: list[str], prefix: str, how: str = "--copy-baseline"
 ) -> float:
@@ -287,9 +291,9 @@ def _drop(s3, bucket: str, prefix: str) -> None:  # noqa: ANN001
 @bench("export")
 def main(argv: Sequence[str] | None = None) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
-    if args_list[:1] in (["--copy-baseline"], ["--copy-into-one"]):
+    copy = COPIES.get(args_list[0]) if args_list else None
+    if copy is not None:
         spec = json.loads(args_list[1])
-        copy = copy_baseline if args_list[0] == "--copy-baseline" else copy_into_one
         print(copy(spec["env"], spec["bucket"], spec["keys"], spec["prefix"]))
         return 0
     p = parser("export", __doc__)

@@ -43,6 +43,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from bench.common import (
+    OWN_QUEUE,
     SpawnPool,
     Stack,
     WorkerProcess,
@@ -64,8 +65,6 @@ MIX = (
     ("videos.stats", 1),
 )
 TARGETS = ("proxy", "original", "thumbnail")
-# Each worker owns a queue, so both get every request (a setting about queues only).
-OWN_QUEUE = {"task_create_missing_queues": True}
 
 
 def malls(database_url: str) -> list[str]:

@@ -71,6 +71,7 @@ from typing import Any
 
 from bench.charts import CHARTS
 from bench.common import (
+    OWN_QUEUE,
     SpawnPool,
     Stack,
     WorkerProcess,
@@ -762,11 +763,10 @@ def tune(stack: Stack, pool: SpawnPool, config: CallerConfig, args: argparse.Nam
 
         recommended = json.loads(args.recommended) if args.recommended else RECOMMENDED
         log(f"pair: videos.sign_url, production vs {recommended}")
-        real = {"task_create_missing_queues": True}  # lets each worker own a queue
-        a = Side(WorkerSpec(queues="videos.a", conf=real), "videos.a", caller())
+        a = Side(WorkerSpec(queues="videos.a", conf=OWN_QUEUE), "videos.a", caller())
         spec_b = WorkerSpec(
             queues="videos.b",
-            conf={**real, **recommended.get("conf", {})},
+            conf={**OWN_QUEUE, **recommended.get("conf", {})},
             **{
                 k: tuple(v) if k in ("extra", "quiet_loggers") else v
                 for k, v in recommended.get("spec", {}).items()
@@ -793,15 +793,14 @@ def analytics_pair(
 ) -> int:
     """``videos.sign_url`` on two real workers side by side, alternating every block:
     analytics off (A) and on (B, as deployed). Target: B's p50 within 3% of A's."""
-    real = {"task_create_missing_queues": True}  # lets each worker own a queue
     callers = [Caller(config), Caller(config)]
     try:
         a = Side(
-            WorkerSpec(queues="videos.a", conf=real, env={"ANALYTICS_ENABLED": "false"}),
+            WorkerSpec(queues="videos.a", conf=OWN_QUEUE, env={"ANALYTICS_ENABLED": "false"}),
             "videos.a",
             callers[0],
         )
-        b = Side(WorkerSpec(queues="videos.b", conf=real), "videos.b", callers[1])
+        b = Side(WorkerSpec(queues="videos.b", conf=OWN_QUEUE), "videos.b", callers[1])
         log("pair: videos.sign_url, analytics off (A) vs on (B)")
         off, on = run_pair(stack, pool, a, b, "videos.sign_url", args)
     finally:

@@ -208,16 +208,18 @@ def _start_event_relay(**_: object) -> None:
         pool, concurrency = _execution
         sized = settings.for_worker(pool, concurrency)
         processes = concurrency if pool in ("prefork", "processes") else 1
+        # Each pool's size again in overflow, and the relay's own connection.
+        most = processes * 2 * sized.pool_size + int(settings.events_relay)
         log.info(
             "database connections: %d per process (%s), up to %d for this node",
             sized.pool_size,
             "DB_POOL_SIZE" if settings.db_pool_size else f"--pool {pool} -c {concurrency}",
-            processes * 2 * sized.pool_size + int(settings.events_relay),
+            most,
             extra={
                 "db_pool_size": sized.pool_size,
                 "pool": pool,
                 "concurrency": concurrency,
-                "node_connections": processes * 2 * sized.pool_size + int(settings.events_relay),
+                "node_connections": most,
             },
         )
     if settings.events_relay and _relay is None:
