@@ -7,8 +7,10 @@
 * the access log parser (``handlers.analytics.served_bytes``) over ``--log-mb`` of
   synthetic S3 server access log lines, in memory (MB/s, target >= 50); the S3 read and
   the owner look-ups (one query per 1,000 distinct keys) come on top;
-* ``videos.sign_url``'s handler in process with the Redis buffer wired and with none,
-  interleaved (p50 within 3%).
+* ``videos.sign_url``'s handler in process, counting as a worker process counts (in
+  memory, written by a thread every 0.2 s) and not counting, interleaved: what counting
+  adds to the handler alone. The target (sign_url p50 within 3% with analytics on,
+  through broker and worker) is ``python -m bench roundtrip --analytics``.
 
 Needs PostgreSQL and Redis (``DATABASE_URL``, ``REDIS_URL`` and S3 settings as the worker
 reads them; S3 is never called: presigning is local). It writes its own rows into the
@@ -18,26 +20,34 @@ Run: ``python -m bench analytics [--videos 1000000] [--active 10000] [--log-mb 1
 
 from __future__ import annotations
 
+import hashlib
+import importlib.util
 import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
+from bench.common import ROOT
 from bench.harness import MS, US, Table, bench, interleaved, log, parser
 
 DAYS = 90
-FILL_BY_MALL = """
-INSERT INTO mall_daily_analytics
-SELECT mall_id, day, sum(stream_urls), sum(thumbnail_urls), sum(share_views), sum(bytes_served)
-FROM video_daily_analytics GROUP BY mall_id, day
-"""
-FILL_BY_PIN = """
-INSERT INTO pin_daily_analytics
-SELECT pin_id, day, min(mall_id::text)::uuid, sum(stream_urls), sum(thumbnail_urls),
-       sum(share_views), sum(bytes_served)
-FROM video_daily_analytics WHERE pin_id IS NOT NULL GROUP BY pin_id, day
-"""
+TABLES = (
+    "video_daily_analytics",
+    "mall_daily_analytics",
+    "pin_daily_analytics",
+    "video_span_analytics",
+)
+
+
+def _migration_sql(filename: str, *names: str) -> list[str]:
+    """Statements of a migration, as it runs them: the rollups and spans are filled the
+    way the migrations fill them from the per-video rows."""
+    path = ROOT / "migrations" / "versions" / filename
+    spec = importlib.util.spec_from_file_location(f"bench_migration_{path.stem}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return [getattr(module, name) for name in names]
 
 
 def _fill(engine, mall: uuid.UUID, videos: int, active: int, today) -> None:  # noqa: ANN001
@@ -46,9 +56,7 @@ def _fill(engine, mall: uuid.UUID, videos: int, active: int, today) -> None:  # 
     first = today - timedelta(days=DAYS - 1)
     with engine.begin() as conn:
         conn.execute(text("SET LOCAL statement_timeout = 0"))
-        conn.execute(
-            text("TRUNCATE video_daily_analytics, mall_daily_analytics, pin_daily_analytics")
-        )
+        conn.execute(text(f"TRUNCATE {', '.join(TABLES)}"))
         # The mall's active videos, every day of the range.
         conn.execute(
             text(
@@ -79,11 +87,24 @@ def _fill(engine, mall: uuid.UUID, videos: int, active: int, today) -> None:  # 
             ),
             {"first": first, "days": DAYS, "others": max(0, videos - active)},
         )
-        # The rollups the fold keeps beside them, as migration 0022 fills them.
-        conn.execute(text(FILL_BY_MALL))
-        conn.execute(text(FILL_BY_PIN))
-        for table in ("video_daily_analytics", "mall_daily_analytics", "pin_daily_analytics"):
-            conn.execute(text(f"ANALYZE {table}"))
+        # The rollups and spans the fold keeps beside them, as migrations fill them:
+        # every span that ended by today.
+        conn.execute(text("UPDATE analytics_span_progress SET through = :t"), {"t": today})
+        for statement in [
+            *_migration_sql("0022_analytics_rollups.py", "FILL_BY_MALL", "FILL_BY_PIN"),
+            *_migration_sql("0024_analytics_spans.py", "FILL"),
+        ]:
+            conn.execute(text(statement))
+    # As autovacuum leaves them: the visibility map set, so that the covering indexes
+    # are read alone.
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        for table in TABLES:
+            conn.execute(text(f"VACUUM ANALYZE {table}"))
+
+
+def _md5_uuid(text: str) -> uuid.UUID:
+    # The ids the fill gives: md5(text)::uuid.
+    return uuid.UUID(hashlib.md5(text.encode()).hexdigest())  # noqa: S324 - an id, not a secret
 
 
 def _log_body(megabytes: int) -> bytes:
@@ -120,8 +141,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     from sqlalchemy import text
 
     from handlers.analytics import analytics, served_bytes
+    from handlers.ports import Tally
     from handlers.urls import sign_url
     from schemas.requests import GetAnalytics, SignUrl
+    from worker.adapters.analytics_buffer import Batched
     from worker.adapters.postgres.uow import make_engine
     from worker.bootstrap import build_deps
     from worker.settings import get_settings
@@ -144,14 +167,61 @@ def main(argv: Sequence[str] | None = None) -> int:
         (f"{rows:,} rows of the mall", f"{args.videos:,} videos in all"),
     )
     days = {"from_day": (today - timedelta(days=DAYS - 1)).isoformat(), "to_day": today.isoformat()}
-    for label, top in (("mall, series + totals (top=0)", 0), ("mall, top 10 too", 10)):
-        cmd = GetAnalytics(mall_id=str(mall), top=top, **days)
+    pin = str(_md5_uuid(f"{mall}1"))
+    cases = (
+        ("mall, series + totals (top=0)", {"mall_id": str(mall), "top": 0}),
+        ("mall, top 10 too", {"mall_id": str(mall), "top": 10}),
+        (f"pin ({args.active // 40:,} videos), top 10", {"pin_id": pin, "top": 10}),
+    )
+    for label, selection in cases:
+        cmd = GetAnalytics(**selection, **days)
         times = interleaved(
             {label: lambda cmd=cmd: analytics(cmd, deps)}, args.calls, block=20, warmup=3, unit=MS
         )[label].summary()
         table.add(label, times.p50, times.p95, times.p99)
         ok &= table.verdict(f"{label}: p95 <= 50 ms", times.p95 <= 50, f"{times.p95:.1f} ms")
+
+    # A flush of a count for each of the mall's active videos, today, as beat folds it,
+    # then the top again, before any vacuum: today's figures are read from the rows the
+    # folds just changed.
+    tallies = [
+        Tally(
+            today,
+            _md5_uuid(f"{mall}{v}"),
+            mall,
+            _md5_uuid(f"{mall}{v % 40}"),
+            "proxy",
+            1 + v % 3,
+        )
+        for v in range(1, args.active + 1)
+    ]
+    folds = []
+    for _ in range(3):
+        started = time.perf_counter()
+        with deps.uow() as uow:
+            uow.analytics.fold(f"bench-{uuid.uuid4()}", datetime.now(UTC), tallies)
+            uow.commit()
+        folds.append((time.perf_counter() - started) * 1000)
+    log(f"fold of {len(tallies):,} videos' counts: " + ", ".join(f"{ms:.0f} ms" for ms in folds))
+    cmd = GetAnalytics(mall_id=str(mall), top=10, **days)
+    label = "mall, top 10, after 3 folds"
+    times = interleaved(
+        {label: lambda: analytics(cmd, deps)}, args.calls, block=20, warmup=3, unit=MS
+    )[label].summary()
+    table.add(label, times.p50, times.p95, times.p99)
+    ok &= table.verdict(f"{label}: p95 <= 50 ms", times.p95 <= 50, f"{times.p95:.1f} ms")
     table.print()
+    # What the first flush of a day adds: the spans that ended at midnight, summed; then
+    # a flush after 256 days without one: every span those days ended, in one go.
+    for ahead in (1, 256):
+        started = time.perf_counter()
+        with deps.uow() as uow:
+            written = uow.analytics.close_spans(today + timedelta(days=ahead))
+            uow.commit()
+        log(
+            f"spans summed through {ahead} day(s) ahead: {written:,} rows in "
+            f"{time.perf_counter() - started:.2f} s"
+        )
 
     body = _log_body(args.log_mb)
     started = time.perf_counter()
@@ -184,8 +254,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
     sign = SignUrl(video_id=str(video))
     off = replace(deps, analytics_buffer=None)
+    # As a worker process counts: added up in memory, written by a thread every 0.2 s.
+    counting = Batched(deps.analytics_buffer)
+    on = replace(deps, analytics_buffer=counting)
     got = interleaved(
-        {"buffer on": lambda: sign_url(sign, deps), "buffer off": lambda: sign_url(sign, off)},
+        {"buffer on": lambda: sign_url(sign, on), "buffer off": lambda: sign_url(sign, off)},
         args.signs,
         block=100,
         warmup=50,
@@ -195,8 +268,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     table = Table("videos.sign_url handler, in process", ("case", "p50 us", "p95 us", "cpu us"))
     table.add("buffer on", on_s.p50, on_s.p95, got["buffer on"].cpu_us())
     table.add("buffer off", off_s.p50, off_s.p95, got["buffer off"].cpu_us())
-    cost = on_s.p50 / off_s.p50 - 1
-    ok &= table.verdict("signing p50 within 3%", cost <= 0.03, f"{cost:+.1%}")
+    # The handler alone: what counting adds to a signing's CPU. The issue's target
+    # (p50 within 3% through broker and worker) is ``python -m bench roundtrip --analytics``.
     table.print()
+    added = on_s.p50 - off_s.p50
+    log(f"counting adds {added:.1f} us to the handler's p50 ({added / off_s.p50:+.1%})")
+    counting.send()
     deps.analytics_buffer.client.delete("videoworker:analytics:buffer")
     return 0 if ok else 1

@@ -100,6 +100,8 @@ def flush_analytics(cmd: FlushAnalytics, deps: Deps) -> AnalyticsFlushResult:
         buffer.drop(flush_id)
     with deps.uow() as uow:
         uow.analytics.prune_flushes(now - FLUSH_RECORD_TTL)
+        # Once a day: the spans that ended yesterday are summed for top videos.
+        uow.analytics.close_spans(now.astimezone(UTC).date())
         uow.commit()
     if folded or skipped:
         deps.log.info(

@@ -115,6 +115,12 @@ class Analytics(Protocol):
 
     def prune_flushes(self, before: datetime) -> int: ...
 
+    def close_spans(self, today: date) -> int:
+        """Sum the figures of what has ended before ``today``, so that ranges over it are
+        read from a few rows (the answers of ``top`` are the same before and after);
+        once a day does it, later calls the same day do nothing. Rows written."""
+        ...
+
     def owners(self, keys: Sequence[str]) -> dict[str, KeyOwner]:
         """The video naming each key as its original, proxy or thumbnail; one query."""
         ...

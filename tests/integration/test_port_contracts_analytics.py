@@ -7,10 +7,12 @@ and on the real adapter (``[real]``).
 
 from __future__ import annotations
 
+import random
 import uuid
 from datetime import date, timedelta
 
 import pytest
+from sqlalchemy import text
 
 from handlers.access import UNRESTRICTED, Scope
 from handlers.ports import (
@@ -208,3 +210,118 @@ def test_the_series_of_a_mall_a_pin_and_a_video_add_up_alike(world):
     assert series(Scope.tenant([pin_b])) == {DAY: (0, 6, 0, 0), earlier: (0, 0, 3, 0)}
     assert series(Scope.tenant([pin_b]), mall_id=mall, pin_id=pin_a) == {}
     assert series(UNRESTRICTED, video_id=a.id) == {DAY: (3, 0, 0, 9)}
+
+
+def _random_figures(rng, videos, first, days, figures):
+    """Tallies of two random videos a day, and what each adds to ``figures``
+    ((video, day) -> stream URLs; a thumbnail-only day is there with 0)."""
+    tallies = []
+    for n in range(days):
+        day = first + timedelta(days=n)
+        for v in rng.sample(videos, 2):
+            target = rng.choice(["proxy", "proxy", "original", "thumbnail"])
+            count = rng.randint(1, 4)
+            tallies.append(Tally(day, v.id, v.mall_id, v.pin_id, target, count))
+            streams = 0 if target == "thumbnail" else count
+            figures[(v.id, day)] = figures.get((v.id, day), 0) + streams
+    return tallies
+
+
+def _check_ranges(world, rng, mall_id, first, days, figures, ranges=30):
+    for _ in range(ranges):
+        length = rng.choice([1, 2, 3, 7, 30, 90, 91, 128, 200, 256, 366])
+        length = min(length, days)
+        start = first + timedelta(days=rng.randint(0, days - length))
+        end = start + timedelta(days=length - 1)
+        sums: dict = {}
+        for (video_id, day), count in figures.items():
+            if start <= day <= end:
+                sums[video_id] = sums.get(video_id, 0) + count
+        expected = sorted(sums.items(), key=lambda item: (-item[1], str(item[0])))
+        selection = AnalyticsSelection(mall_id, None, None, start, end)
+        top = world.read(lambda uow, s=selection: uow.analytics.top(UNRESTRICTED, s, 10))
+        assert [(t.video_id, t.stream_urls) for t in top] == expected, (start, end)
+
+
+def test_top_over_any_range_sums_exactly_the_days_in_it(world):
+    """Ranges of every length and alignment (the room reads spans of 2 to 256 days and
+    single days, the fake every day): each answer is the sum of the range's days, in
+    the contract's order, and a video with only thumbnails in the range is in it with
+    zeros."""
+    rng = random.Random(24)
+    mall = world.mall()
+    videos = [world.video(mall) for _ in range(5)]
+    first, figures = DAY - timedelta(days=420), {}
+    tallies = _random_figures(rng, videos, first, 421, figures)
+    fold(world, "f1", tallies[: len(tallies) // 2])
+    fold(world, "f2", tallies[len(tallies) // 2 :])
+
+    _check_ranges(world, rng, mall, first, 421, figures)
+
+
+def _summed_through(world, day: date) -> date | None:
+    """Move the day the real room has summed spans through (the fake sums every answer
+    from its days); what it was."""
+    engine = getattr(world, "engine", None)
+    if engine is None:
+        return None
+    with engine.begin() as conn:
+        was = conn.execute(text("SELECT through FROM analytics_span_progress")).scalar_one()
+        conn.execute(text("UPDATE analytics_span_progress SET through = :d"), {"d": day})
+    return was
+
+
+def test_top_is_the_same_before_and_after_spans_are_summed_and_with_figures_come_late(world):
+    """Days not summed yet are read day by day; summing the spans that ended changes
+    no answer; figures that arrive late for summed days (an access log) are in them."""
+    rng = random.Random(7)
+    through = date(2031, 1, 1)
+    was = _summed_through(world, through)
+    try:
+        mall = world.mall()
+        videos = [world.video(mall) for _ in range(4)]
+        first, figures = through - timedelta(days=40), {}
+        fold(world, "a", _random_figures(rng, videos, first, 161, figures))
+        _check_ranges(world, rng, mall, first, 161, figures)
+
+        world.write(lambda uow: uow.analytics.close_spans(through + timedelta(days=60)))
+        _check_ranges(world, rng, mall, first, 161, figures)
+
+        fold(world, "b", _random_figures(rng, videos, first, 161, figures))
+        _check_ranges(world, rng, mall, first, 161, figures)
+
+        world.write(lambda uow: uow.analytics.close_spans(through + timedelta(days=161)))
+        _check_ranges(world, rng, mall, first, 161, figures)
+        again = world.write(lambda uow: uow.analytics.close_spans(through + timedelta(days=161)))
+        assert again == 0
+    finally:
+        if was is not None:
+            _summed_through(world, was)
+
+
+def test_a_video_that_moves_mall_keeps_its_earlier_days_in_the_mall_it_left(world):
+    before, after = world.mall(), world.mall()
+    v = world.video(before)
+    moved_pin = world.video(after).pin_id
+    old = [
+        Tally(DAY - timedelta(days=n), v.id, before, v.pin_id, "proxy", 1) for n in range(10, 20)
+    ]
+    new = [Tally(DAY - timedelta(days=n), v.id, after, moved_pin, "proxy", 2) for n in range(10)]
+    fold(world, "f1", old)
+    fold(world, "f2", new)
+    month = AnalyticsSelection(None, None, None, DAY - timedelta(days=29), DAY)
+
+    def top(scope):
+        return [
+            (t.video_id, t.stream_urls)
+            for t in world.read(lambda uow: uow.analytics.top(scope, month, 10))
+        ]
+
+    assert top(Scope.operator([before])) == [(v.id, 10)]
+    assert top(Scope.operator([after])) == [(v.id, 20)]
+    assert top(Scope.tenant([moved_pin])) == [(v.id, 20)]
+    whole = AnalyticsSelection(None, None, v.id, month.from_day, month.to_day)
+    assert [
+        (t.video_id, t.stream_urls)
+        for t in world.read(lambda uow: uow.analytics.top(UNRESTRICTED, whole, 10))
+    ] == [(v.id, 30)]

@@ -41,7 +41,7 @@ from sqlalchemy import (
     func,
     text,
 )
-from sqlalchemy.dialects.postgresql import ARRAY, JSONB
+from sqlalchemy.dialects.postgresql import ARRAY, DATERANGE, JSONB, Range
 from sqlalchemy.orm import DeclarativeBase, Mapped, declared_attr, mapped_column
 
 PROCESSING_STATUSES = ("pending", "processing", "completed", "failed")
@@ -615,6 +615,44 @@ class VideoDailyAnalytics(Base):
         Index("ix_video_daily_analytics_mall_id_day", "mall_id", "day"),
         Index("ix_video_daily_analytics_pin_id_day", "pin_id", "day"),
     )
+
+
+class VideoSpanAnalytics(Base):
+    """A video's stream URLs and bytes over an aligned span of ``2**level`` days (2 to
+    256) that has ended, under the mall and pin of the daily rows it sums (migration
+    0024): a range's top videos sum a few spans per video, not a row per day.
+    ``pin_id`` is the nil UUID for a video with no pin."""
+
+    __tablename__ = "video_span_analytics"
+
+    mall_id: Mapped[uuid.UUID] = mapped_column(Uuid)
+    span: Mapped[Range[date]] = mapped_column(DATERANGE)
+    video_id: Mapped[uuid.UUID] = mapped_column(Uuid)
+    pin_id: Mapped[uuid.UUID] = mapped_column(Uuid)
+    stream_urls: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
+    bytes_served: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
+
+    __table_args__ = (
+        PrimaryKeyConstraint(
+            "mall_id",
+            "span",
+            "video_id",
+            "pin_id",
+            postgresql_include=["stream_urls", "bytes_served"],
+        ),
+        Index("ix_video_span_analytics_pin_id_span", "pin_id", "span"),
+    )
+
+
+class AnalyticsSpanProgress(Base):
+    """The day every span ending on or before it has been summed (one row)."""
+
+    __tablename__ = "analytics_span_progress"
+
+    one: Mapped[bool] = mapped_column(Boolean, primary_key=True, server_default=text("true"))
+    through: Mapped[date] = mapped_column(Date)
+
+    __table_args__ = (CheckConstraint("one", name="one"),)
 
 
 class AnalyticsFlush(Base):
