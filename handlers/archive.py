@@ -10,8 +10,10 @@ What comparable tools got wrong, and what this does instead:
   is written: the part size is chosen from it, and no estimate can run past 10,000 parts.
 - Archives were built in memory or on disk (out of memory on tens of thousands of
   files, gateway timeouts while the whole ZIP was assembled). Here bytes go from each
-  GetObject stream through the ZIP writer into a buffer of one part, uploaded while the
-  next fills: at most two parts and a read chunk are held, whatever the export's size.
+  GetObject stream (read a few chunks ahead by a thread of its own) through the ZIP
+  writer into the chunks of one part, uploaded while the next fills: at most the parts
+  in flight, the one filling and the read-ahead chunks are held, whatever the export's
+  size.
 - Entries are stored, not deflated: videos and JPEGs are compressed already, and a CRC
   computed while streaming is all a stored entry needs.
 """
@@ -21,6 +23,8 @@ from __future__ import annotations
 import csv
 import io
 import math
+import queue
+import threading
 import unicodedata
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
@@ -31,7 +35,7 @@ from pathlib import PurePosixPath
 
 import zipstream
 
-from handlers.ports import ArchiveStore
+from handlers.ports import ArchiveStore, UploadedPart
 from schemas.responses import VideoDetailResponse
 
 MIB = 1024 * 1024
@@ -41,6 +45,8 @@ DEFAULT_PART_SIZE = 8 * MIB
 MAX_PARTS = 10_000
 # How much of an object one read asks for.
 READ_CHUNK = MIB
+# Read chunks held ahead of the writer by the reading thread.
+READ_AHEAD_CHUNKS = 4
 MANIFEST_NAME = "manifest.csv"
 MANIFEST_COLUMNS = (
     "video_id",
@@ -214,39 +220,56 @@ class PartWriter:
         self.upload_id = upload_id
         self.part_size = part_size
         self.after_part = after_part
-        self.buffer = bytearray()
-        self.etags: list[str] = []
+        # The chunks of the part being filled, kept as given: a part is joined once.
+        self._chunks: deque[bytes | memoryview] = deque()
+        self._held = 0
+        self.parts: list[UploadedPart] = []
         self.uploaded = 0
         self.sent = 0
         self.in_flight = max(1, in_flight)
         self._pool = ThreadPoolExecutor(
             max_workers=self.in_flight, thread_name_prefix="export-part"
         )
-        self._pending: deque[tuple[Future[str], int]] = deque()
+        self._pending: deque[tuple[Future[UploadedPart], int]] = deque()
 
     def write(self, chunk: bytes) -> None:
-        self.buffer += chunk
-        while len(self.buffer) >= self.part_size:
-            part = bytes(memoryview(self.buffer)[: self.part_size])
-            del self.buffer[: self.part_size]
-            self._send(part)
+        self._chunks.append(chunk)
+        self._held += len(chunk)
+        while self._held >= self.part_size:
+            self._send(self._take(self.part_size))
 
-    def close(self) -> list[str]:
-        """Send what is left (the last part may be short) and wait: every ETag, in order."""
-        if self.buffer or self.sent == 0:
-            part, self.buffer = bytes(self.buffer), bytearray()
-            self._send(part)
+    def _take(self, size: int) -> bytes:
+        pieces: list[bytes | memoryview] = []
+        need = size
+        while need:
+            chunk = self._chunks[0]
+            if len(chunk) <= need:
+                pieces.append(self._chunks.popleft())
+                need -= len(chunk)
+            else:
+                view = memoryview(chunk)
+                pieces.append(view[:need])
+                self._chunks[0] = view[need:]
+                need = 0
+        self._held -= size
+        return b"".join(pieces)
+
+    def close(self) -> list[UploadedPart]:
+        """Send what is left (the last part may be short) and wait: every part, in order."""
+        if self._held or self.sent == 0:
+            self._send(self._take(self._held))
         while self._pending:
             self._wait_oldest()
         self._pool.shutdown(wait=True)
-        return self.etags
+        return self.parts
 
     def discard(self) -> None:
         """Stop: wait for the parts in flight (their outcome no longer matters)."""
         while self._pending:
             self._pending.popleft()[0].exception()
         self._pool.shutdown(wait=True)
-        self.buffer = bytearray()
+        self._chunks.clear()
+        self._held = 0
 
     def _send(self, part: bytes) -> None:
         while len(self._pending) >= self.in_flight:
@@ -259,6 +282,86 @@ class PartWriter:
 
     def _wait_oldest(self) -> None:
         future, length = self._pending.popleft()
-        self.etags.append(future.result())
+        self.parts.append(future.result())
         self.uploaded += length
-        self.after_part(len(self.etags), self.uploaded)
+        self.after_part(len(self.parts), self.uploaded)
+
+
+class _End:
+    """The end of one object's bytes in a read-ahead queue."""
+
+
+class _Failed:
+    def __init__(self, error: BaseException) -> None:
+        self.error = error
+
+
+class ReadAhead:
+    """The entries' objects read in order by a thread of their own, up to ``chunks``
+    read chunks ahead of the writer: the next object's GET is under way while the
+    writer frames, checksums and uploads the current one, as one thread doing both
+    could not. ``read`` hands them out in the same order, with the same signature as
+    the store's; an error of the reading thread is raised in the writer's.
+
+    At most ``chunks`` chunks are held, however large the export."""
+
+    def __init__(
+        self,
+        read: Callable[[str, int], Iterable[bytes]],
+        objects: Iterable[tuple[str, int]],
+        chunks: int,
+    ) -> None:
+        self._read = read
+        self._objects = list(objects)
+        self._order = deque(key for key, _ in self._objects)
+        self._queue: queue.Queue[bytes | _End | _Failed] = queue.Queue(maxsize=max(1, chunks))
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="export-read", daemon=True)
+        self._thread.start()
+
+    def _put(self, item: bytes | _End | _Failed) -> bool:
+        while not self._stop.is_set():
+            try:
+                self._queue.put(item, timeout=0.2)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _run(self) -> None:
+        try:
+            for key, size in self._objects:
+                stream = iter(self._read(key, size))
+                try:
+                    for chunk in stream:
+                        if not self._put(chunk):
+                            return
+                finally:
+                    close = getattr(stream, "close", None)
+                    if close is not None:
+                        close()  # a generator's ``finally`` closes its GET stream
+                if not self._put(_End()):
+                    return
+        except BaseException as exc:  # handed to the writer's thread, which raises it
+            self._put(_Failed(exc))
+
+    def read(self, key: str, size: int) -> Iterator[bytes]:
+        expected = self._order.popleft() if self._order else None
+        if expected != key:
+            raise RuntimeError(f"objects read out of order: {key!r}, expected {expected!r}")
+        while True:
+            item = self._queue.get()
+            if isinstance(item, _End):
+                return
+            if isinstance(item, _Failed):
+                raise item.error
+            yield item
+
+    def close(self) -> None:
+        """Stop the reading thread (its GET stream is closed as it stops) and wait."""
+        self._stop.set()
+        while self._thread.is_alive():
+            try:
+                self._queue.get_nowait()
+            except queue.Empty:
+                self._thread.join(timeout=0.05)

@@ -28,8 +28,10 @@ from uuid import UUID
 
 from handlers.access import UNRESTRICTED
 from handlers.archive import (
+    READ_AHEAD_CHUNKS,
     Entry,
     PartWriter,
+    ReadAhead,
     build_zip,
     part_size_for,
     plan_entries,
@@ -338,6 +340,7 @@ def _write(deps: Deps, run: _Run) -> tuple[str, str | None]:
     key = f"{PREFIX}{export.id}/{export.name}.zip"
     upload_id: str | None = None
     writer: PartWriter | None = None
+    ahead: ReadAhead | None = None
     try:
         with deps.reads() as uow:
             found = uow.catalogue.get_many(UNRESTRICTED, export.video_ids)
@@ -348,7 +351,7 @@ def _write(deps: Deps, run: _Run) -> tuple[str, str | None]:
         )
 
         def read(object_key: str, size: int):  # noqa: ANN202
-            yield from archive.read(object_key, size)
+            yield from ahead.read(object_key, size)
             run.done += 1
 
         zipped = build_zip(entries, read)
@@ -367,12 +370,17 @@ def _write(deps: Deps, run: _Run) -> tuple[str, str | None]:
             lambda _, sent: _beat(deps, run, sent),
             in_flight=deps.policy.export_parts_in_flight,
         )
+        ahead = ReadAhead(
+            archive.read,
+            [(e.key, e.size) for e in entries if e.key is not None and e.size is not None],
+            READ_AHEAD_CHUNKS,
+        )
         for chunk in zipped:
             writer.write(chunk)
-        etags = writer.close()
+        parts = writer.close()
         writer = None
         run.done += 1  # the manifest
-        archive.complete_upload(key, upload_id, etags)
+        archive.complete_upload(key, upload_id, parts)
         completed_upload, upload_id = upload_id, None
         run.bytes_written = total
         return _complete(deps, run, key, total, completed_upload, entries)
@@ -394,6 +402,9 @@ def _write(deps: Deps, run: _Run) -> tuple[str, str | None]:
             _abort(deps, export.id, key, upload_id)
         _fail(deps, run, error)
         return "failed", error
+    finally:
+        if ahead is not None:
+            ahead.close()
 
 
 def _beat(deps: Deps, run: _Run, uploaded: int) -> None:

@@ -33,7 +33,14 @@ from handlers.ports.deletions import (
     QueuedKey,
 )
 from handlers.ports.events import Outbox
-from handlers.ports.exports import ArchiveStore, Exports, MultipartUpload, NewExport, StoredExport
+from handlers.ports.exports import (
+    ArchiveStore,
+    Exports,
+    MultipartUpload,
+    NewExport,
+    StoredExport,
+    UploadedPart,
+)
 from handlers.ports.figures import Figures
 from handlers.ports.references import References
 from handlers.ports.removal import (
@@ -84,6 +91,7 @@ __all__ = [
     "KeyOwner",
     "LogObject",
     "MultipartUpload",
+    "UploadedPart",
     "NewExport",
     "NewShare",
     "ObjectStore",

@@ -160,6 +160,15 @@ class MultipartUpload:
     initiated: datetime
 
 
+@dataclass(frozen=True, slots=True)
+class UploadedPart:
+    """What completing an upload needs of one of its parts: its ETag, and its CRC32 when
+    the store checks one per part (S3 then refuses a part that arrived altered)."""
+
+    etag: str
+    crc32: str | None = None
+
+
 class ArchiveStore(Protocol):
     """Objects read as streams and written as multipart uploads: what an export needs
     of S3, never a whole object in memory."""
@@ -176,11 +185,11 @@ class ArchiveStore(Protocol):
 
     def start_upload(self, key: str, content_type: str) -> str: ...
 
-    def upload_part(self, key: str, upload_id: str, number: int, data: bytes) -> str:
-        """Upload one part, retried a bounded number of times; its ETag."""
+    def upload_part(self, key: str, upload_id: str, number: int, data: bytes) -> UploadedPart:
+        """Upload one part, retried a bounded number of times."""
         ...
 
-    def complete_upload(self, key: str, upload_id: str, etags: Sequence[str]) -> None: ...
+    def complete_upload(self, key: str, upload_id: str, parts: Sequence[UploadedPart]) -> None: ...
 
     def abort_upload(self, key: str, upload_id: str) -> None:
         """Abort; an upload already gone is not an error."""

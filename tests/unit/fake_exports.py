@@ -3,8 +3,10 @@ by ``tests/integration/test_port_contracts_exports.py``."""
 
 from __future__ import annotations
 
+import base64
 import copy
 import hashlib
+import zlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -12,7 +14,7 @@ from uuid import UUID
 
 from handlers.access import Scope
 from handlers.errors import StorageUnavailable
-from handlers.ports import MultipartUpload, NewExport, StoredExport
+from handlers.ports import MultipartUpload, NewExport, StoredExport, UploadedPart
 
 MIN_PART = 5 * 1024 * 1024
 
@@ -278,7 +280,7 @@ class FakeArchive:
         self.uploads_in_progress[upload_id] = Upload(key, self.now)
         return upload_id
 
-    def upload_part(self, key: str, upload_id: str, number: int, data: bytes) -> str:
+    def upload_part(self, key: str, upload_id: str, number: int, data: bytes) -> UploadedPart:
         self._check()
         if number in self.part_failures:
             self.part_failures.remove(number)
@@ -287,13 +289,17 @@ class FakeArchive:
         upload.parts[number] = bytes(data)
         if self.on_part is not None:
             self.on_part(number)
-        return hashlib.md5(data).hexdigest()  # noqa: S324 - an ETag, as S3 computes it
+        etag = hashlib.md5(data).hexdigest()  # noqa: S324 - an ETag, as S3 computes it
+        return UploadedPart(etag, base64.b64encode(zlib.crc32(data).to_bytes(4, "big")).decode())
 
-    def complete_upload(self, key: str, upload_id: str, etags: Sequence[str]) -> None:
+    def complete_upload(self, key: str, upload_id: str, parts: Sequence[UploadedPart]) -> None:
         self._check()
         upload = self.uploads_in_progress.pop(upload_id)
         numbers = sorted(upload.parts)
-        assert numbers == list(range(1, len(etags) + 1)), numbers
+        assert numbers == list(range(1, len(parts) + 1)), numbers
+        for number, part in zip(numbers, parts, strict=True):
+            body = upload.parts[number]
+            assert part.etag == hashlib.md5(body).hexdigest(), "InvalidPart"  # noqa: S324
         for number in numbers[:-1]:
             assert len(upload.parts[number]) >= MIN_PART, "EntityTooSmall"
         self.objects[key] = b"".join(upload.parts[n] for n in numbers)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import time
 import uuid
 import zipfile
 from dataclasses import replace
@@ -13,7 +14,7 @@ import pytest
 
 from handlers import exports
 from handlers.access import Scope
-from handlers.archive import MAX_PARTS, MIB, Names, part_size_for, safe_component
+from handlers.archive import MAX_PARTS, MIB, Names, ReadAhead, part_size_for, safe_component
 from handlers.errors import InvalidRequest, NotFound
 from schemas.requests import CancelExport, ExportStatus, ExportVideos, RunExport, SweepExports
 from tests.unit.fakes import T0, Fakes, make_video
@@ -368,3 +369,65 @@ def test_a_cancelled_or_running_export_is_never_sent_again_as_queued(fakes):
     swept = exports.sweep_exports(SweepExports(), fakes.deps)
 
     assert swept.requeued == 0 and fakes.enqueue.calls == []
+
+
+def _objects(sizes: dict[str, int], opened: list[str], closed: list[str]):
+    def read(key: str, size: int):
+        opened.append(key)
+        try:
+            for n in range(0, size, 3):
+                yield f"{key}:{n};".encode()
+        finally:
+            closed.append(key)
+
+    return read
+
+
+def test_read_ahead_hands_out_each_objects_bytes_in_order_and_reads_ahead():
+    sizes = {"a": 9, "b": 6, "c": 3}
+    opened, closed = [], []
+    read = _objects(sizes, opened, closed)
+    ahead = ReadAhead(read, list(sizes.items()), chunks=2)
+
+    first = list(ahead.read("a", 9))
+    for _ in range(100):  # the thread is past "a" and waiting on a full queue in "b"
+        if "b" in opened:
+            break
+        time.sleep(0.01)
+
+    assert first == [b"a:0;", b"a:3;", b"a:6;"]
+    assert "b" in opened
+    assert list(ahead.read("b", 6)) == [b"b:0;", b"b:3;"]
+    assert list(ahead.read("c", 3)) == [b"c:0;"]
+    ahead.close()
+    assert closed == ["a", "b", "c"]
+
+
+def test_read_ahead_raises_the_readers_error_in_the_writer_and_refuses_another_order():
+    def failing(key: str, size: int):
+        yield b"x"
+        raise OSError("S3 went away")
+
+    ahead = ReadAhead(failing, [("a", 2)], chunks=4)
+    got = ahead.read("a", 2)
+    assert next(got) == b"x"
+    with pytest.raises(OSError, match="S3 went away"):
+        next(got)
+    ahead.close()
+
+    ahead = ReadAhead(_objects({}, [], []), [("a", 3), ("b", 3)], chunks=4)
+    with pytest.raises(RuntimeError, match="out of order"):
+        list(ahead.read("b", 3))
+    ahead.close()
+
+
+def test_closing_read_ahead_stops_a_reader_blocked_on_a_full_queue_and_closes_its_stream():
+    opened, closed = [], []
+    ahead = ReadAhead(_objects({}, opened, closed), [("big", 3000)], chunks=1)
+    stream = ahead.read("big", 3000)
+    next(stream)
+
+    ahead.close()
+
+    assert closed == ["big"]
+    assert opened == ["big"]

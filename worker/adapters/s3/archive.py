@@ -16,7 +16,7 @@ from collections.abc import Iterator, Sequence
 from botocore.exceptions import BotoCoreError, ClientError
 
 from handlers.errors import StorageUnavailable
-from handlers.ports import MultipartUpload
+from handlers.ports import MultipartUpload, UploadedPart
 from worker.adapters.s3.store import _client, _describe, _error_code
 from worker.settings import Settings
 
@@ -29,6 +29,7 @@ ATTEMPTS = 5
 FIRST_PAUSE_SECONDS = 1.0
 _GONE = frozenset({"NoSuchUpload", "NoSuchKey", "404"})
 COMPLETE_TIMEOUT_SECONDS = 900.0
+CHECKSUM = "CRC32"
 
 
 def _pause(attempt: int) -> None:
@@ -95,12 +96,20 @@ class S3ArchiveStore:
                 _pause(failures)
 
     def start_upload(self, key: str, content_type: str) -> str:
+        # A CRC32 per part, as boto3's own managed uploads ask: S3 checks each part as it
+        # arrives and keeps a checksum of the whole (the parts' CRC32s are computed by
+        # botocore anyway). Without one S3 servers compute a full-object CRC64 as they
+        # assemble the parts, which moto, for one, does over a copy of the whole object.
         response = self._call(
-            "create_multipart_upload", Bucket=self.bucket, Key=key, ContentType=content_type
+            "create_multipart_upload",
+            Bucket=self.bucket,
+            Key=key,
+            ContentType=content_type,
+            ChecksumAlgorithm=CHECKSUM,
         )
         return response["UploadId"]
 
-    def upload_part(self, key: str, upload_id: str, number: int, data: bytes) -> str:
+    def upload_part(self, key: str, upload_id: str, number: int, data: bytes) -> UploadedPart:
         response = self._call(
             "upload_part",
             Bucket=self.bucket,
@@ -108,19 +117,24 @@ class S3ArchiveStore:
             UploadId=upload_id,
             PartNumber=number,
             Body=data,
+            ChecksumAlgorithm=CHECKSUM,
         )
-        return response["ETag"]
+        return UploadedPart(response["ETag"], response.get("ChecksumCRC32"))
 
-    def complete_upload(self, key: str, upload_id: str, etags: Sequence[str]) -> None:
+    def complete_upload(self, key: str, upload_id: str, parts: Sequence[UploadedPart]) -> None:
+        listed = []
+        for number, part in enumerate(parts, 1):
+            entry = {"ETag": part.etag, "PartNumber": number}
+            if part.crc32 is not None:
+                entry["ChecksumCRC32"] = part.crc32
+            listed.append(entry)
         self._call(
             "complete_multipart_upload",
             client=self.completer,
             Bucket=self.bucket,
             Key=key,
             UploadId=upload_id,
-            MultipartUpload={
-                "Parts": [{"ETag": etag, "PartNumber": n} for n, etag in enumerate(etags, 1)]
-            },
+            MultipartUpload={"Parts": listed},
         )
 
     def abort_upload(self, key: str, upload_id: str) -> None:
