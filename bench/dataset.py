@@ -550,8 +550,15 @@ def _running_postgres(pid: int) -> bool:
 class Server:
     """A PostgreSQL server to create bench databases on: ours (embedded) or the given one."""
 
-    def __init__(self, database_url: str | None, home: Path | None, keep: bool) -> None:
+    def __init__(
+        self,
+        database_url: str | None,
+        home: Path | None,
+        keep: bool,
+        settings: dict[str, str] | None = None,
+    ) -> None:
         self.given = database_url
+        self.settings = settings or {}
         self.keep = keep
         self.home = home
         self.embedded = None
@@ -576,7 +583,9 @@ class Server:
             if self.home is None:
                 self.home = Path(tempfile.mkdtemp(prefix="videoworker-bench-"))
                 self.temporary = True
-            self.embedded = EmbeddedPostgres(self.home / "postgres", free_port(), durable=False)
+            self.embedded = EmbeddedPostgres(
+                self.home / "postgres", free_port(), durable=False, settings=self.settings
+            )
             self.embedded.start()
             pid_file = self.embedded.data_dir / "postmaster.pid"
             self.postmaster = int(pid_file.read_text().split()[0])

@@ -532,6 +532,20 @@ def dataset_arguments(options: argparse.ArgumentParser) -> None:
     options.add_argument("--keep", action="store_true", help="keep (and reuse) the data")
     options.add_argument("--database-url", help="use this server instead of an embedded one")
     options.add_argument("--home", type=Path, default=HOME, help="embedded server home")
+    options.add_argument(
+        "--pg-setting",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a setting of the embedded server (e.g. shared_buffers=6GB), as production sets it",
+    )
+
+
+def pg_settings(args: argparse.Namespace) -> dict[str, str]:
+    pairs = [item.split("=", 1) for item in args.pg_setting]
+    if any(len(pair) != 2 for pair in pairs):
+        raise SystemExit("--pg-setting takes NAME=VALUE")
+    return dict(pairs)
 
 
 @bench("search")
@@ -561,7 +575,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "of work's connection (default: the handler's own)",
     )
     args = options.parse_args(argv)
-    with Server(args.database_url, args.home, args.keep) as server:
+    with Server(args.database_url, args.home, args.keep, pg_settings(args)) as server:
         try:
             started = time.perf_counter()
             print(prepare(server, args), flush=True)

@@ -40,7 +40,7 @@ from sqlalchemy import Connection, text
 from bench.common import Catalogue
 from bench.dataset import Server
 from bench.harness import Method, Table, bench, interleaved, log, parser
-from bench.search import DATABASE, dataset_arguments, prepare
+from bench.search import DATABASE, dataset_arguments, pg_settings, prepare
 from handlers.access import UNRESTRICTED, Scope
 from schemas.requests import ListVideos
 
@@ -284,7 +284,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     import handlers
     from schemas import RefreshStats
 
-    with Server(args.database_url, args.home, args.keep) as server:
+    with Server(args.database_url, args.home, args.keep, pg_settings(args)) as server:
         try:
             print(prepare(server, args), flush=True)
             catalogue = Catalogue(server.url(DATABASE))

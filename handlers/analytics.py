@@ -100,14 +100,22 @@ def flush_analytics(cmd: FlushAnalytics, deps: Deps) -> AnalyticsFlushResult:
         buffer.drop(flush_id)
     with deps.uow() as uow:
         uow.analytics.prune_flushes(now - FLUSH_RECORD_TTL)
-        # Once a day: the spans that ended yesterday are summed for top videos.
-        uow.analytics.close_spans(now.astimezone(UTC).date())
         uow.commit()
+    close_spans(deps)
     if folded or skipped:
         deps.log.info(
             "analytics.flushed", extra={"folded": folded, "skipped": skipped, "counts": counts}
         )
     return AnalyticsFlushResult(folded=folded, skipped=skipped, counts=counts)
+
+
+def close_spans(deps: Deps) -> None:
+    """Once a day, the first flush or log ingest after midnight UTC sums the spans of days
+    that ended, which a range's top videos read instead of a row per video and day
+    (either task may be the only one running: counting off, or no access logs)."""
+    with deps.uow() as uow:
+        uow.analytics.close_spans(utc_day(deps))
+        uow.commit()
 
 
 # The access logs.
@@ -225,6 +233,7 @@ def ingest_access_logs(cmd: IngestAccessLogs, deps: Deps) -> AccessLogIngestResu
                 "analytics.access_log_garbage",
                 extra={"key": obj.key, "garbage_lines": parser.garbage},
             )
+    close_spans(deps)
     return AccessLogIngestResult(
         objects=totals["objects"],
         lines=totals["lines"],

@@ -92,6 +92,8 @@ class FakeAnalytics:
         self.rows: dict[tuple[UUID, date], dict[str, Any]] = {}
         self.flushes: dict[str, datetime] = {}
         self.logs: dict[tuple[str, str], IngestedLog] = {}
+        # The days close_spans was asked for, in order.
+        self.spans_closed: list[date] = []
 
     def snapshot(self) -> Any:
         return copy.deepcopy((self.rows, self.flushes, self.logs))
@@ -117,6 +119,7 @@ class FakeAnalytics:
 
     def close_spans(self, today: date) -> int:
         # Every answer is summed from the daily rows here: nothing to keep ahead.
+        self.spans_closed.append(today)
         return 0
 
     def prune_flushes(self, before: datetime) -> int:

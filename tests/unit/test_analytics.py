@@ -8,7 +8,7 @@ from __future__ import annotations
 import threading
 import uuid
 from dataclasses import replace
-from datetime import date, timedelta
+from datetime import UTC, date, timedelta
 
 import pytest
 from pydantic import ValidationError
@@ -210,6 +210,20 @@ def test_access_logs_count_served_gets_once_per_object():
     assert second.objects == 0
     got = ask(fakes, from_day="2025-10-30", to_day="2025-10-31")
     assert [d.bytes_served for d in got.days] == [0, 1500]  # 01:00+02:00 is Oct 31 UTC
+
+
+def test_a_flush_and_a_log_ingest_each_sum_the_spans_ended_by_todays_utc_date():
+    fakes = Fakes()
+    fakes.access_logs.put("logs/a", b"garbage line\n")
+    spans = fakes.uow.analytics.spans_closed
+
+    flush(fakes)
+    ingest_access_logs(IngestAccessLogs(), fakes.deps)
+    off = replace(fakes.deps, analytics_buffer=None, access_logs=None)
+    flush_analytics(FlushAnalytics(), off)
+    ingest_access_logs(IngestAccessLogs(), off)
+
+    assert spans == [T0.astimezone(UTC).date()] * 2
 
 
 def test_the_parser_takes_timezones_and_rejects_shapes():

@@ -84,6 +84,8 @@ class EmbeddedPostgres:
     port: int
     # fsync off makes tests fast; `videoworker run` keeps the default for durability.
     durable: bool = True
+    # Server settings on top of ours (``shared_buffers``…), as ``-c name=value``.
+    settings: dict[str, str] = field(default_factory=dict)
     _user: str | None = field(default=None, init=False)
 
     @property
@@ -146,6 +148,8 @@ class EmbeddedPostgres:
         )
         if not self.durable:
             options += " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+        for name, value in self.settings.items():
+            options += f" -c {name}={value}"
         done = self._run(
             self._bin("pg_ctl"),
             "-D",

@@ -26,8 +26,19 @@ class S3AccessLogStore:
                 yield LogObject(item["Key"], item["ETag"].strip('"'), item["Size"])
 
     def lines(self, key: str) -> Iterator[bytes]:
+        # botocore's ``iter_lines`` splits each line a second time to drop or keep its
+        # end; lines are cut here once per chunk, ends kept.
         body = self.client.get_object(Bucket=self.bucket, Key=key)["Body"]
         try:
-            yield from body.iter_lines(chunk_size=1 << 20, keepends=True)
+            pending = b""
+            for chunk in body.iter_chunks(1 << 20):
+                lines = (pending + chunk).splitlines(keepends=True)
+                pending = lines.pop() if lines else b""
+                if pending.endswith(b"\n"):
+                    lines.append(pending)
+                    pending = b""
+                yield from lines
+            if pending:
+                yield pending
         finally:
             body.close()
