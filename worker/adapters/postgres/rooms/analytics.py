@@ -353,9 +353,9 @@ class PostgresAnalytics:
         if selection.video_id is not None:
             parts = [self._days(scope, selection, None)]
         else:
-            # Ended spans (about eight a video for 90 days), each from the covering index
-            # of the scope's column; single days and the days not yet summed from the
-            # per-video rows.
+            # Ended spans (about eight a video for 90 days; a mall's read from the primary
+            # key alone), and single days and the days not yet summed from the per-video
+            # rows.
             through = _through(self.connection)
             last_summed = min(selection.to_day, through - timedelta(days=1))
             spans: list[Range[date]] = []
