@@ -42,6 +42,7 @@ TABLES = (
     "access_log_objects",
     "mall_daily_analytics",
     "pin_daily_analytics",
+    "video_span_analytics",
 )
 
 
