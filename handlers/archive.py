@@ -176,15 +176,19 @@ def manifest(entries: Iterable[Entry]) -> bytes:
     return out.getvalue().encode("utf-8")
 
 
+def present(entries: Iterable[Entry]) -> list[Entry]:
+    """The entries whose object is there to read, in the ZIP's order."""
+    return [entry for entry in entries if entry.key is not None and entry.size is not None]
+
+
 def build_zip(
     entries: list[Entry], read: Callable[[str, int], Iterable[bytes]]
 ) -> zipstream.ZipStream:
     """The archive, not yet written: each present entry reads its object only when the
     writer reaches it; ``len()`` of the result is its exact size."""
     archive = zipstream.ZipStream(compress_type=zipstream.ZIP_STORED, sized=True)
-    for entry in entries:
-        if entry.size is not None and entry.key is not None:
-            archive.add(_lazy(read, entry.key, entry.size), entry.name, size=entry.size)
+    for entry in present(entries):
+        archive.add(_lazy(read, entry.key, entry.size), entry.name, size=entry.size)
     archive.add(manifest(entries), MANIFEST_NAME)
     return archive
 

@@ -35,6 +35,7 @@ from handlers.archive import (
     build_zip,
     part_size_for,
     plan_entries,
+    present,
     safe_component,
 )
 from handlers.deps import Deps
@@ -372,7 +373,7 @@ def _write(deps: Deps, run: _Run) -> tuple[str, str | None]:
         )
         ahead = ReadAhead(
             archive.read,
-            [(e.key, e.size) for e in entries if e.key is not None and e.size is not None],
+            [(entry.key, entry.size) for entry in present(entries)],
             READ_AHEAD_CHUNKS,
         )
         for chunk in zipped:
