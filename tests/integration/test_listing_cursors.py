@@ -309,3 +309,90 @@ def test_a_search_past_its_cap_finds_its_newest_page_walked_or_sorted(
     assert (first.total, first.total_relation) == (4, "gte")
     assert [str(v.id) for v in second.videos] == ids[2:5]
     assert [str(v.id) for v in third.videos] == ids[2:4]
+
+
+@pytest.mark.parametrize(
+    ("trashed", "walk_rows", "scoped"),
+    [
+        (False, 5000, None),
+        (True, 5000, None),
+        (False, 1, None),
+        (False, 1, "operator"),
+        (True, 5000, "tenant"),
+        (False, 1, "tenant"),
+    ],
+)
+def test_a_search_over_many_periods_pages_and_counts_as_the_rows_say(
+    deps, catalog, engine, monkeypatch, trashed, walk_rows, scoped
+):
+    """Matches spread over periods of 30 days, some periods empty, a cap that stops
+    the pass inside a period: every offset page within the cap and every cursor page
+    holds the newest matches in list order, and the total is exact or the cap. With a
+    walk of one row, a page past the pass is sorted from the periods' matches. An
+    operator of two malls (of three) and a tenant of two pins read each period by their
+    malls' or pins' keys."""
+    from worker.adapters.postgres.rooms import catalogue
+
+    monkeypatch.setattr(catalogue, "WALK_ROWS", walk_rows)
+    malls = [catalog.mall() for _ in range(3)]
+    pins = [catalog.pin(mall) for mall in malls for _ in range(2)]
+    rng = random.Random(7)
+    rows = []
+    for i in range(120):
+        days = rng.choice([0, 1, 31, 32, 95, 200, 201, 202, 380, 381, 400])
+        name = f"{rng.choice(['DOCK', 'lobby', 'Dock-east'])}_{i}.mp4"
+        pin = rng.choice(pins)
+        rows.append(
+            catalog.video(
+                malls[pins.index(pin) // 2],
+                pin,
+                upload_objects=False,
+                original_filename=name,
+                uploaded_at=T0 - timedelta(days=days, minutes=i),
+                trashed_at=T0 if trashed else None,
+            )
+        )
+    scope = {
+        None: UNRESTRICTED,
+        "operator": Scope.operator(malls[:2]),
+        "tenant": Scope.tenant([pins[0], pins[3]]),
+    }[scoped]
+    seen = {
+        None: lambda r: True,
+        "operator": lambda r: r["mall_id"] in malls[:2],
+        "tenant": lambda r: r["pin_id"] in (pins[0], pins[3]),
+    }[scoped]
+    deps = replace(deps, scope=scope)
+    with engine.begin() as conn:
+        periods = conn.execute(text("SELECT count(DISTINCT period) FROM video_search")).scalar()
+    assert periods >= 6
+    newest = sorted(
+        (r for r in rows if "dock" in r["original_filename"].lower() and seen(r)),
+        key=lambda r: (r["uploaded_at"], r["id"]),
+        reverse=True,
+    )
+    expected = [str(r["id"]) for r in newest]
+    for cap in (4, 9, 25, 500):
+        capped = with_policy(deps, search_total_cap=cap)
+        total = min(len(expected), cap)
+        relation = "eq" if len(expected) <= cap else "gte"
+        for size in (2, 3):
+            for page in range(1, cap // size + 1):
+                listed = handlers.list_videos(
+                    ListVideos(q="dock", page=page, page_size=size, trashed=trashed), capped
+                )
+                want = expected[(page - 1) * size : page * size]
+                assert [str(v.id) for v in listed.videos] == want, (cap, size, page)
+                if want:
+                    assert (listed.total, listed.total_relation) == (total, relation)
+            walked, cursor = [], None
+            while True:
+                listed = handlers.list_videos(
+                    ListVideos(q="dock", page_size=size, cursor=cursor, trashed=trashed), capped
+                )
+                walked += [str(v.id) for v in listed.videos]
+                assert (listed.total, listed.total_relation) == (total, relation)
+                cursor = listed.next_cursor
+                if cursor is None:
+                    break
+            assert walked == expected, (cap, size)

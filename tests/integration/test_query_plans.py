@@ -9,8 +9,9 @@ import pytest
 from sqlalchemy import func, select, text
 
 import handlers
+from handlers.access import UNRESTRICTED
 from schemas import ListVideos
-from worker.adapters.postgres.rooms.query import search_condition, videos
+from worker.adapters.postgres.rooms.query import list_filters, videos
 
 ROWS = 5_000
 MALLS = 20
@@ -189,13 +190,13 @@ def test_a_dated_total_counts_only_its_partial_edge_days_from_the_list_index(dep
     )
 
 
-def test_the_search_predicate_is_one_the_trigram_indexes_of_both_columns_serve(
+def test_a_search_reads_video_search_a_period_at_a_time_through_its_trigram_index(
     deps, catalog, engine
 ):
-    """The exact expression the repository builds for ``q`` can be answered by the two
-    trigram indexes (written another way, lower() LIKE, it could not). Which plan wins
-    depends on the table's size: at 5,000 rows reading every live row is cheaper, at a
-    million the indexes are (the plans are printed by ``python -m bench search``)."""
+    """The search's statement finds its matches through ``video_search``'s GIN index, one
+    index scan per period (its first key), never by reading every row of a table. Which
+    plan wins depends on the table's size: at 5,000 rows reading every row is cheaper,
+    at millions the index is (the plans are printed by ``python -m bench search``)."""
     fill(catalog, engine)
     with engine.begin() as conn:
         conn.execute(
@@ -204,20 +205,44 @@ def test_the_search_predicate_is_one_the_trigram_indexes_of_both_columns_serve(
                 " WHERE id IN (SELECT id FROM videos ORDER BY id LIMIT 15)"
             )
         )
-        conn.execute(text("ANALYZE videos"))
-    predicate = select(func.count()).select_from(videos).where(search_condition("loading_DOCK"))
-    compiled = predicate.compile(dialect=engine.dialect)
-
+        conn.execute(text("ANALYZE video_search"))
+    query = ListVideos(q="loading_DOCK", page_size=10)
     with engine.connect() as conn:
         conn.execute(text("SET enable_seqscan = off"))
-        plan = scans(plan_of_connection(conn, str(compiled), compiled.params))
+        statements = captured_statements(deps, query)
+        plans = [scans(plan_of_connection(conn, *statement)) for statement in statements]
         conn.rollback()
 
     # "loading_dock" with a literal underscore is in the 15 names.
-    assert handlers.list_videos(ListVideos(q="loading_DOCK", page_size=10), deps).total == 15
-    assert {"ix_videos_scoped_filename_trgm", "ix_videos_scoped_notes_trgm"} <= {
-        n for _, _, n in plan
+    assert handlers.list_videos(query, deps).total == 15
+    found = plans[-1]
+    assert ("Bitmap Index Scan", None, "ix_video_search_trgm") in found, found
+    assert ("Index Only Scan", "video_search_periods", "pk_video_search_periods") in found or (
+        "Index Scan",
+        "video_search_periods",
+        "pk_video_search_periods",
+    ) in found, found
+    assert not {
+        node for node in found if node[0] == "Seq Scan" and node[1] != "video_search_periods"
     }
+
+
+def test_the_search_statement_over_videos_finds_its_candidates_in_video_search(catalog, engine):
+    """Bulk deletes, reprocessing and exports by a filter with ``q`` test each row of
+    ``videos`` (``search_condition``) only among what ``video_search``'s index found."""
+    fill(catalog, engine)
+    with engine.begin() as conn:
+        conn.execute(text("ANALYZE video_search"))
+    predicate = (
+        select(func.count())
+        .select_from(videos)
+        .where(list_filters(UNRESTRICTED, ListVideos(q="dock")).combined())
+    )
+    compiled = predicate.compile(dialect=engine.dialect)
+    with engine.connect() as conn:
+        conn.execute(text("SET enable_seqscan = off"))
+        plan = scans(plan_of_connection(conn, str(compiled), compiled.params))
+    assert ("Bitmap Index Scan", None, "ix_video_search_trgm") in plan, plan
 
 
 def test_the_trash_is_listed_from_its_own_indexes(deps, catalog, engine):

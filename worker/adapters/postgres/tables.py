@@ -164,26 +164,6 @@ class Video(Base):
         # The trash: listed newest first, emptied by trashed_at; both small.
         Index("ix_videos_trashed_recent", *RECENT, postgresql_where=TRASHED),
         Index("ix_videos_trashed_at", "trashed_at", postgresql_where=TRASHED),
-        # videos.list(q=...): ILIKE '%q%' on either column through pg_trgm, with the
-        # mall and the pin keys of the same index (btree_gin, migration 0016): a search
-        # narrowed to a mall or a pin reads what that scope holds, not every match.
-        Index(
-            "ix_videos_scoped_filename_trgm",
-            "mall_id",
-            "pin_id",
-            "original_filename",
-            postgresql_using="gin",
-            postgresql_ops={"original_filename": "gin_trgm_ops"},
-        ),
-        Index(
-            "ix_videos_scoped_notes_trgm",
-            "mall_id",
-            "pin_id",
-            "operator_notes",
-            postgresql_using="gin",
-            postgresql_ops={"operator_notes": "gin_trgm_ops"},
-            postgresql_where=text("operator_notes IS NOT NULL"),
-        ),
         # Object-key look-ups: reconcile, and the guard that never deletes a key a row
         # still references.
         Index("ix_videos_original_path", "original_path"),
@@ -400,6 +380,50 @@ class Tag(Base):
         Index("uq_tags_mall_id_lower_name", "mall_id", func.lower(text("name")), unique=True),
         Index("ix_tags_lower_name", func.lower(text("name"))),
     )
+
+
+class VideoSearch(Base):
+    """What ``videos.list(q=...)`` reads (migration 0025): each video's file name and
+    notes lowered and joined by ``chr(1)``, beside what a list filters by, copied by
+    triggers on ``videos``. ``period`` is 30 days of ``uploaded_at`` (``-1 - period`` in
+    the trash), the GIN index's first key: a search reads a period at a time, newest
+    first, and stops at its cap."""
+
+    __tablename__ = "video_search"
+    __table_args__ = (
+        Index(
+            "ix_video_search_trgm",
+            "period",
+            "mall_period",
+            "pin_period",
+            "text",
+            postgresql_using="gin",
+            postgresql_ops={"text": "gin_trgm_ops"},
+        ),
+    )
+
+    video_id: Mapped[uuid.UUID] = mapped_column(
+        Uuid, ForeignKey("videos.id", ondelete="CASCADE"), primary_key=True
+    )
+    period: Mapped[int] = mapped_column(Integer)
+    # "<mall_id>:<period>", "<pin_id>:<period>": a scope's rows of one period, one key.
+    mall_period: Mapped[str] = mapped_column(Text)
+    pin_period: Mapped[str] = mapped_column(Text)
+    mall_id: Mapped[uuid.UUID] = mapped_column(Uuid)
+    pin_id: Mapped[uuid.UUID] = mapped_column(Uuid)
+    uploaded_at: Mapped[datetime] = mapped_column(Timestamp)
+    processing_status: Mapped[str] = mapped_column(Text)
+    has_proxy: Mapped[bool] = mapped_column(Boolean)
+    text: Mapped[str] = mapped_column(Text)
+
+
+class VideoSearchPeriod(Base):
+    """Every period a ``video_search`` row was ever written in: the periods a search
+    visits, newest first (an empty one costs one index probe)."""
+
+    __tablename__ = "video_search_periods"
+
+    period: Mapped[int] = mapped_column(Integer, primary_key=True)
 
 
 class VideoTag(Base):

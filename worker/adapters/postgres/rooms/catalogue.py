@@ -8,7 +8,7 @@ are the reads every caller makes, each a few index look-ups.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any, Protocol
 from uuid import UUID
 
@@ -19,13 +19,16 @@ from sqlalchemy import (
     DateTime,
     Integer,
     Select,
+    Text,
     Uuid,
     any_,
     bindparam,
+    false,
     func,
     literal_column,
     or_,
     select,
+    true,
     tuple_,
 )
 
@@ -43,6 +46,9 @@ from worker.adapters.postgres.rooms.query import (
     LIST_COLUMNS,
     LIVE,
     NEWEST_FIRST,
+    SCOPE_ID,
+    SCOPE_IDS,
+    SEARCH_SEPARATOR,
     TRASH_LIST_COLUMNS,
     TRASHED,
     WITH_PIN,
@@ -52,9 +58,13 @@ from worker.adapters.postgres.rooms.query import (
     figure_tables,
     list_filters,
     pins,
+    scope_ids,
     scope_shape,
     scoped,
+    search,
     search_condition,
+    search_filters,
+    search_periods,
     videos,
     within,
 )
@@ -136,6 +146,7 @@ def _shape(scope: Scope, query: ListVideos, kind: str) -> tuple[Any, ...]:
 def list_item(row: Any) -> VideoListItem:
     fields = dict(row._mapping)
     fields.pop("page_total", None)
+    fields.pop("page_complete", None)
     files = {
         "original": fields.pop("original_path"),
         "proxy": fields.pop("proxy_path"),
@@ -181,6 +192,118 @@ def _after_cursor() -> ColumnElement[bool]:
         bindparam("after_id", type_=Uuid),
     )
     return tuple_(videos.c.uploaded_at, videos.c.id) < after
+
+
+def _split(query: ListVideos) -> bool:
+    """Whether ``q`` holds the separator of ``video_search.text``: then each match is
+    tested on its own row too (a statement of its own shape)."""
+    return SEARCH_SEPARATOR in (query.q or "")
+
+
+def _period_of(value: Any, trashed: bool) -> ColumnElement[int]:
+    return func.videoworker_search_period(value, true() if trashed else false(), type_=Integer)
+
+
+def _read_by(scope: Scope, query: ListVideos) -> tuple[Any, Any, bool]:
+    """The key of the index each period is read by: with a pin (a filter, or a tenant's
+    pins) the pins' rows of the period (``pin_period``), with a mall (a filter, or an
+    operator's malls) the malls', else the period's (``(None, None, False)``). A
+    scope's own list of the period is a fraction of the period's: intersecting the two
+    read every row of the period's (the scope's filters still apply, row by row).
+
+    Answers the key column, the id (a parameter) or ids (a column of ``unnest``) the
+    keys are made of, and whether there are several."""
+    ids = scope_ids(scope) or ()
+    if query.pin_id is not None:
+        return search.c.pin_period, bindparam("pin_id", type_=Uuid), False
+    if scope.role == "tenant" and ids:
+        return (search.c.pin_period, *_scope_owners(ids))
+    if query.mall_id is not None:
+        return search.c.mall_period, bindparam("mall_id", type_=Uuid), False
+    if scope.role == "operator" and ids:
+        return (search.c.mall_period, *_scope_owners(ids))
+    return None, None, False
+
+
+def _scope_owners(ids: Iterable[UUID]) -> tuple[Any, bool]:
+    """The scope's one id (the ``scope_id`` parameter ``scoped`` binds), or its ids
+    (``scope_ids``) as the rows of ``unnest``."""
+    if len(tuple(ids)) == 1:
+        return bindparam(SCOPE_ID, type_=Uuid), False
+    owner = func.unnest(bindparam(SCOPE_IDS, type_=ARRAY(Uuid))).table_valued("owner")
+    return owner.render_derived(), True
+
+
+def _key(owner: Any, period: Any) -> ColumnElement[str]:
+    """``<id>:<period>``, as migration 0025's triggers write ``mall_period``."""
+    return func.concat(owner, literal_column("':'"), period, type_=Text)
+
+
+def _in_periods(
+    scope: Scope, query: ListVideos, found: Where, keyset: bool, *, newest_first: bool, limit: str
+) -> Select:
+    """Matches of ``found`` (``search_filters``), a period at a time, newest period
+    first, at most ``limit`` of them: one index scan per period (the period is the GIN
+    index's first key), stopped as soon as ``limit`` are held, so a search that matches
+    much reads the newest periods only. ``newest_first``: each period's matches sorted
+    newest first, so the rows come out in list order.
+
+    A period in the trash is ``-1 - period``: the trash's periods are the negative ones,
+    newest first in increasing order. The periods visited are those of the upload range
+    asked for, and after a cursor's only those at or before its row's."""
+    trashed = query.trashed
+    period = search_periods.c.period
+    at = DateTime(timezone=True)
+
+    def not_before(bound: ColumnElement[int]) -> ColumnElement[bool]:
+        return period <= bound if trashed else period >= bound
+
+    def not_after(bound: ColumnElement[int]) -> ColumnElement[bool]:
+        return period >= bound if trashed else period <= bound
+
+    visited = [period < ZERO if trashed else period >= ZERO]
+    if query.uploaded_after is not None:
+        visited.append(not_before(_period_of(bindparam("uploaded_after", type_=at), trashed)))
+    if query.uploaded_before is not None:
+        visited.append(not_after(_period_of(bindparam("uploaded_before", type_=at), trashed)))
+    conditions = found.conditions()
+    if keyset:
+        after_at = bindparam("after_at", type_=at)
+        visited.append(not_after(_period_of(after_at, trashed)))
+        after = tuple_(after_at, bindparam("after_id", type_=Uuid))
+        conditions.append(tuple_(search.c.uploaded_at, search.c.video_id) < after)
+    # Each period with the key (or keys) its index scan reads by.
+    column, owner, several = _read_by(scope, query)
+    if column is None:
+        listed = select(period)
+    elif several:
+        keys = func.array_agg(_key(owner.c.owner, period)).label("period_keys")
+        listed = select(period, keys).select_from(search_periods, owner).group_by(period)
+    else:
+        listed = select(period, _key(owner, period).label("key"))
+    periods = (
+        listed.where(*visited)
+        .order_by(period.asc() if trashed else period.desc())
+        .subquery("periods")
+    )
+    if column is None:
+        read_by = search.c.period == periods.c.period
+    elif several:
+        read_by = column == any_(periods.c.period_keys)
+    else:
+        read_by = column == periods.c.key
+    matched = select(search.c.video_id.label("id"), search.c.uploaded_at, search.c.period).where(
+        read_by, *conditions
+    )
+    if newest_first:
+        matched = matched.order_by(search.c.uploaded_at.desc(), search.c.video_id.desc())
+    per_period = matched.limit(bindparam(limit, type_=Integer)).lateral("matched")
+    # A nested loop over the periods in their order: the rows come out period by period.
+    return (
+        select(per_period.c.id, per_period.c.uploaded_at, per_period.c.period)
+        .select_from(periods.join(per_period, true()))
+        .limit(bindparam(limit, type_=Integer))
+    )
 
 
 SEARCH_TOOK_TOO_LONG = "Search took longer than {ms} ms; add filters or a longer q"
@@ -253,56 +376,79 @@ class PostgresCatalogue:
         values: dict[str, Any],
         paged: tuple[tuple[Any, ...], Callable[[], Select]],
     ) -> tuple[list[VideoListItem], int]:
-        """A search's page and its total. Every match found is rechecked on its table
-        page, which is most of a search's cost: an offset page and its capped count are
-        taken in one pass over at most ``cap + 1`` matches (the page sorted from them),
-        and only a search past the cap reads its page again (``_newest_matches``). A
-        cursor's page starts after its row, so it is read on its own the same way and the
-        matches counted beside."""
+        """A search's page and its total, from ``video_search`` a period at a time,
+        newest first (``_in_periods``). Every match found is tested on its row of that
+        table, which is most of a search's cost: an offset page and its capped count
+        are taken in one pass that stops at ``cap + 1`` matches, the page sorted from
+        them. Only when the page reaches into the period where the pass stopped (whose
+        newer matches it may not all hold) is the page read again
+        (``_newest_matches``). A cursor's page starts after its row, so it is read on
+        its own the same way and the matches counted beside."""
         key, page = paged
         cap = window.count_cap
         keyset = window.after is not None
-        if keyset or cap is None:
-            rows = self._newest_matches(scope, query, values, key, keyset) if cap else None
-            if rows is None:
-                rows = self.reads.run(key, values, page).all()
-            return [list_item(row) for row in rows], self._count(scope, query, cap)
-        counted_values = {**values, "count_limit": cap + 1}
-
-        def found() -> Select:
-            return self._found_page(query, where.conditions())
-
-        rows = self.reads.run((*key, "found"), counted_values, found).all()
+        if cap is None:
+            rows = self.reads.run(key, values, page).all()
+            return [list_item(row) for row in rows], self._count(scope, query)
+        found = search_filters(scope, query)
+        shape = (*_shape(scope, query, "search"), _split(query))
+        if keyset:
+            rows = self._newest_matches(scope, query, found, values, shape, keyset)
+            return [list_item(row) for row in rows], self._search_count(
+                scope, query, found, shape, cap
+            )
+        found_values = {
+            **found.values,
+            "count_limit": cap + 1,
+            "page_size": values["page_size"],
+            "page_offset": values["page_offset"],
+        }
+        rows = self.reads.run(
+            (*shape, "found"), found_values, lambda: self._found_page(scope, query, found)
+        ).all()
         if not rows:
             offset = values["page_offset"]
-            return [], self._count(scope, query, cap) if offset else 0
-        total = rows[0].page_total
-        if total > cap:
-            rows = self._newest_matches(scope, query, values, key, keyset)
+            return [], self._search_count(scope, query, found, shape, cap) if offset else 0
+        total, complete = rows[0].page_total, rows[0].page_complete
+        if total > cap and complete < values["page_offset"] + len(rows):
+            rows = self._newest_matches(scope, query, found, values, shape, keyset)
         return [list_item(row) for row in rows], total
 
     def _newest_matches(
         self,
         scope: Scope,
         query: ListVideos,
+        found: Where,
         values: dict[str, Any],
-        key: tuple[Any, ...],
+        shape: tuple[Any, ...],
         keyset: bool,
     ) -> list[Any]:
         """A search's page among more matches than one pass reads: first among the
         ``WALK_ROWS`` newest videos of the listing (an index scan in list order that stops
-        once the page is full: a broad search's page is there), else sorted from every
-        match (found through the trigram indexes, then the newest taken). Walking on
-        instead would read every newer video before matches that are all far back in
-        time (a month two years ago: seconds, then the budget's timeout)."""
+        once the page is full: a broad search's page is there), else the newest matches
+        of each period in turn until the page is full (``_in_periods``, sorted). Walking
+        on instead would read every newer video before matches that are all far back in
+        time (a month two years ago)."""
         walk_values = {**values, "walk_rows": WALK_ROWS}
         rows = self.reads.run(
-            (*key, "walk"), walk_values, lambda: self._walked_page(scope, query, keyset)
+            (*shape, "walk", keyset), walk_values, lambda: self._walked_page(scope, query, keyset)
         ).all()
         if len(rows) >= values["page_size"]:
             return rows
+        sorted_values = {
+            **found.values,
+            "page_size": values["page_size"],
+            "page_offset": values["page_offset"],
+            "page_need": values["page_offset"] + values["page_size"],
+        }
+        if keyset:
+            sorted_values["after_at"], sorted_values["after_id"] = (
+                values["after_at"], values["after_id"],
+            )  # fmt: skip
         return self.reads.run(
-            (*key, "sorted"), values, lambda: self._sorted_page(scope, query, keyset)
+            (*shape, "sorted", keyset),
+            sorted_values,
+            lambda: self._sorted_page(scope, query, found, keyset),
         ).all()
 
     def _walked_page(self, scope: Scope, query: ListVideos, keyset: bool) -> Select:
@@ -333,55 +479,70 @@ class PostgresCatalogue:
         )
         return self._joined(query, page)
 
-    def _sorted_page(self, scope: Scope, query: ListVideos, keyset: bool) -> Select:
-        """The page sorted from every match: the matches first, on their own
-        (materialized, so found through the trigram indexes, never by walking the list
-        index), then the newest of them."""
-        conditions = list_filters(scope, query, query.trashed).conditions()
-        if keyset:
-            conditions.append(_after_cursor())
-        matches = (
-            select(videos.c.id, videos.c.uploaded_at)
-            .where(*conditions)
-            .cte("matches")
-            .prefix_with("MATERIALIZED")
-        )
+    def _sorted_page(self, scope: Scope, query: ListVideos, found: Where, keyset: bool) -> Select:
+        """The page from each period's newest ``page_need`` matches, the periods newest
+        first: the rows come out in list order, and the pass stops once it holds the
+        page (a period it reads is sorted whole)."""
+        matched = _in_periods(
+            scope, query, found, keyset, newest_first=True, limit="page_need"
+        ).subquery("matched_page")
         page = (
-            select(matches.c.id, matches.c.uploaded_at)
-            .order_by(matches.c.uploaded_at.desc(), matches.c.id.desc())
+            select(matched.c.id, matched.c.uploaded_at)
             .limit(bindparam("page_size", type_=Integer))
             .offset(bindparam("page_offset", type_=Integer))
             .subquery("page")
         )
         return self._joined(query, page)
 
-    def _found_page(self, query: ListVideos, conditions: list[Any]) -> Select:
+    def _found_page(self, scope: Scope, query: ListVideos, found: Where) -> Select:
         """The page among at most ``count_limit`` matches, each row with how many there
-        were (``page_total``): all of them when there are no more."""
-        found = (
-            select(videos.c.id, videos.c.uploaded_at)
-            .where(*conditions)
-            .limit(bindparam("count_limit", type_=Integer))
-            .cte("found")
-        )
+        were (``page_total``: all of them when there are no more) and how many of them
+        are in the periods the pass read whole (``page_complete``): the page is the
+        newest of every match when it lies among those."""
+        matches = _in_periods(scope, query, found, False, newest_first=False, limit="count_limit")
+        found_rows = matches.cte("found")
+        last = (func.max if query.trashed else func.min)(found_rows.c.period)
+        counted = select(
+            func.count().label("total"),
+            func.count()
+            .filter(found_rows.c.period != select(last).scalar_subquery())
+            .label("complete"),
+        ).subquery("counted")
         page = (
-            select(found.c.id, found.c.uploaded_at)
-            .order_by(found.c.uploaded_at.desc(), found.c.id.desc())
+            select(found_rows.c.id, found_rows.c.uploaded_at)
+            .order_by(found_rows.c.uploaded_at.desc(), found_rows.c.id.desc())
             .limit(bindparam("page_size", type_=Integer))
             .offset(bindparam("page_offset", type_=Integer))
             .subquery("page")
         )
-        counted = select(func.count()).select_from(found).scalar_subquery()
         columns = [*(TRASH_LIST_COLUMNS if query.trashed else LIST_COLUMNS)]
         return (
-            select(*columns, counted.label("page_total"))
+            select(
+                *columns,
+                counted.c.total.label("page_total"),
+                counted.c.complete.label("page_complete"),
+            )
             .select_from(
-                page.join(videos, videos.c.id == page.c.id).outerjoin(
-                    pins, pins.c.id == videos.c.pin_id
-                )
+                page.join(videos, videos.c.id == page.c.id)
+                .outerjoin(pins, pins.c.id == videos.c.pin_id)
+                .join(counted, true())
             )
             .order_by(page.c.uploaded_at.desc(), page.c.id.desc())
         )
+
+    def _search_count(
+        self, scope: Scope, query: ListVideos, found: Where, shape: tuple[Any, ...], cap: int
+    ) -> int:
+        """How many videos match, counting at most ``cap + 1``."""
+
+        def count() -> Select:
+            matches = _in_periods(
+                scope, query, found, False, newest_first=False, limit="count_limit"
+            )
+            return select(func.count()).select_from(matches.subquery("matches"))
+
+        values = {**found.values, "count_limit": cap + 1}
+        return int(self.reads.run((*shape, "count"), values, count).scalar_one())
 
     def _total(self, scope: Scope, query: ListVideos) -> int:
         """The exact total: from the kept figures, or counted when that is as fast."""

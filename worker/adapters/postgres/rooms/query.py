@@ -50,6 +50,8 @@ from worker.adapters.postgres.tables import (
     VideoCountsMallDaily,
     VideoCountsMallMonthly,
     VideoCountsMonthly,
+    VideoSearch,
+    VideoSearchPeriod,
     VideoTag,
 )
 
@@ -65,6 +67,8 @@ counts_mall_daily = VideoCountsMallDaily.__table__
 counts_mall_monthly = VideoCountsMallMonthly.__table__
 tags = Tag.__table__
 video_tags = VideoTag.__table__
+search = VideoSearch.__table__
+search_periods = VideoSearchPeriod.__table__
 
 
 def by_pin(scope: Scope, pin_id: UUID | None) -> bool:
@@ -229,7 +233,7 @@ SCOPE_IDS = "scope_ids"
 SCOPE_ID = "scope_id"
 
 
-def _scope_ids(scope: Scope) -> frozenset[UUID] | None:
+def scope_ids(scope: Scope) -> frozenset[UUID] | None:
     """The malls or pins a scope is limited to; None for one that sees everything."""
     if scope.role == "admin":
         return None
@@ -253,7 +257,7 @@ def scoped(scope: Scope, table: Table = videos) -> Where:
     index.
     """
     where = Where()
-    ids = _scope_ids(scope)
+    ids = scope_ids(scope)
     if ids is None:
         return where
     if not ids:
@@ -274,7 +278,7 @@ def visible(scope: Scope, table: Table = videos) -> list[ColumnElement[bool]]:
 
 def scope_shape(scope: Scope) -> str:
     """What ``scoped`` makes of a scope, without its ids."""
-    ids = _scope_ids(scope)
+    ids = scope_ids(scope)
     if ids is None:
         return "admin"
     if not ids:
@@ -288,16 +292,48 @@ def search_pattern(q: str) -> str:
     return f"%{escaped}%"
 
 
-def _matches(pattern: BindParameter[Any]) -> ColumnElement[bool]:
-    # ILIKE, not lower() LIKE: the trigram indexes are on the columns themselves.
+# What joins a video's file name to its notes in ``video_search.text`` (migration 0025).
+# A ``q`` without it matches the joined text only where it matches one of the two.
+SEARCH_SEPARATOR = "\x01"
+
+
+def _ilike(pattern: BindParameter[Any]) -> ColumnElement[bool]:
+    """``q`` tested on a row of ``videos`` itself: what a search means."""
     return or_(
         videos.c.original_filename.ilike(pattern, escape="\\"),
         videos.c.operator_notes.ilike(pattern, escape="\\"),
     )
 
 
+def search_like(pattern: BindParameter[Any]) -> ColumnElement[bool]:
+    """``q`` on ``video_search.text``, through its trigram index: the lowered text
+    against the lowered pattern is what ``ILIKE`` computes. True also where ``q`` spans
+    the separator; ``search_exact`` rules that out when ``q`` holds one."""
+    return search.c.text.like(func.lower(pattern), escape="\\")
+
+
+def search_exact(pattern: BindParameter[Any]) -> ColumnElement[bool]:
+    """``q`` tested on the video's own row: for a ``q`` holding the separator."""
+    return (
+        select(literal_column("1"))
+        .select_from(videos)
+        .where(videos.c.id == search.c.video_id, _ilike(pattern))
+        .exists()
+    )
+
+
+def _matches(pattern: BindParameter[Any]) -> ColumnElement[bool]:
+    """A video matching ``q``, for the statements over ``videos`` (bulk deletes,
+    reprocessing, exports): its candidates found once through ``video_search``'s index
+    (an array, so the planner cannot choose to probe it for every row of ``videos``
+    instead), each then tested on its own row."""
+    found = func.array(select(search.c.video_id).where(search_like(pattern)).scalar_subquery())
+    return and_(videos.c.id == any_(found), _ilike(pattern))
+
+
 def search_condition(q: str) -> ColumnElement[bool]:
-    return _matches(bindparam("q_pattern", search_pattern(q), type_=Text))
+    """``q`` tested on each row of ``videos`` as it is read (no index)."""
+    return _ilike(bindparam("q_pattern", search_pattern(q), type_=Text))
 
 
 # The filters that are values (the rest shape the statement): each one bind parameter,
@@ -310,6 +346,14 @@ def _value_filters(where: Where, table: Table, query: VideoFilters, names: Itera
         value = getattr(query, name)
         if value is not None:
             where.bind(name, value, lambda p, c=table.c[name]: c == p)
+
+
+def _uploaded(where: Where, at: Any, query: VideoFilters) -> None:
+    """The half-open upload range, ``uploaded_after <= at < uploaded_before``."""
+    if query.uploaded_after is not None:
+        where.bind("uploaded_after", query.uploaded_after, lambda p: at >= p)
+    if query.uploaded_before is not None:
+        where.bind("uploaded_before", query.uploaded_before, lambda p: at < p)
 
 
 def list_filters(
@@ -325,11 +369,7 @@ def list_filters(
         # Written exactly as the partial indexes' predicates, so the planner matches them.
         where.add(HAS_PROXY if query.has_proxy else videos.c.proxy_path.is_(None))
     if dated:
-        at = videos.c.uploaded_at
-        if query.uploaded_after is not None:
-            where.bind("uploaded_after", query.uploaded_after, lambda p: at >= p)
-        if query.uploaded_before is not None:
-            where.bind("uploaded_before", query.uploaded_before, lambda p: at < p)
+        _uploaded(where, videos.c.uploaded_at, query)
     if query.q is not None:
         where.bind("q_pattern", search_pattern(query.q), _matches, Text)
     for index, name in enumerate(query.tags or ()):
@@ -337,15 +377,34 @@ def list_filters(
     return where
 
 
-def _tagged(name: BindParameter[Any]) -> ColumnElement[bool]:
+def _tagged(name: BindParameter[Any], video_id: Any = videos.c.id) -> ColumnElement[bool]:
     """The video carries a tag of this name (in its mall; any case): one look-up of the
     name's tags, then of the pair, by the primary key of ``video_tags``."""
     return (
         select(literal_column("1"))
         .select_from(video_tags.join(tags, tags.c.id == video_tags.c.tag_id))
-        .where(video_tags.c.video_id == videos.c.id, func.lower(tags.c.name) == func.lower(name))
+        .where(video_tags.c.video_id == video_id, func.lower(tags.c.name) == func.lower(name))
         .exists()
     )
+
+
+def search_filters(scope: Scope, query: VideoFilters) -> Where:
+    """``list_filters`` on ``video_search``: the same parameters, bound to the same
+    values, on its copies of the columns. The trash is not among them: it is the sign
+    of a row's period (see ``catalogue``), chosen by the periods a search visits."""
+    where = Where()
+    where.extend(scoped(scope, search))
+    _value_filters(where, search, query, VALUE_FILTERS)
+    if query.has_proxy is not None:
+        where.add(search.c.has_proxy.is_(query.has_proxy))
+    _uploaded(where, search.c.uploaded_at, query)
+    if query.q is not None:
+        where.bind("q_pattern", search_pattern(query.q), search_like, Text)
+        if SEARCH_SEPARATOR in query.q:
+            where.add(search_exact(bindparam("q_pattern", type_=Text)))
+    for index, name in enumerate(query.tags or ()):
+        where.bind(f"tag{index}", name, lambda p: _tagged(p, search.c.video_id), Text)
+    return where
 
 
 def figure_filters(table: Table, scope: Scope, query: VideoFilters, trashed: bool) -> Where:
