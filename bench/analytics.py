@@ -21,7 +21,6 @@ Run: ``python -m bench analytics [--videos 1000000] [--active 10000] [--log-mb 1
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import logging
 import time
 import uuid
@@ -29,7 +28,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
-from bench.common import ROOT
+from bench.dataset import migration_sql
 from bench.harness import MS, US, Table, bench, interleaved, log, parser
 
 DAYS = 90
@@ -39,16 +38,6 @@ TABLES = (
     "pin_daily_analytics",
     "video_span_analytics",
 )
-
-
-def _migration_sql(filename: str, *names: str) -> list[str]:
-    """Statements of a migration, as it runs them: the rollups and spans are filled the
-    way the migrations fill them from the per-video rows."""
-    path = ROOT / "migrations" / "versions" / filename
-    spec = importlib.util.spec_from_file_location(f"bench_migration_{path.stem}", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return [getattr(module, name) for name in names]
 
 
 def _fill(engine, mall: uuid.UUID, videos: int, active: int, today) -> None:  # noqa: ANN001
@@ -92,8 +81,8 @@ def _fill(engine, mall: uuid.UUID, videos: int, active: int, today) -> None:  # 
         # every span that ended by today.
         conn.execute(text("UPDATE analytics_span_progress SET through = :t"), {"t": today})
         for statement in [
-            *_migration_sql("0022_analytics_rollups.py", "FILL_BY_MALL", "FILL_BY_PIN"),
-            *_migration_sql("0024_analytics_spans.py", "FILL"),
+            *migration_sql("0022_analytics_rollups.py", "FILL_BY_MALL", "FILL_BY_PIN"),
+            *migration_sql("0024_analytics_spans.py", "FILL"),
         ]:
             conn.execute(text(statement))
     # As autovacuum leaves them: the visibility map set, so that the covering indexes

@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib.util
 import math
 import os
 import random
@@ -420,18 +421,63 @@ def video_rows(
         yield "\n".join(lines) + "\n"
 
 
-def _secondary(conn: psycopg.Connection) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
-    """Definitions of the non-primary indexes and the foreign keys of ``videos``."""
+def _secondary(
+    conn: psycopg.Connection, table: str = "videos"
+) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+    """Definitions of the non-primary indexes and the foreign keys of ``table``."""
     indexes = conn.execute(
         "SELECT c.relname, pg_get_indexdef(i.indexrelid) FROM pg_index i"
         " JOIN pg_class c ON c.oid = i.indexrelid"
-        " WHERE i.indrelid = 'videos'::regclass AND NOT i.indisprimary ORDER BY c.relname"
+        " WHERE i.indrelid = %(table)s::regclass AND NOT i.indisprimary ORDER BY c.relname",
+        {"table": table},
     ).fetchall()
     foreign_keys = conn.execute(
         "SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint"
-        " WHERE conrelid = 'videos'::regclass AND contype = 'f' ORDER BY conname"
+        " WHERE conrelid = %(table)s::regclass AND contype = 'f' ORDER BY conname",
+        {"table": table},
     ).fetchall()
     return indexes, foreign_keys
+
+
+def _drop(conn: psycopg.Connection, table: str, indexes: list, foreign_keys: list) -> None:
+    for name, _ in indexes:
+        conn.execute(sql.SQL("DROP INDEX {}").format(sql.Identifier(name)))
+    for name, _ in foreign_keys:
+        conn.execute(
+            sql.SQL("ALTER TABLE {} DROP CONSTRAINT {}").format(
+                sql.Identifier(table), sql.Identifier(name)
+            )
+        )
+
+
+def _restore_indexes(conn: psycopg.Connection, indexes: list) -> None:
+    for _, definition in indexes:
+        conn.execute(sql.SQL(definition))  # type: ignore[arg-type]
+
+
+def _restore_foreign_keys(conn: psycopg.Connection, table: str, foreign_keys: list) -> None:
+    for name, definition in foreign_keys:
+        conn.execute(
+            sql.SQL("ALTER TABLE {} ADD CONSTRAINT {} {}").format(
+                sql.Identifier(table),
+                sql.Identifier(name),
+                sql.SQL(definition),  # type: ignore[arg-type]
+            )
+        )
+
+
+def migration_sql(filename: str, *names: str) -> list[str]:
+    """Statements of a migration, as it runs them: what a migration fills from the rows
+    already there, the loader and the benches fill the same way."""
+    path = Path(__file__).resolve().parent.parent / "migrations" / "versions" / filename
+    spec = importlib.util.spec_from_file_location(f"bench_migration_{path.stem}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)  # type: ignore[union-attr]
+    return [statement for name in names for statement in _statements(getattr(module, name))]
+
+
+def _statements(value: str | tuple[str, ...]) -> tuple[str, ...]:
+    return (value,) if isinstance(value, str) else value
 
 
 # Triggers the loader turns off while it copies, on again before it commits. Migration
@@ -439,7 +485,10 @@ def _secondary(conn: psycopg.Connection) -> tuple[list[tuple[str, str]], list[tu
 # a million-row COPY would hold three million locks in one transaction (PostgreSQL's
 # lock table refuses, "out of shared memory"), to guard a freshly emptied catalogue
 # that no deletion engine is working on.
-LOAD_SKIPPED_TRIGGERS = ("videos_keys_inserted",)
+# Migration 0025's copies every new row into ``video_search`` with its GIN index in place:
+# the loader fills that table after the copy instead, as the migration does, then builds
+# its index once.
+LOAD_SKIPPED_TRIGGERS = ("videos_keys_inserted", "videos_search_inserted")
 
 
 def _load_skipped_triggers(conn: psycopg.Connection) -> list[str]:
@@ -477,20 +526,18 @@ def load(
         return now
 
     with psycopg.connect(conninfo(url)) as conn:
-        conn.execute("SET maintenance_work_mem = '256MB'")
+        conn.execute("SET maintenance_work_mem = '1GB'")
         conn.execute("SET synchronous_commit = off")
         t = time.perf_counter()
         # CASCADE: also empties any later table that references these (mall_retention, ...).
         tables = sql.SQL(", ").join(map(sql.Identifier, TABLES))
         conn.execute(sql.SQL("TRUNCATE {} CASCADE").format(tables))
+        conn.execute("TRUNCATE video_search_periods")
         indexes, foreign_keys = _secondary(conn)
         if strategy == "rebuild":
-            for name, _ in indexes:
-                conn.execute(sql.SQL("DROP INDEX {}").format(sql.Identifier(name)))
-            for name, _ in foreign_keys:
-                conn.execute(
-                    sql.SQL("ALTER TABLE videos DROP CONSTRAINT {}").format(sql.Identifier(name))
-                )
+            _drop(conn, "videos", indexes, foreign_keys)
+        search_indexes, search_keys = _secondary(conn, "video_search")
+        _drop(conn, "video_search", search_indexes, search_keys)
         skipped = _load_skipped_triggers(conn)
         for name in skipped:
             conn.execute(
@@ -515,17 +562,15 @@ def load(
                     copy.write(chunk)
         t = step("copy", t)
         if strategy == "rebuild":
-            for _, definition in indexes:
-                conn.execute(sql.SQL(definition))  # type: ignore[arg-type]
+            _restore_indexes(conn, indexes)
             t = step("indexes", t)
-            for name, definition in foreign_keys:
-                conn.execute(
-                    sql.SQL("ALTER TABLE videos ADD CONSTRAINT {} {}").format(
-                        sql.Identifier(name),
-                        sql.SQL(definition),  # type: ignore[arg-type]
-                    )
-                )
+            _restore_foreign_keys(conn, "videos", foreign_keys)
             t = step("foreign keys", t)
+        for statement in migration_sql("0025_search_table.py", "BACKFILL"):
+            conn.execute(sql.SQL(statement))  # type: ignore[arg-type]
+        _restore_indexes(conn, search_indexes)
+        _restore_foreign_keys(conn, "video_search", search_keys)
+        t = step("search table", t)
         for name in skipped:
             conn.execute(
                 sql.SQL("ALTER TABLE videos ENABLE TRIGGER {}").format(sql.Identifier(name))
