@@ -14,6 +14,7 @@ from schemas.contract import (
     QUORUM_QUEUE_ARGUMENTS,
     REQUESTS_QUEUE,
     ROUTES,
+    SEARCH_QUEUE,
     is_amqp,
 )
 from worker.settings import broker_transport as guarded_transport
@@ -60,6 +61,8 @@ timezone = "UTC"
 # queues to the same key, so every message would be delivered to both.
 # On RabbitMQ both are quorum queues: replicated across nodes, and a message whose
 # consumer is lost goes back to a live one at once, not after a timeout.
+# With SEARCH_QUEUE set, its queue too: every worker declares it, and one with no -Q
+# consumes it.
 task_queues = tuple(
     Queue(
         name,
@@ -67,7 +70,7 @@ task_queues = tuple(
         routing_key=name,
         queue_arguments=QUORUM_QUEUE_ARGUMENTS if _rabbitmq else None,
     )
-    for name in QUEUES
+    for name in (*QUEUES, *((SEARCH_QUEUE,) if _settings.search_queue else ()))
 )
 task_default_queue = REQUESTS_QUEUE
 task_default_exchange = REQUESTS_QUEUE

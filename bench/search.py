@@ -52,10 +52,12 @@ How to read the first table (milliseconds):
 
 Then three more tables:
 
-* **A get while searches run.** ``videos.get`` (its handler, in this process) idle,
-  then while ``--callers`` processes (default 4) loop the most expensive allowed search
-  (``broad``, page 1 and its capped total, each statement under the search budget).
-  Target: p99 under load <= 3x the idle p99.
+* **A get while searches run.** ``videos.get`` idle, then while ``--callers`` processes
+  (default 4) loop the most expensive allowed search (``broad``, page 1 and its capped
+  total, each statement under the search budget): in this process (the callers straight
+  to PostgreSQL), and end to end (``--worker``): the gets and the callers' searches sent
+  to one worker, then to a requests worker with ``SEARCH_QUEUE`` set and a search worker
+  of one process. Target: p99 under load <= 3x the idle p99.
 * **Cursor pages.** ``videos.list(cursor=...)`` (20 items, no filter) at depth
   1,000,000 (or the last page when the table holds fewer), and at the last page of the
   busiest mall, against ``videos.get`` interleaved in the same blocks: in this process,
@@ -381,7 +383,6 @@ def _loop_search(url: str, stop: Any, done: Any) -> None:
 
 
 def get_under_load(catalogue: Catalogue, url: str, args: argparse.Namespace) -> None:
-    import multiprocessing
 
     ids = [
         row[0]
@@ -393,28 +394,55 @@ def get_under_load(catalogue: Catalogue, url: str, args: argparse.Namespace) -> 
         catalogue.get(UNRESTRICTED, ids[next(turn) % len(ids)])
 
     idle = interleaved({"get": get}, args.get_samples, block=100, warmup=50)["get"].summary()
+    loaded, searched, seconds = _while_callers(
+        _loop_search, (url,), get, args.get_samples, block=100, args=args
+    )
+    load_table(
+        f'videos.get while {args.callers} callers loop the broad search ("entrance", page 1 '
+        f"+ capped total), {args.videos:,} videos, ms",
+        ("embedded PostgreSQL" if not args.database_url else "given server",),
+        (idle, loaded, searched, seconds),
+        f"get p99 while {args.callers} callers search <= 3x idle",
+        args,
+    )
+
+
+def _while_callers(
+    loop: Any, loop_args: tuple[Any, ...], get: Any, samples: int, *, block: int, args: Any
+) -> tuple[Any, int, float]:
+    """Gets timed while ``--callers`` processes run ``loop(*loop_args, stop, done)``: the
+    gets' figures, how many searches the callers ran, and for how long."""
+    import multiprocessing
+
     context = multiprocessing.get_context("spawn")
     stop, done = context.Event(), context.Queue()
     callers = [
-        context.Process(target=_loop_search, args=(url, stop, done), daemon=True)
+        context.Process(target=loop, args=(*loop_args, stop, done), daemon=True)
         for _ in range(args.callers)
     ]
     for caller in callers:
         caller.start()
-    time.sleep(3)  # every caller connected and searching
+    time.sleep(5)  # every caller connected and searching
     started = time.perf_counter()
-    loaded = interleaved({"get": get}, args.get_samples, block=100, warmup=0)["get"].summary()
+    loaded = interleaved({"get": get}, samples, block=block, warmup=0)["get"].summary()
     seconds = time.perf_counter() - started
     stop.set()
-    searched = sum(done.get(timeout=60) for _ in callers)
+    searched = sum(done.get(timeout=120) for _ in callers)
     for caller in callers:
         caller.join(30)
-    table = Table(
-        f'videos.get while {args.callers} callers loop the broad search ("entrance", page 1 '
-        f"+ capped total), {args.videos:,} videos, ms",
-        ["phase", "calls", "p50", "p95", "p99", "max", "p99 / idle"],
-        conditions=("embedded PostgreSQL" if not args.database_url else "given server",),
-    )
+    return loaded, searched, seconds
+
+
+def load_table(
+    title: str,
+    conditions: tuple[str, ...],
+    figures: tuple[Any, Any, int, float],
+    target: str,
+    args: argparse.Namespace,
+) -> None:
+    """A get's latency idle and while callers loop a search, p99 against p99."""
+    idle, loaded, searched, seconds = figures
+    table = Table(title, ["phase", "calls", "p50", "p95", "p99", "max", "p99 / idle"], conditions)
     table.add("idle", idle.n, idle.p50, idle.p95, idle.p99, idle.max, "1.00x")
     table.add(
         f"{args.callers} searching", loaded.n, loaded.p50, loaded.p95, loaded.p99, loaded.max,
@@ -425,11 +453,46 @@ def get_under_load(catalogue: Catalogue, url: str, args: argparse.Namespace) -> 
         " a second while the gets were timed)"
     )
     table.verdict(
-        f"get p99 while {args.callers} callers search <= 3x idle",
+        target,
         loaded.p99 <= 3 * idle.p99,
         f"{loaded.p99:.2f} ms vs {idle.p99:.2f} ms idle, {loaded.p99 / idle.p99:.2f}x",
     )
     table.print()
+
+
+def _loop_search_through(broker_url: str, backend_url: str, stop: Any, done: Any) -> None:
+    """A caller looping the broad search through the broker until told to stop."""
+    from bench.common import outside_app
+
+    app = outside_app(broker_url, backend_url)
+    kwargs = {"q": "entrance", "page_size": PAGE_SIZE}
+    calls = 0
+    while not stop.is_set():
+        app.send_task("videos.list", kwargs=kwargs, queue="videos").get(timeout=60)
+        calls += 1
+    done.put(calls)
+    app.close()
+
+
+def get_under_load_through_worker(
+    get: Any, broker_url: str, backend_url: str, args: argparse.Namespace, how: str
+) -> None:
+    """``get_under_load`` end to end: the gets and the callers' searches all sent to the
+    worker (``get`` sends one get and waits for it)."""
+
+    samples = max(args.get_samples // 4, 100)
+    idle = interleaved({"get": get}, samples, block=50, warmup=20)["get"].summary()
+    loaded, searched, seconds = _while_callers(
+        _loop_search_through, (broker_url, backend_url), get, samples, block=50, args=args
+    )
+    load_table(
+        f'videos.get while {args.callers} callers loop the broad search ("entrance", page 1 '
+        f"+ capped total), end to end through a worker{how}, {args.videos:,} videos, ms",
+        ("embedded Redis broker and backend", "prefork, 2 children"),
+        (idle, loaded, searched, seconds),
+        f"get p99 while {args.callers} callers search <= 3x idle, end to end{how}",
+        args,
+    )
 
 
 def _rows(catalogue: Catalogue, statement: str, values: Any = None) -> list[Any]:
@@ -558,7 +621,36 @@ def cursor_pages_through_worker(url: str, args: argparse.Namespace) -> None:
             turn = iter(range(10**9))
             variants["videos.get"] = lambda: call("videos.get", {"video_id": ids[next(turn) % 500]})
             timed = interleaved(variants, args.samples * 10, block=BLOCK * 4, warmup=WARMUP * 5)
+            cursor_table(timed, args)
+            get_under_load_through_worker(
+                variants["videos.get"], stack.broker_url, stack.backend_url, args, ""
+            )
+        # Searches on workers of their own (SEARCH_QUEUE): the requests worker hands each
+        # over, one search worker process runs them.
+        own = {"SEARCH_QUEUE": "videos.search"}
+        requests = WorkerProcess(
+            WorkerSpec(conf=OWN_QUEUE, quiet_loggers=("celery.app.trace",), env=own),
+            env,
+            stack.log_path("requests-worker"),
+        )
+        searching = WorkerProcess(
+            WorkerSpec(queues="videos.search", concurrency=1, env=own),
+            env,
+            stack.log_path("searches-worker"),
+        )
+        with requests, searching:
+            requests.wait_ready(lambda: call("videos.get", {"video_id": ids[0]}, timeout=3))
+            get_under_load_through_worker(
+                lambda: call("videos.get", {"video_id": ids[next(turn) % 500]}),
+                stack.broker_url,
+                stack.backend_url,
+                args,
+                ", searches on a worker of their own (SEARCH_QUEUE, 1 process)",
+            )
         app.close()
+
+
+def cursor_table(timed: dict[str, Any], args: argparse.Namespace) -> None:
     against_get(
         timed,
         f"cursor pages of {PAGE_SIZE} (page + exact total) against a get, end to end through "

@@ -82,6 +82,9 @@ MAINTENANCE_QUEUE = "videos.maintenance"
 # Exports: long jobs, on a queue of their own so that dedicated workers can run them
 # (``-Q videos.export``) without holding up requests; a worker with no -Q consumes it too.
 EXPORT_QUEUE = "videos.export"
+# Searches handed over by the requests workers when SEARCH_QUEUE is set (a pool of their
+# own: gets never wait behind them); a worker with no -Q consumes it too.
+SEARCH_QUEUE = "videos.search"
 # Messages set aside after repeated worker loss; nothing consumes it but an operator.
 DEAD_LETTERS_QUEUE = "videos.dead-letters"
 # Each queue is bound to a direct exchange of its own name with a routing key of its own

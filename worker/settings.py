@@ -132,6 +132,11 @@ class Settings(BaseSettings):
     # time each of a search's statements may take before it is cancelled (timeout).
     search_total_cap: PositiveInt = DEFAULT_POLICY.search_total_cap
     search_timeout_ms: PositiveInt = DEFAULT_POLICY.search_timeout_ms
+    # Set (to "videos.search"): a videos.list with q that arrives on another queue is
+    # handed over to this one (Task.replace, same task id), so that workers of its own
+    # (-Q videos.search) run searches and gets never wait behind them. Unset: searches
+    # run where they arrive.
+    search_queue: Literal["videos.search"] | None = None
     # The HMAC key list cursors are signed with, the same on every worker; unset, one is
     # derived from AWS_SECRET_ACCESS_KEY (worker.bootstrap.cursor_key).
     cursor_secret: SecretStr | None = None
@@ -203,6 +208,12 @@ class Settings(BaseSettings):
                 "address, for the relay's session lock and LISTEN (or EVENTS_RELAY=false)"
             )
         return self
+
+    @field_validator("search_queue", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        # SEARCH_QUEUE= (as a compose file or an .env leaves it) means searches stay put.
+        return None if value == "" else value
 
     @field_validator("events_relay_database_url")
     @classmethod

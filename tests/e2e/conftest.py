@@ -20,7 +20,12 @@ from worker.client import VideoClient
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def start_worker(env: dict[str, str], log_path: Path, *extra: str) -> subprocess.Popen[bytes]:
+def start_worker(
+    env: dict[str, str],
+    log_path: Path,
+    *extra: str,
+    queues: str = "videos,videos.maintenance,videos.export",
+) -> subprocess.Popen[bytes]:
     command = [
         sys.executable,
         "-m",
@@ -35,7 +40,7 @@ def start_worker(env: dict[str, str], log_path: Path, *extra: str) -> subprocess
         "--pool",
         "prefork",
         "-Q",
-        "videos,videos.maintenance,videos.export",
+        queues,
         "--without-mingle",
         "--without-gossip",
         *extra,

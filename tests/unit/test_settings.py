@@ -19,6 +19,7 @@ from worker.settings import DEFAULT_DB_POOL_SIZE, ConfigError, load_settings
         ("S3_PUBLIC_ENDPOINT_URL", "minio.example.com"),
         ("DB_POOL_SIZE", "-1"),
         ("S3_READ_TIMEOUT_SECONDS", "0"),
+        ("SEARCH_QUEUE", "videos"),
     ],
 )
 def test_a_bad_environment_variable_is_named_in_the_error(monkeypatch, variable, value):
@@ -138,3 +139,12 @@ def test_db_pool_size_given_wins_and_processes_that_are_not_workers_keep_the_def
     assert given.for_worker("prefork", 16).pool_size == 3
     assert load_settings().db_pool_size is None
     assert load_settings().pool_size == DEFAULT_DB_POOL_SIZE
+
+
+@pytest.mark.parametrize(("value", "queue"), [("", None), ("videos.search", "videos.search")])
+def test_searches_are_handed_over_only_when_search_queue_names_the_queue(
+    monkeypatch, value, queue
+):
+    monkeypatch.setenv("SEARCH_QUEUE", value)
+
+    assert load_settings().search_queue == queue

@@ -26,8 +26,12 @@ from schemas.envelope import failure, success
 from worker.adapters.postgres.budget import statement_budget
 from worker.runtime.app import get_deps
 from worker.runtime.auth import Forbidden, Unauthorized, authorize
+from worker.settings import get_settings
 
 log = logging.getLogger("videoworker.task")
+
+# The task a search is: handed over to SEARCH_QUEUE when it is set.
+LIST_TASK = "videos.list"
 
 Handler = Callable[[Any, Deps], BaseModel]
 
@@ -87,6 +91,9 @@ class ContractTask(Task):
             fields = field_errors(exc)
             return invalid_request(describe_invalid(fields), fields)
 
+        if self._searches_elsewhere(command):
+            # Ignore: this message is acknowledged, the same task id answers from there.
+            raise self.replace(self.signature((), kwargs, queue=get_settings().search_queue))
         deps = replace(get_deps(), request_id=self.request.id, scope=scope)
         try:
             with statement_budget(self.statement_budget_ms):
@@ -105,6 +112,17 @@ class ContractTask(Task):
             log.exception("task.failed", extra={"task": self.name})
             return failure("internal", f"{self.name} failed: {type(exc).__name__}")
         return success(result)
+
+    def _searches_elsewhere(self, command: BaseModel) -> bool:
+        """A search (``videos.list`` with ``q``) to hand over to ``SEARCH_QUEUE``: one
+        that arrived on another queue, when the setting names one. Its own workers then
+        run every search, at most their pool's size at once, and the requests workers
+        stay free for the gets and pages that take a few milliseconds."""
+        queue = get_settings().search_queue
+        if queue is None or self.name != LIST_TASK or getattr(command, "q", None) is None:
+            return False
+        delivery = self.request.delivery_info or {}
+        return delivery.get("routing_key") not in (queue, None)
 
     @property
     def statement_budget_ms(self) -> int | None:
