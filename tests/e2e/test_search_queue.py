@@ -9,13 +9,25 @@ from __future__ import annotations
 import time
 import uuid
 
+import pytest
+
+from tests.brokers import isolated_environment
 from tests.e2e.conftest import outside_app, start_worker, stop_worker, wait_until_answering
 
 
-def test_searches_wait_for_the_search_workers_while_everything_else_is_answered(services, tmp_path):
-    env = {**services, "SEARCH_QUEUE": "videos.search"}
+@pytest.fixture
+def env(services, monkeypatch):
+    """A broker and results of this test's own: no other worker takes its messages."""
+    with isolated_environment(services, "search-queue", 9, 10, SEARCH_QUEUE="videos.search") as env:
+        # Plain Celery reads these from the environment before its own arguments.
+        monkeypatch.setenv("CELERY_BROKER_URL", env["CELERY_BROKER_URL"])
+        monkeypatch.setenv("CELERY_RESULT_BACKEND", env["CELERY_RESULT_BACKEND"])
+        yield env
+
+
+def test_searches_wait_for_the_search_workers_while_everything_else_is_answered(env, tmp_path):
     requests = start_worker(env, tmp_path / "requests.log", "-n", "requests@%h")
-    app = outside_app(services)
+    app = outside_app(env)
     searches = None
     try:
         wait_until_answering(app, requests)

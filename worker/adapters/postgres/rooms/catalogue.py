@@ -278,7 +278,8 @@ def _in_periods(
         listed = select(period)
     elif several:
         keys = func.array_agg(_key(owner.c.owner, period)).label("period_keys")
-        listed = select(period, keys).select_from(search_periods, owner).group_by(period)
+        each = search_periods.join(owner, true())
+        listed = select(period, keys).select_from(each).group_by(period)
     else:
         listed = select(period, _key(owner, period).label("key"))
     periods = (
