@@ -382,12 +382,10 @@ def _loop_search(url: str, stop: Any, done: Any) -> None:
     catalogue.dispose()
 
 
-def get_under_load(catalogue: Catalogue, url: str, args: argparse.Namespace) -> None:
-
-    ids = [
-        row[0]
-        for row in _rows(catalogue, "SELECT id FROM videos WHERE trashed_at IS NULL LIMIT 500")
-    ]
+def get_under_load(
+    catalogue: Catalogue, url: str, marks: Landmarks, args: argparse.Namespace
+) -> None:
+    ids = marks.ids
     turn = iter(range(10**9))
 
     def get() -> None:
@@ -500,23 +498,46 @@ def _rows(catalogue: Catalogue, statement: str, values: Any = None) -> list[Any]
         return list(conn.exec_driver_sql(statement, values or {}))
 
 
-def cursor_pages(catalogue: Catalogue, args: argparse.Namespace) -> None:
+@dataclass
+class Landmarks:
+    """What the reads after the searches are timed at, read once: live videos to get,
+    and the two depths cursor pages are read at (deep in the table, the busiest mall's
+    last page)."""
+
+    ids: list[Any]
+    live: int
+    mall: Any
+    in_mall: int
+
+    @classmethod
+    def of(cls, catalogue: Catalogue) -> Landmarks:
+        live = _rows(catalogue, "SELECT count(*) FROM videos WHERE trashed_at IS NULL")[0][0]
+        mall, in_mall = _rows(
+            catalogue,
+            "SELECT mall_id, count(*) FROM videos WHERE trashed_at IS NULL GROUP BY 1 "
+            "ORDER BY 2 DESC LIMIT 1",
+        )[0]
+        ids = _rows(catalogue, "SELECT id FROM videos WHERE trashed_at IS NULL LIMIT 500")
+        return cls([row[0] for row in ids], live, mall, in_mall)
+
+    def deep(self) -> list[tuple[str, Any, int]]:
+        """(name, mall filter or None, depth) of each cursor page."""
+        depth = min(DEPTH, self.live - PAGE_SIZE)
+        last = self.in_mall - PAGE_SIZE
+        return [
+            (f"no filter, depth {depth:,}", None, depth),
+            (f"busiest mall, last page (depth {last:,})", self.mall, last),
+        ]
+
+
+def cursor_pages(catalogue: Catalogue, marks: Landmarks, args: argparse.Namespace) -> None:
     """Cursor pages deep in the table and at the end of the busiest mall, against a get."""
     from handlers.cursors import Position, seal
 
-    live = _rows(catalogue, "SELECT count(*) FROM videos WHERE trashed_at IS NULL")[0][0]
-    depth = min(DEPTH, live - PAGE_SIZE)
-    mall, in_mall = _rows(
-        catalogue,
-        "SELECT mall_id, count(*) FROM videos WHERE trashed_at IS NULL GROUP BY 1 "
-        "ORDER BY 2 DESC LIMIT 1",
-    )[0]
+    mall = marks.mall
     deep: dict[str, tuple[ListVideos, int]] = {
-        f"no filter, depth {depth:,}": (ListVideos(page_size=PAGE_SIZE), depth),
-        f"busiest mall, last page (depth {in_mall - PAGE_SIZE:,})": (
-            ListVideos(page_size=PAGE_SIZE, mall_id=mall),
-            in_mall - PAGE_SIZE,
-        ),
+        name: (ListVideos(page_size=PAGE_SIZE, mall_id=in_mall), at)
+        for name, in_mall, at in marks.deep()
     }
     key = catalogue.deps.cursor_key
     variants: dict[str, Any] = {}
@@ -531,10 +552,7 @@ def cursor_pages(catalogue: Catalogue, args: argparse.Namespace) -> None:
         cursor = seal(key, UNRESTRICTED, query, Position(uploaded, video_id, at))
         paged = query.model_copy(update={"cursor": cursor})
         variants[name] = lambda q=paged: catalogue.list(UNRESTRICTED, q)
-    ids = [
-        row[0]
-        for row in _rows(catalogue, "SELECT id FROM videos WHERE trashed_at IS NULL LIMIT 500")
-    ]
+    ids = marks.ids
     turn = iter(range(10**9))
     variants["videos.get"] = lambda: catalogue.get(UNRESTRICTED, ids[next(turn) % len(ids)])
     for name, call in variants.items():
@@ -568,28 +586,17 @@ def against_get(
     table.print()
 
 
-def cursor_pages_through_worker(url: str, args: argparse.Namespace) -> None:
+def cursor_pages_through_worker(url: str, marks: Landmarks, args: argparse.Namespace) -> None:
     """The same cursor pages and gets, end to end: sent by a plain Celery caller to a
     worker started as production starts it (prefork, 2 children), on this data, with
     Redis and S3 of an embedded stack. The cursors are the worker's own: taken from
     ``next_cursor`` of the offset page just before each depth."""
     from bench.common import OWN_QUEUE, Stack, WorkerProcess, WorkerSpec, outside_app
 
-    live = _rows_of(url, "SELECT count(*) FROM videos WHERE trashed_at IS NULL")[0][0]
-    mall, in_mall = _rows_of(
-        url,
-        "SELECT mall_id, count(*) FROM videos WHERE trashed_at IS NULL GROUP BY 1 "
-        "ORDER BY 2 DESC LIMIT 1",
-    )[0]
-    ids = [
-        str(row[0])
-        for row in _rows_of(url, "SELECT id FROM videos WHERE trashed_at IS NULL LIMIT 500")
-    ]
-    depth = min(DEPTH, live - PAGE_SIZE)
-    last = in_mall - PAGE_SIZE
+    ids = [str(video_id) for video_id in marks.ids]
     deep = {
-        f"no filter, depth {depth:,}": ({}, depth),
-        f"busiest mall, last page (depth {last:,})": ({"mall_id": str(mall)}, last),
+        name: ({"mall_id": str(in_mall)} if in_mall else {}, at)
+        for name, in_mall, at in marks.deep()
     }
     with Stack(postgres=False) as stack:
         env = {**stack.env, "DATABASE_URL": url}
@@ -662,11 +669,6 @@ def cursor_table(timed: dict[str, Any], args: argparse.Namespace) -> None:
     )
 
 
-def _rows_of(url: str, statement: str) -> list[Any]:
-    with psycopg.connect(conninfo(url)) as conn:
-        return conn.execute(statement).fetchall()  # type: ignore[arg-type]
-
-
 # p95 (ms) of each search at 10,000,000 videos before migration 0025, when searches read
 # the trigram indexes of ``videos``: the run of 2026-12-05 23:12 UTC (embedded
 # PostgreSQL, shared_buffers=6GB, work_mem=64MB, 5 samples; bench/README.md). Drawn
@@ -724,10 +726,11 @@ def run(url: str, args: argparse.Namespace) -> int:
     if args.chart:
         chart(p95s, args.chart, args.videos)
     if not args.only:
-        cursor_pages(catalogue, args)
+        marks = Landmarks.of(catalogue)
+        cursor_pages(catalogue, marks, args)
         if args.worker:
-            cursor_pages_through_worker(url, args)
-        get_under_load(catalogue, url, args)
+            cursor_pages_through_worker(url, marks, args)
+        get_under_load(catalogue, url, marks, args)
     catalogue.dispose()
     return 0
 

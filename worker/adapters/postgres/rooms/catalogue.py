@@ -185,13 +185,14 @@ class ShapedReads(Protocol):
 WALK_ROWS = 5_000
 
 
-def _after_cursor() -> ColumnElement[bool]:
-    """Newest first, after the cursor's row: ``(uploaded_at, id) < (…)``."""
+def _after_cursor(at: Any = videos.c.uploaded_at, key: Any = videos.c.id) -> ColumnElement[bool]:
+    """Newest first, after the cursor's row: ``(uploaded_at, id) < (…)``, on ``videos``
+    or on another table's copies of the two columns."""
     after = tuple_(
         bindparam("after_at", type_=DateTime(timezone=True)),
         bindparam("after_id", type_=Uuid),
     )
-    return tuple_(videos.c.uploaded_at, videos.c.id) < after
+    return tuple_(at, key) < after
 
 
 def _split(query: ListVideos) -> bool:
@@ -268,10 +269,8 @@ def _in_periods(
         visited.append(not_after(_period_of(bindparam("uploaded_before", type_=at), trashed)))
     conditions = found.conditions()
     if keyset:
-        after_at = bindparam("after_at", type_=at)
-        visited.append(not_after(_period_of(after_at, trashed)))
-        after = tuple_(after_at, bindparam("after_id", type_=Uuid))
-        conditions.append(tuple_(search.c.uploaded_at, search.c.video_id) < after)
+        visited.append(not_after(_period_of(bindparam("after_at", type_=at), trashed)))
+        conditions.append(_after_cursor(search.c.uploaded_at, search.c.video_id))
     # Each period with the key (or keys) its index scan reads by.
     column, owner, several = _read_by(scope, query)
     if column is None:
@@ -358,7 +357,7 @@ class PostgresCatalogue:
 
         key = (*_shape(scope, query, "page"), keyset)
         if query.q is not None:
-            return self._search(scope, query, window, where, values, (key, page))
+            return self._search(scope, query, window, values, (key, page))
         if tagged.served(query):
             rows, total = tagged.listed(self.reads, scope, query, window, offset, limit)
             return [list_item(row) for row in rows], total
@@ -373,7 +372,6 @@ class PostgresCatalogue:
         scope: Scope,
         query: ListVideos,
         window: Window,
-        where: Where,
         values: dict[str, Any],
         paged: tuple[tuple[Any, ...], Callable[[], Select]],
     ) -> tuple[list[VideoListItem], int]:

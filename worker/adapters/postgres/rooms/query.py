@@ -372,12 +372,17 @@ def list_filters(
         _uploaded(where, videos.c.uploaded_at, query)
     if query.q is not None:
         where.bind("q_pattern", search_pattern(query.q), _matches, Text)
-    for index, name in enumerate(query.tags or ()):
-        where.bind(f"tag{index}", name, _tagged, Text)
+    _tags(where, query, videos.c.id)
     return where
 
 
-def _tagged(name: BindParameter[Any], video_id: Any = videos.c.id) -> ColumnElement[bool]:
+def _tags(where: Where, query: VideoFilters, video_id: Any) -> None:
+    """Every tag asked for (``tag0``, ``tag1``, …), on the video whose id is ``video_id``."""
+    for index, name in enumerate(query.tags or ()):
+        where.bind(f"tag{index}", name, lambda p: _tagged(p, video_id), Text)
+
+
+def _tagged(name: BindParameter[Any], video_id: Any) -> ColumnElement[bool]:
     """The video carries a tag of this name (in its mall; any case): one look-up of the
     name's tags, then of the pair, by the primary key of ``video_tags``."""
     return (
@@ -402,8 +407,7 @@ def search_filters(scope: Scope, query: VideoFilters) -> Where:
         where.bind("q_pattern", search_pattern(query.q), search_like, Text)
         if SEARCH_SEPARATOR in query.q:
             where.add(search_exact(bindparam("q_pattern", type_=Text)))
-    for index, name in enumerate(query.tags or ()):
-        where.bind(f"tag{index}", name, lambda p: _tagged(p, search.c.video_id), Text)
+    _tags(where, query, search.c.video_id)
     return where
 
 
