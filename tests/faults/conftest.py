@@ -36,6 +36,7 @@ import pytest
 import redis
 from celery import Celery
 from sqlalchemy import Engine, create_engine, insert, text
+from sqlalchemy.pool import NullPool
 
 from schemas.contract import is_amqp
 from tests.brokers import Broker, broker_for, isolated_broker, wait_until_idle
@@ -420,7 +421,11 @@ def fault_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FaultStack
         from worker.adapters.postgres.migrate import upgrade
 
         upgrade(env["DATABASE_URL"])
-        engine = create_engine(env["DATABASE_URL"], pool_pre_ping=True)
+        # A fresh connection each time: a fault test kills backends, restarts the
+        # server and abandons statements mid-flight, and a pooled connection left in
+        # any of those states fails its pre-ping with an error the pool cannot
+        # recognise as a disconnect.
+        engine = create_engine(env["DATABASE_URL"], poolclass=NullPool)
         s3 = boto3.client(
             "s3",
             endpoint_url=services.s3.url,
