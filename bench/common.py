@@ -428,6 +428,13 @@ class Catalogue:
             if filters.get(name) is not None:
                 where.append(f"uploaded_at {operator} %({name})s")
                 values[name] = filters[name]
+        for index, name in enumerate(filters.get("tags") or ()):
+            tagged = (
+                "EXISTS (SELECT 1 FROM video_tags vt JOIN tags t ON t.id = vt.tag_id"
+                " WHERE vt.video_id = videos.id AND lower(t.name) = lower(%(tag{})s))"
+            )
+            where.append(tagged.format(index))
+            values[f"tag{index}"] = name
         if q is not None:
             where.append(
                 "(position(lower(%(q)s) in lower(original_filename)) > 0"

@@ -491,6 +491,43 @@ def _statements(value: str | tuple[str, ...]) -> tuple[str, ...]:
 LOAD_SKIPPED_TRIGGERS = ("videos_keys_inserted", "videos_search_inserted")
 
 
+# Tags each mall uses, and the share of its videos that carry each: drawn per video and
+# tag from a hash of both, so the rest of the data set does not change with them.
+TAGS = (("reviewed", 0.10), ("incident", 0.02), ("evidence", 0.01), ("escalated", 0.003))
+
+TAG_MALLS = """
+INSERT INTO tags (id, mall_id, name, created_at)
+SELECT md5(m.id::text || '/' || tag.name)::uuid, m.id, tag.name, m.created_at
+FROM malls AS m, unnest(%(names)s::text[]) AS tag(name)
+"""
+
+TAG_VIDEOS = """
+INSERT INTO video_tags (video_id, tag_id, tagged_at, tagged_by, mall_id, pin_id,
+                        uploaded_at, trashed)
+SELECT v.id, t.id, v.uploaded_at + interval '1 hour', 'bench', v.mall_id, v.pin_id,
+       v.uploaded_at, v.trashed_at IS NOT NULL
+FROM videos AS v
+JOIN tags AS t ON t.mall_id = v.mall_id
+JOIN unnest(%(names)s::text[], %(shares)s::float8[]) AS tag(name, share) ON tag.name = t.name
+WHERE (hashtextextended(v.id::text || '/' || tag.name, 0) & 1048575) < tag.share * 1048576
+"""
+
+
+def _tag(conn: psycopg.Connection) -> None:
+    """Every mall's ``TAGS``, on their share of its videos; ``video_tags``'s indexes,
+    keys and the search index's triggers off while it fills (the search table is
+    filled after, with its tags)."""
+    indexes, foreign_keys = _secondary(conn, "video_tags")
+    _drop(conn, "video_tags", indexes, foreign_keys)
+    conn.execute("ALTER TABLE video_tags DISABLE TRIGGER video_tags_search_added")
+    values = {"names": [name for name, _ in TAGS], "shares": [share for _, share in TAGS]}
+    conn.execute(TAG_MALLS, values)
+    conn.execute(TAG_VIDEOS, values)
+    conn.execute("ALTER TABLE video_tags ENABLE TRIGGER video_tags_search_added")
+    _restore_indexes(conn, indexes)
+    _restore_foreign_keys(conn, "video_tags", foreign_keys)
+
+
 def _load_skipped_triggers(conn: psycopg.Connection) -> list[str]:
     rows = conn.execute(
         "SELECT tgname FROM pg_trigger WHERE tgrelid = 'videos'::regclass"
@@ -566,6 +603,8 @@ def load(
             t = step("indexes", t)
             _restore_foreign_keys(conn, "videos", foreign_keys)
             t = step("foreign keys", t)
+        _tag(conn)
+        t = step("tags", t)
         for statement in migration_sql("0025_search_table.py", "BACKFILL"):
             conn.execute(sql.SQL(statement))  # type: ignore[arg-type]
         _restore_indexes(conn, search_indexes)

@@ -26,6 +26,8 @@ The searches, each with the case it stands for:
 * ``medium, trash``: ``shoplifting`` with ``trashed=true``;
 * ``status + dates``: ``entrance``, completed, uploaded in the last 30 days;
 * ``no proxy``: ``shoplifting`` with ``has_proxy=false``;
+* ``medium + tag``: ``shoplifting`` on videos tagged ``reviewed`` (10% of each mall's);
+* ``broad + 2 tags``: ``entrance`` on videos tagged ``reviewed`` and ``incident`` (2%);
 * ``old, past the cap``: a month two years before the newest upload as the recorders
   write it (``202412``): more matches than the cap, none of them recent.
 
@@ -210,6 +212,13 @@ def make_cases(catalogue: Catalogue) -> list[Case]:
         Case("medium, trash", "shoplifting", {"trashed": True}, label="trashed=true"),
         Case("status + dates", "entrance", month, label="completed, last 30 days"),
         Case("no proxy", "shoplifting", {"has_proxy": False}, label="has_proxy=false"),
+        Case("medium + tag", "shoplifting", {"tags": ["reviewed"]}, label="tag reviewed"),
+        Case(
+            "broad + 2 tags",
+            "entrance",
+            {"tags": ["reviewed", "incident"]},
+            label="tags reviewed, incident",
+        ),  # fmt: skip
         # Past the cap and all of it two years back: the newest first page is walked to.
         Case("old, past the cap", f"{newest - timedelta(days=730):%Y%m}"),
     ]

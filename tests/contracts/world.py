@@ -19,8 +19,10 @@ from uuid import UUID
 from pydantic import TypeAdapter
 from sqlalchemy import insert, select, text
 
-from handlers.ports import ObjectStore, Publish, StatsCache, UnitOfWork
+from handlers.access import UNRESTRICTED, Scope
+from handlers.ports import ObjectStore, Publish, StatsCache, UnitOfWork, Window
 from schemas.events import EVENTS_CHANNEL, Event, StatsRefreshed, VideoDeleted
+from schemas.requests import ListVideos
 from schemas.responses import VideoDetailResponse
 from tests.support import poll
 from tests.unit.fakes import T0, Fakes
@@ -405,3 +407,16 @@ def world_of(request: Any) -> World:
         redis_client=request.getfixturevalue("redis_client"),
         deny=lambda: request.getfixturevalue("deny_deletes_under"),
     )
+
+
+def searched(world: World, scope: Scope = UNRESTRICTED, **query: Any) -> tuple[list[UUID], int]:
+    """A search as the port answers it without a cap and as ``videos.list`` asks for it
+    (a capped total: read from ``video_search``): the same."""
+    answers = []
+    for window in (None, Window(count_cap=10_000)):
+        items, total = world.read(
+            lambda uow, w=window: uow.catalogue.list(scope, ListVideos(**query), w)
+        )
+        answers.append(([item.id for item in items], total))
+    assert answers[0] == answers[1], query
+    return answers[0]

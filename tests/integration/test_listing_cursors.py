@@ -28,7 +28,7 @@ def with_policy(deps, **changes):
     return replace(deps, policy=replace(deps.policy, **changes))
 
 
-def test_a_search_counts_exactly_up_to_the_cap_and_says_gte_past_it(deps, catalog):
+def test_a_search_counts_exactly_up_to_the_cap_and_says_gte_past_it(deps, catalog, search_read):
     mall = catalog.mall()
     pin = catalog.pin(mall)
     for i in range(7):
@@ -274,7 +274,7 @@ def test_every_statement_of_a_cursor_page_reads_from_the_cursor_on(deps, catalog
 
 @pytest.mark.parametrize("walk_rows", [2, 50])
 def test_a_search_past_its_cap_finds_its_newest_page_walked_or_sorted(
-    deps, catalog, monkeypatch, walk_rows
+    deps, catalog, monkeypatch, walk_rows, search_read
 ):
     """Past the cap the page is looked for among the newest videos, then, when they
     hold too few matches (all of them far back in time), sorted from every match: both
@@ -323,7 +323,7 @@ def test_a_search_past_its_cap_finds_its_newest_page_walked_or_sorted(
     ],
 )
 def test_a_search_over_many_periods_pages_and_counts_as_the_rows_say(
-    deps, catalog, engine, monkeypatch, trashed, walk_rows, scoped
+    deps, catalog, engine, monkeypatch, trashed, walk_rows, scoped, search_read
 ):
     """Matches spread over periods of 30 days, some periods empty, a cap that stops
     the pass inside a period: every offset page within the cap and every cursor page

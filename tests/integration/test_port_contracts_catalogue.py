@@ -10,15 +10,13 @@ from __future__ import annotations
 import random
 import uuid
 from datetime import timedelta
-from uuid import UUID
 
 import pytest
 
 from handlers.access import UNRESTRICTED, Scope
-from handlers.ports import Window
 from schemas.requests import ListVideos
 from schemas.responses import VideoListItem
-from tests.contracts.world import World, world_of
+from tests.contracts.world import World, searched, world_of
 from tests.integration.test_port_contracts import (
     ids,
     listed,
@@ -112,7 +110,9 @@ def test_list_pages_keep_the_true_total_and_a_page_past_the_end_is_empty(world):
     assert listed(world, mall_id=uuid.uuid4(), page=2) == ([], 0)
 
 
-def test_listed_items_carry_the_object_keys_a_gallery_signs_and_a_search_its_true_total(world):
+def test_listed_items_carry_the_object_keys_a_gallery_signs_and_a_search_its_true_total(
+    world, search_read
+):
     mall = world.mall()
     with_all = world.video(mall, original_filename="dock_1.mp4", uploaded_at=T0)
     bare = world.video(
@@ -183,7 +183,9 @@ def test_list_of_the_trash_applies_the_filters_and_the_scope(world):
 # Search
 
 
-def test_search_matches_the_filename_or_the_notes_case_insensitively_anywhere_in_them(world):
+def test_search_matches_the_filename_or_the_notes_case_insensitively_anywhere_in_them(
+    world, search_read
+):
     mall = world.mall()
     at = [T0 - timedelta(minutes=m) for m in range(4)]
     by_name = world.video(mall, original_filename="Entrance_MORNING.MP4", uploaded_at=at[0])
@@ -209,7 +211,7 @@ def test_search_matches_the_filename_or_the_notes_case_insensitively_anywhere_in
         assert searched(world, q=q) == (ids(*expected), len(expected)), q
 
 
-def test_search_lowers_each_character_as_ilike_does_not_unicode_case_folding(world):
+def test_search_lowers_each_character_as_ilike_does_not_unicode_case_folding(world, search_read):
     mall = world.mall()
     cafe = world.video(mall, original_filename="Café Ärger.mp4", uploaded_at=T0)
     street = world.video(mall, operator_notes="Straße 5", uploaded_at=T0 - HOUR)
@@ -219,7 +221,7 @@ def test_search_lowers_each_character_as_ilike_does_not_unicode_case_folding(wor
     assert searched(world, q="strasse") == ([], 0)
 
 
-def test_search_takes_percent_underscore_and_backslash_literally(world):
+def test_search_takes_percent_underscore_and_backslash_literally(world, search_read):
     mall = world.mall()
     names = [
         "x50%_off.mp4",
@@ -270,20 +272,7 @@ def test_search_takes_percent_underscore_and_backslash_literally(world):
     assert searched(world, q="east") == ([joined.id, weird.id], 2)
 
 
-def searched(world: World, scope: Scope = UNRESTRICTED, **query) -> tuple[list[UUID], int]:
-    """A search as the port answers it without a cap and as ``videos.list`` asks for it
-    (a capped total: read from ``video_search`` a period at a time): the same."""
-    answers = []
-    for window in (None, Window(count_cap=10_000)):
-        items, total = world.read(
-            lambda uow, w=window: uow.catalogue.list(scope, ListVideos(**query), w)
-        )
-        answers.append(([item.id for item in items], total))
-    assert answers[0] == answers[1], query
-    return answers[0]
-
-
-def test_search_is_combined_with_the_other_filters_the_trash_and_the_scope(world):
+def test_search_is_combined_with_the_other_filters_the_trash_and_the_scope(world, search_read):
     mall_a, mall_b = world.mall(), world.mall()
     pin_a1, pin_a2 = world.pin(mall_a, "A1"), world.pin(mall_a, "A2")
     at = [T0 - timedelta(minutes=m) for m in range(5)]

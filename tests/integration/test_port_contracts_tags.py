@@ -12,7 +12,7 @@ import pytest
 
 from handlers.access import UNRESTRICTED, Scope
 from schemas.requests import ListVideos, VideoFilters
-from tests.contracts.world import World, world_of
+from tests.contracts.world import World, searched, world_of
 from tests.unit.fakes import T0
 
 
@@ -194,3 +194,29 @@ def test_a_deleted_video_takes_its_pairs_with_it(world):
     world.write(lambda uow: uow.removal.delete(UNRESTRICTED, video.id))
 
     assert world.read(lambda uow: uow.tags.counts(UNRESTRICTED, mall, None, 10)) == []
+
+
+def test_a_search_with_tags_finds_the_same_rows_capped_or_not(world, search_read):
+    """With ``q`` the tags are a key of the search index (``video_search.tags``); without
+    a cap the list tests each video's pairs: both answer alike, in any case."""
+    mall_a, mall_b = world.mall(), world.mall()
+    at = [T0 - timedelta(minutes=m) for m in range(5)]
+    both = world.video(mall_a, original_filename="dock-1.mp4", uploaded_at=at[0])
+    one = world.video(mall_a, operator_notes="Dock at night", uploaded_at=at[1])
+    untagged = world.video(mall_a, original_filename="dock-2.mp4", uploaded_at=at[2])
+    other_mall = world.video(mall_b, original_filename="DOCK.mp4", uploaded_at=at[3])
+    elsewhere = world.video(mall_a, original_filename="lobby.mp4", uploaded_at=at[4])
+    tag(world, UNRESTRICTED, [both.id, one.id, elsewhere.id], add=["Incident"])
+    tag(world, UNRESTRICTED, [both.id, other_mall.id], add=["reviewed"])
+    tag(world, UNRESTRICTED, [untagged.id], add=["other"])
+
+    assert searched(world, q="dock", tags=["INCIDENT"]) == ([both.id, one.id], 2)
+    assert searched(world, q="dock", tags=["incident", "Reviewed"]) == ([both.id], 1)
+    assert searched(world, q="dock", tags=["reviewed"]) == ([both.id, other_mall.id], 2)
+    assert searched(world, Scope.operator([mall_b]), q="dock", tags=["reviewed"]) == (
+        [other_mall.id],
+        1,
+    )
+    assert searched(world, q="dock", tags=["nothing"]) == ([], 0)
+    tag(world, UNRESTRICTED, [one.id], remove=["incident"])
+    assert searched(world, q="dock", tags=["incident"]) == ([both.id], 1)

@@ -21,6 +21,10 @@ WHERE v.id IS NULL OR s.video_id IS NULL
    OR s.processing_status <> v.processing_status
    OR s.has_proxy <> (v.proxy_path IS NOT NULL)
    OR s.text <> lower(v.original_filename) || coalesce(chr(1) || lower(v.operator_notes), '')
+   OR s.tags <> ARRAY(
+       SELECT lower(t.name) FROM video_tags AS vt JOIN tags AS t ON t.id = vt.tag_id
+       WHERE vt.video_id = v.id ORDER BY 1
+   )
 """
 
 MISSING_PERIODS = """
@@ -33,6 +37,12 @@ def differences(engine) -> list[uuid.UUID]:
     with engine.connect() as conn:
         assert conn.execute(text(MISSING_PERIODS)).all() == []
         return [row.video_id for row in conn.execute(text(DIFFERENCES))]
+
+
+def versions(engine) -> list[str]:
+    """The transaction that last wrote each copy: unchanged when no copy was written."""
+    with engine.connect() as conn:
+        return list(conn.execute(text("SELECT xmin::text FROM video_search ORDER BY 1")).scalars())
 
 
 def execute(engine, statement: str, **values) -> None:
@@ -102,12 +112,9 @@ def test_notes_cleared_and_a_video_moved_and_restored_follow(filled, engine):
 
 def test_a_change_to_another_column_leaves_the_copy_alone(filled, engine):
     """The row trigger's WHEN skips it: no write to ``video_search`` at all."""
-    with engine.connect() as conn:
-        before = conn.execute(text("SELECT xmin::text FROM video_search ORDER BY 1")).all()
+    before = versions(engine)
     execute(engine, "UPDATE videos SET codec = 'hevc', legal_hold = true")
-    with engine.connect() as conn:
-        after = conn.execute(text("SELECT xmin::text FROM video_search ORDER BY 1")).all()
-    assert after == before
+    assert versions(engine) == before
 
 
 def test_a_delete_removes_the_copy_and_a_many_row_insert_copies_all(filled, engine):
@@ -134,6 +141,63 @@ def test_a_delete_removes_the_copy_and_a_many_row_insert_copies_all(filled, engi
         ).scalar_one()
     # 200 uploads 11 days apart span 2,189 days: about 73 periods of 30 days.
     assert periods == pytest.approx(2189 / 30, abs=2)
+
+
+def tag(engine, mall, name: str, *videos: uuid.UUID) -> uuid.UUID:
+    """A tag of the mall, on each of ``videos`` (one statement, as the worker tags)."""
+    tag_id = uuid.uuid4()
+    execute(engine, "INSERT INTO tags (id, mall_id, name) VALUES (:id, :mall, :name)",
+            id=tag_id, mall=mall, name=name)  # fmt: skip
+    execute(
+        engine,
+        """
+        INSERT INTO video_tags (video_id, tag_id, mall_id, pin_id, uploaded_at, trashed)
+        SELECT id, :tag, mall_id, pin_id, uploaded_at, trashed_at IS NOT NULL
+        FROM videos WHERE id = ANY(:videos)
+        """,
+        tag=tag_id,
+        videos=list(videos),
+    )
+    return tag_id
+
+
+def tags_of(engine, video: uuid.UUID) -> list[str]:
+    with engine.connect() as conn:
+        return conn.execute(
+            text("SELECT tags FROM video_search WHERE video_id = :id"), {"id": video}
+        ).scalar_one()
+
+
+def test_tags_follow_tagging_untagging_renaming_and_moving(filled, engine):
+    mall, pin, ids = filled
+    incident = tag(engine, mall, "Incident", *ids[:3])
+    reviewed = tag(engine, mall, "reviewed", ids[0])
+    assert tags_of(engine, ids[0]) == ["incident", "reviewed"]
+    assert tags_of(engine, ids[3]) == []
+    assert differences(engine) == []
+
+    execute(engine, "DELETE FROM video_tags WHERE tag_id = :tag AND video_id = ANY(:ids)",
+            tag=incident, ids=ids[1:3])  # fmt: skip
+    execute(engine, "UPDATE tags SET name = 'Escalated' WHERE id = :tag", tag=incident)
+    assert tags_of(engine, ids[0]) == ["escalated", "reviewed"]
+    assert tags_of(engine, ids[1]) == []
+
+    execute(engine, "UPDATE video_tags SET video_id = :to WHERE tag_id = :tag",
+            to=ids[3], tag=reviewed)  # fmt: skip
+    assert tags_of(engine, ids[0]) == ["escalated"]
+    assert tags_of(engine, ids[3]) == ["reviewed"]
+    # Migration 0019's copies change no key: the copy is not rewritten.
+    before = versions(engine)
+    execute(engine, "UPDATE video_tags SET trashed = NOT trashed")
+    assert versions(engine) == before
+
+    execute(engine, "DELETE FROM tags WHERE id = :tag", tag=incident)
+    execute(engine, "UPDATE videos SET trashed_at = now(), trashed_by = 'ops' WHERE id = :id",
+            id=ids[3])  # fmt: skip
+    assert tags_of(engine, ids[0]) == []
+    assert differences(engine) == []
+    execute(engine, "DELETE FROM videos WHERE id = :id", id=ids[3])
+    assert differences(engine) == []
 
 
 def test_the_periods_of_the_trash_are_negative_and_apart_from_the_rest(filled, engine):

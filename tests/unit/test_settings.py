@@ -142,9 +142,7 @@ def test_db_pool_size_given_wins_and_processes_that_are_not_workers_keep_the_def
 
 
 @pytest.mark.parametrize(("value", "queue"), [("", None), ("videos.search", "videos.search")])
-def test_searches_are_handed_over_only_when_search_queue_names_the_queue(
-    monkeypatch, value, queue
-):
+def test_searches_are_handed_over_only_when_search_queue_names_the_queue(monkeypatch, value, queue):
     monkeypatch.setenv("SEARCH_QUEUE", value)
 
     assert load_settings().search_queue == queue

@@ -307,6 +307,11 @@ class OnConnection:
         self._follow_budget()
         return self.connection.execute(self.shapes.get(key, values, build).statement, values)
 
+    def execute(self, statement: Any, values: Mapping[str, Any] | None = None) -> Any:
+        """A statement that is not shaped (its rows differ run to run: a sample)."""
+        self._follow_budget()
+        return self.connection.execute(statement, values)
+
     def _follow_budget(self) -> None:
         """A budget set around some statements only (a search's) reaches them here too:
         in the transaction (``SET LOCAL``), or on an autocommit connection's session."""

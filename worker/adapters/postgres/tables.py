@@ -397,6 +397,7 @@ class VideoSearch(Base):
             "mall_period",
             "pin_period",
             "text",
+            "tags",
             postgresql_using="gin",
             postgresql_ops={"text": "gin_trgm_ops"},
         ),
@@ -415,6 +416,8 @@ class VideoSearch(Base):
     processing_status: Mapped[str] = mapped_column(Text)
     has_proxy: Mapped[bool] = mapped_column(Boolean)
     text: Mapped[str] = mapped_column(Text)
+    # The video's tags, lowered: kept by triggers on video_tags and tags.
+    tags: Mapped[list[str]] = mapped_column(ARRAY(Text), server_default="{}")
 
 
 class VideoSearchPeriod(Base):

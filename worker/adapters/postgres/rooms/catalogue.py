@@ -17,17 +17,22 @@ from sqlalchemy import (
     ColumnElement,
     Connection,
     DateTime,
+    Float,
     Integer,
     Select,
     Text,
     Uuid,
     any_,
     bindparam,
+    case,
+    column,
     false,
     func,
     literal_column,
     or_,
     select,
+    table,
+    tablesample,
     true,
     tuple_,
 )
@@ -40,7 +45,7 @@ from schemas.requests import ListVideos
 from schemas.responses import VideoDetailResponse, VideoListItem
 from worker.adapters.postgres import budget, spans
 from worker.adapters.postgres.readpath import OnConnection
-from worker.adapters.postgres.rooms import tagged
+from worker.adapters.postgres.rooms import search_plan, tagged
 from worker.adapters.postgres.rooms.query import (
     DETAIL_COLUMNS,
     LIST_COLUMNS,
@@ -179,6 +184,10 @@ class ShapedReads(Protocol):
         """The rows of the statement ``build`` makes for shape ``key``, run with ``values``."""
         ...
 
+    def execute(self, statement: Any, values: Mapping[str, Any] | None = None) -> Any:
+        """The rows of a statement that is not shaped."""
+        ...
+
 
 # How many of the newest listed videos a search past its cap tests for its page before
 # it sorts the page from every match instead: a broad search fills its page long before.
@@ -306,6 +315,73 @@ def _in_periods(
     )
 
 
+def _in_table(
+    query: ListVideos, found: Where, keyset: bool, *, newest_first: bool, limit: str
+) -> Select:
+    """Matches of ``found`` in one index scan of the whole table, at most ``limit`` of
+    them (in the table's order unless ``newest_first``): for a search expected to match
+    fewer videos than its cap, which would read every period anyway, each period's
+    scan decoding that period's long list again."""
+    # The sign of the period tells the trash, tested on each row: ``period + 0`` is no
+    # key of the index, whose list of every period would be decoded otherwise.
+    period = search.c.period + ZERO
+    conditions = [period < ZERO if query.trashed else period >= ZERO, *found.conditions()]
+    if keyset:
+        conditions.append(_after_cursor(search.c.uploaded_at, search.c.video_id))
+    matched = select(search.c.video_id.label("id"), search.c.uploaded_at, search.c.period).where(
+        *conditions
+    )
+    if newest_first:
+        matched = matched.order_by(search.c.uploaded_at.desc(), search.c.video_id.desc())
+    return matched.limit(bindparam(limit, type_=Integer))
+
+
+def _matches_of(
+    scope: Scope,
+    query: ListVideos,
+    found: Where,
+    keyset: bool,
+    few: bool,
+    *,
+    newest_first: bool,
+    limit: str,
+) -> Select:
+    """The matches, read as the search's plan says: the whole table in one scan, or a
+    period at a time (``_in_table``, ``_in_periods``)."""
+    if few:
+        return _in_table(query, found, keyset, newest_first=newest_first, limit=limit)
+    return _in_periods(scope, query, found, keyset, newest_first=newest_first, limit=limit)
+
+
+def _table_rows() -> Select:
+    """How many rows ``video_search`` holds, as the statistics last counted them."""
+    classes = table("pg_class", column("oid"), column("reltuples", Float))
+    return select(classes.c.reltuples).where(
+        classes.c.oid == literal_column("'video_search'::regclass")
+    )
+
+
+def _sampled() -> Select:
+    """The text and tags of ``sample_share`` of the rows of ``sample_percent`` of
+    ``video_search``'s pages: the rows of a page were written together (one mall's
+    minutes), so a few rows of many pages spread the sample over time."""
+    pages = tablesample(search, func.system(bindparam("sample_percent", type_=Float)))
+    return (
+        select(pages.c.text, pages.c.tags)
+        .where(func.random() < bindparam("sample_share", type_=Float))
+        .limit(bindparam("sample_rows", type_=Integer))
+    )
+
+
+def _database(reads: Any) -> Any:
+    """What a sample is kept for: the database ``reads`` reads."""
+    for holder in (getattr(reads, "path", None), getattr(reads, "connection", None)):
+        engine = getattr(holder, "engine", None)
+        if engine is not None:
+            return str(engine.url)
+    return id(reads)
+
+
 SEARCH_TOOK_TOO_LONG = "Search took longer than {ms} ms; add filters or a longer q"
 
 
@@ -389,12 +465,14 @@ class PostgresCatalogue:
         if cap is None:
             rows = self.reads.run(key, values, page).all()
             return [list_item(row) for row in rows], self._count(scope, query)
-        found = search_filters(scope, query)
-        shape = (*_shape(scope, query, "search"), _split(query))
+        plan = self._plan(query.q or "", cap, query.tags or ())
+        few = plan.few
+        found = search_filters(scope, query, plan.parts)
+        shape = (*_shape(scope, query, "search"), _split(query), len(plan.parts), few)
         if keyset:
-            rows = self._newest_matches(scope, query, found, values, shape, keyset)
+            rows = self._newest_matches(scope, query, found, values, shape, keyset, few)
             return [list_item(row) for row in rows], self._search_count(
-                scope, query, found, shape, cap
+                scope, query, found, shape, cap, few
             )
         found_values = {
             **found.values,
@@ -403,15 +481,41 @@ class PostgresCatalogue:
             "page_offset": values["page_offset"],
         }
         rows = self.reads.run(
-            (*shape, "found"), found_values, lambda: self._found_page(scope, query, found)
+            (*shape, "found"), found_values, lambda: self._found_page(scope, query, found, few)
         ).all()
         if not rows:
             offset = values["page_offset"]
-            return [], self._search_count(scope, query, found, shape, cap) if offset else 0
+            return [], self._search_count(scope, query, found, shape, cap, few) if offset else 0
         total, complete = rows[0].page_total, rows[0].page_complete
         if total > cap and complete < values["page_offset"] + len(rows):
-            rows = self._newest_matches(scope, query, found, values, shape, keyset)
+            # Past the cap, however the sample guessed: the page among the newest.
+            rows = self._newest_matches(scope, query, found, values, shape, keyset, False)
         return [list_item(row) for row in rows], total
+
+    def _plan(self, q: str, cap: int, tags: Sequence[str]) -> search_plan.SearchPlan:
+        """How this search reads ``video_search`` (``search_plan``)."""
+        return search_plan.sample_for(_database(self.reads), self._sample).plan(q, cap, tags)
+
+    def _sample(self) -> search_plan.TextSample:
+        # Not shaped: a shape's first answer is checked against a second run of it,
+        # and no two samples are alike.
+        execute = self.reads.execute
+        rows = float(execute(_table_rows()).scalar_one() or 0)
+        wanted = search_plan.SAMPLE_ROWS
+        spread = search_plan.SAMPLE_SPREAD
+        # Pages for ``spread`` times the rows wanted, one row in ``spread`` of them kept;
+        # the limit, past what is expected, only bounds an estimate gone stale.
+        percent = 100.0 if rows <= wanted else min(100.0, 100.0 * spread * wanted / rows)
+        share = 1.0 if percent >= 100.0 else 1.0 / spread
+        texts = execute(
+            _sampled(),
+            {"sample_percent": percent, "sample_share": share, "sample_rows": 2 * wanted},
+        ).all()
+        return search_plan.TextSample(
+            texts=tuple(row[0] for row in texts),
+            rows=max(rows, len(texts)),
+            tags=tuple(frozenset(row[1]) for row in texts),
+        )
 
     def _newest_matches(
         self,
@@ -421,19 +525,24 @@ class PostgresCatalogue:
         values: dict[str, Any],
         shape: tuple[Any, ...],
         keyset: bool,
+        few: bool,
     ) -> list[Any]:
         """A search's page among more matches than one pass reads: first among the
         ``WALK_ROWS`` newest videos of the listing (an index scan in list order that stops
         once the page is full: a broad search's page is there), else the newest matches
         of each period in turn until the page is full (``_in_periods``, sorted). Walking
         on instead would read every newer video before matches that are all far back in
-        time (a month two years ago)."""
-        walk_values = {**values, "walk_rows": WALK_ROWS}
-        rows = self.reads.run(
-            (*shape, "walk", keyset), walk_values, lambda: self._walked_page(scope, query, keyset)
-        ).all()
-        if len(rows) >= values["page_size"]:
-            return rows
+        time (a month two years ago). A search expected to match few videos sorts them
+        all at once: its page is seldom among the newest."""
+        if not few:
+            walk_values = {**values, "walk_rows": WALK_ROWS}
+            rows = self.reads.run(
+                (*shape, "walk", keyset),
+                walk_values,
+                lambda: self._walked_page(scope, query, keyset),
+            ).all()
+            if len(rows) >= values["page_size"]:
+                return rows
         sorted_values = {
             **found.values,
             "page_size": values["page_size"],
@@ -447,7 +556,7 @@ class PostgresCatalogue:
         return self.reads.run(
             (*shape, "sorted", keyset),
             sorted_values,
-            lambda: self._sorted_page(scope, query, found, keyset),
+            lambda: self._sorted_page(scope, query, found, keyset, few),
         ).all()
 
     def _walked_page(self, scope: Scope, query: ListVideos, keyset: bool) -> Select:
@@ -478,12 +587,14 @@ class PostgresCatalogue:
         )
         return self._joined(query, page)
 
-    def _sorted_page(self, scope: Scope, query: ListVideos, found: Where, keyset: bool) -> Select:
+    def _sorted_page(
+        self, scope: Scope, query: ListVideos, found: Where, keyset: bool, few: bool
+    ) -> Select:
         """The page from each period's newest ``page_need`` matches, the periods newest
         first: the rows come out in list order, and the pass stops once it holds the
-        page (a period it reads is sorted whole)."""
-        matched = _in_periods(
-            scope, query, found, keyset, newest_first=True, limit="page_need"
+        page (a period it reads is sorted whole). With ``few``, every match sorted."""
+        matched = _matches_of(
+            scope, query, found, keyset, few, newest_first=True, limit="page_need"
         ).subquery("matched_page")
         page = (
             select(matched.c.id, matched.c.uploaded_at)
@@ -493,20 +604,27 @@ class PostgresCatalogue:
         )
         return self._joined(query, page)
 
-    def _found_page(self, scope: Scope, query: ListVideos, found: Where) -> Select:
+    def _found_page(self, scope: Scope, query: ListVideos, found: Where, few: bool) -> Select:
         """The page among at most ``count_limit`` matches, each row with how many there
         were (``page_total``: all of them when there are no more) and how many of them
         are in the periods the pass read whole (``page_complete``): the page is the
-        newest of every match when it lies among those."""
-        matches = _in_periods(scope, query, found, False, newest_first=False, limit="count_limit")
+        newest of every match when it lies among those. One scan of the table (``few``)
+        reads all of them or, stopped at the limit, none whole."""
+        matches = _matches_of(
+            scope, query, found, False, few, newest_first=False, limit="count_limit"
+        )
         found_rows = matches.cte("found")
-        last = (func.max if query.trashed else func.min)(found_rows.c.period)
-        counted = select(
-            func.count().label("total"),
-            func.count()
-            .filter(found_rows.c.period != select(last).scalar_subquery())
-            .label("complete"),
-        ).subquery("counted")
+        if few:
+            every = func.count() < bindparam("count_limit", type_=Integer)
+            complete = case((every, func.count()), else_=ZERO)
+        else:
+            last = (func.max if query.trashed else func.min)(found_rows.c.period)
+            complete = func.count().filter(found_rows.c.period != select(last).scalar_subquery())
+        counted = (
+            select(func.count().label("total"), complete.label("complete"))
+            .select_from(found_rows)
+            .subquery("counted")
+        )
         page = (
             select(found_rows.c.id, found_rows.c.uploaded_at)
             .order_by(found_rows.c.uploaded_at.desc(), found_rows.c.id.desc())
@@ -530,13 +648,19 @@ class PostgresCatalogue:
         )
 
     def _search_count(
-        self, scope: Scope, query: ListVideos, found: Where, shape: tuple[Any, ...], cap: int
+        self,
+        scope: Scope,
+        query: ListVideos,
+        found: Where,
+        shape: tuple[Any, ...],
+        cap: int,
+        few: bool,
     ) -> int:
         """How many videos match, counting at most ``cap + 1``."""
 
         def count() -> Select:
-            matches = _in_periods(
-                scope, query, found, False, newest_first=False, limit="count_limit"
+            matches = _matches_of(
+                scope, query, found, False, few, newest_first=False, limit="count_limit"
             )
             return select(func.count()).select_from(matches.subquery("matches"))
 

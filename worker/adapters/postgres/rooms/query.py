@@ -8,7 +8,7 @@ cannot name different parameters.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from typing import Any
 from uuid import UUID
@@ -33,7 +33,7 @@ from sqlalchemy import (
     select,
     true,
 )
-from sqlalchemy.dialects.postgresql import aggregate_order_by
+from sqlalchemy.dialects.postgresql import aggregate_order_by, array
 from sqlalchemy.sql.elements import BindParameter
 
 from handlers.access import Scope
@@ -322,6 +322,19 @@ def search_exact(pattern: BindParameter[Any]) -> ColumnElement[bool]:
     )
 
 
+def _search_part(part: BindParameter[Any]) -> ColumnElement[bool]:
+    """The text holds this piece of ``q`` (lowered as the text was): a condition the
+    trigram index answers, with the piece's trigrams only."""
+    anywhere = literal_column("'%'", Text)
+    return search.c.text.like(anywhere.concat(func.lower(part)).concat(anywhere))
+
+
+def _search_text(q: BindParameter[Any]) -> ColumnElement[bool]:
+    """The text holds ``q``, tested on each row the index found: the ILIKE of a literal
+    ``q``, as ``search_like`` computes it."""
+    return func.strpos(search.c.text, func.lower(q)) > literal_column("0")
+
+
 def _matches(pattern: BindParameter[Any]) -> ColumnElement[bool]:
     """A video matching ``q``, for the statements over ``videos`` (bulk deletes,
     reprocessing, exports): its candidates found once through ``video_search``'s index
@@ -393,10 +406,14 @@ def _tagged(name: BindParameter[Any], video_id: Any) -> ColumnElement[bool]:
     )
 
 
-def search_filters(scope: Scope, query: VideoFilters) -> Where:
+def search_filters(scope: Scope, query: VideoFilters, parts: Sequence[str] = ()) -> Where:
     """``list_filters`` on ``video_search``: the same parameters, bound to the same
     values, on its copies of the columns. The trash is not among them: it is the sign
-    of a row's period (see ``catalogue``), chosen by the periods a search visits."""
+    of a row's period (see ``catalogue``), chosen by the periods a search visits.
+
+    ``parts``: substrings of ``q`` the trigram index is asked for (``search_plan``),
+    ``q`` itself then tested on each candidate; none, and the index is asked for all
+    of ``q``."""
     where = Where()
     where.extend(scoped(scope, search))
     _value_filters(where, search, query, VALUE_FILTERS)
@@ -404,11 +421,25 @@ def search_filters(scope: Scope, query: VideoFilters) -> Where:
         where.add(search.c.has_proxy.is_(query.has_proxy))
     _uploaded(where, search.c.uploaded_at, query)
     if query.q is not None:
-        where.bind("q_pattern", search_pattern(query.q), search_like, Text)
+        pattern = search_pattern(query.q)
+        if parts:
+            for index, part in enumerate(parts):
+                where.bind(f"q_part{index}", part, _search_part, Text)
+            where.bind("q_text", query.q, _search_text, Text)
+        else:
+            where.bind("q_pattern", pattern, search_like, Text)
         if SEARCH_SEPARATOR in query.q:
+            where.values["q_pattern"] = pattern
             where.add(search_exact(bindparam("q_pattern", type_=Text)))
-    _tags(where, query, search.c.video_id)
+    for index, name in enumerate(query.tags or ()):
+        where.bind(f"tag{index}", name, _search_tagged, Text)
     return where
+
+
+def _search_tagged(name: BindParameter[Any]) -> ColumnElement[bool]:
+    """The row's tags (lowered) hold this name: a key of the search index, so the
+    tag's list and the text's are intersected inside it."""
+    return search.c.tags.contains(array([func.lower(name)], type_=Text))
 
 
 def figure_filters(table: Table, scope: Scope, query: VideoFilters, trashed: bool) -> Where:
