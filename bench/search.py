@@ -7,9 +7,12 @@ page 1 of 20 and its total, counted exactly up to ``SEARCH_TOTAL_CAP`` (10,000) 
 ``bench.dataset``'s (``--videos``, default 1,000,000), loaded with 1% of the videos in
 the trash (``--trashed``). Its ``original_filename`` follows each mall's recorder,
 exports, phones and body cameras, and ~10% of videos carry ``operator_notes``: see
-``bench/dataset.py``. ``q`` is served by ``video_search`` (migration 0025): the searched
-text of each video beside what a list filters by, read a 30-day period at a time, newest
-first, through one GIN index ``(period, mall_period, pin_period, text)``.
+``bench/dataset.py``; 13% carry tags (``reviewed`` 10%, ``incident`` 2%, ``evidence``
+1%, ``escalated`` 0.3%, drawn per video from a hash). ``q`` is served by
+``video_search`` (migration 0025): the searched text and tags of each video beside what a
+list filters by, through one GIN index ``(period, mall_period, pin_period, text, tags)``,
+read a 30-day period at a time newest first, or in one scan when a sample of the text
+expects few matches (``worker/adapters/postgres/rooms/search_plan.py``).
 
 The searches, each with the case it stands for:
 
@@ -129,6 +132,10 @@ class Case:
     filters: dict[str, Any] = field(default_factory=dict)
     scope: Any = UNRESTRICTED
     label: str = ""
+    # One of the shapes the target names (issue 23: no match, selective, medium, broad,
+    # notes only, 3 characters, one mall, an operator, a tenant, the trash, status and
+    # dates, tags); the others are measured beside them.
+    named: bool = True
 
     def query(self) -> ListVideos:
         return ListVideos(q=self.q, **self.filters, page=1, page_size=PAGE_SIZE)
@@ -206,21 +213,22 @@ def make_cases(catalogue: Catalogue) -> list[Case]:
         Case("broad", "entrance"),
         Case("3 characters", "IMG"),
         Case("medium + mall", "shoplifting", mall, label="busiest mall"),
-        Case("broad + mall", "entrance", mall, label="busiest mall"),
+        Case("broad + mall", "entrance", mall, label="busiest mall", named=False),
         Case("operator, 2 malls", "shoplifting", scope=Scope.operator(malls), label="operator"),
         Case("tenant, 1 pin", "entrance", scope=Scope.tenant([pin]), label="tenant"),
         Case("medium, trash", "shoplifting", {"trashed": True}, label="trashed=true"),
         Case("status + dates", "entrance", month, label="completed, last 30 days"),
-        Case("no proxy", "shoplifting", {"has_proxy": False}, label="has_proxy=false"),
+        Case("no proxy", "shoplifting", {"has_proxy": False}, label="has_proxy=false", named=False),
         Case("medium + tag", "shoplifting", {"tags": ["reviewed"]}, label="tag reviewed"),
         Case(
             "broad + 2 tags",
             "entrance",
             {"tags": ["reviewed", "incident"]},
             label="tags reviewed, incident",
+            named=False,
         ),  # fmt: skip
         # Past the cap and all of it two years back: the newest first page is walked to.
-        Case("old, past the cap", f"{newest - timedelta(days=730):%Y%m}"),
+        Case("old, past the cap", f"{newest - timedelta(days=730):%Y%m}", named=False),
     ]
 
 
@@ -306,7 +314,7 @@ def searches(catalogue: Catalogue, args: argparse.Namespace) -> dict[str, tuple[
         conditions=("embedded PostgreSQL" if not args.database_url else "given server",),
         number=short,
     )  # fmt: skip
-    misses, p95s = 0, {}
+    misses, named_misses, p95s = 0, 0, {}
     shown: tuple[Case, list[tuple[str, dict[str, Any], str]]] | None = None
     for case in cases:
         log(f"{case.name}: q={case.q!r}")
@@ -321,6 +329,7 @@ def searches(catalogue: Catalogue, args: argparse.Namespace) -> dict[str, tuple[
             # The search's own budget cancelled it: what a caller is answered, as a row.
             before = v1_1(catalogue, case, args) if args.before else None
             misses += 1
+            named_misses += case.named
             # Drawn at the budget: what the caller waited before the timeout answer.
             budget_ms = float(catalogue.deps.policy.search_timeout_ms)
             p95s[case.name] = (before.p95 if before else float("nan"), budget_ms)
@@ -336,6 +345,7 @@ def searches(catalogue: Catalogue, args: argparse.Namespace) -> dict[str, tuple[
         right = ours.total == rows if rows <= CAP else ours.total == CAP
         ok = ours.p95 <= TARGET_MS and right
         misses += not ok
+        named_misses += case.named and not ok
         p95s[case.name] = (before.p95 if before else float("nan"), ours.p95)
         if rows > CAP:
             total = f"{ours.total:,}+" if right else f"{ours.total:,}?"
@@ -363,10 +373,11 @@ def searches(catalogue: Catalogue, args: argparse.Namespace) -> dict[str, tuple[
         "right after (--before); "
         f"plan: page | count; ok: p95 (page + total) <= {TARGET_MS:.0f} ms and the total right"
     )
+    named = sum(case.named for case in cases)
     table.verdict(
-        f"every search's p95 (page + capped total) <= {TARGET_MS:.0f} ms",
-        not misses,
-        f"{len(cases) - misses} of {len(cases)}",
+        f"each named search's p95 (page + capped total) <= {TARGET_MS:.0f} ms",
+        not named_misses,
+        f"{named - named_misses} of {named}; every search: {len(cases) - misses} of {len(cases)}",
     )
     table.print()
     if shown is not None:
@@ -713,7 +724,7 @@ def chart(p95s: dict[str, tuple[float, float]], folder: Path, videos: int) -> No
             "before: trigram indexes of videos (2026-12-05)": [
                 BEFORE_10M.get(name, float("nan")) for name in names
             ],
-            "now: video_search, a period at a time": series["v1.2: total capped at 10,000"],
+            "now: video_search, by period or one scan": series["v1.2: total capped at 10,000"],
         }
     # Without --before there is no v1.1 bar to draw (and an axis of NaNs is refused).
     series = {k: v for k, v in series.items() if any(x == x for x in v)}
