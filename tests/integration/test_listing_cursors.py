@@ -207,7 +207,7 @@ def walk_by_page(deps, query: ListVideos, size: int) -> list[uuid.UUID]:
 )
 @given(data=st.data())
 def test_by_cursor_and_by_page_the_same_rows_in_the_same_order_even_as_rows_come_and_go(
-    world, data
+    world, search_read, data
 ):
     deps, engine, malls, pins = world
     scope, query = listing(data, malls, pins)
