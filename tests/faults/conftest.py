@@ -36,7 +36,6 @@ import pytest
 import redis
 from celery import Celery
 from sqlalchemy import Engine, create_engine, insert, text
-from sqlalchemy.pool import NullPool
 
 from schemas.contract import is_amqp
 from tests.brokers import Broker, broker_for, isolated_broker, wait_until_idle
@@ -421,11 +420,7 @@ def fault_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FaultStack
         from worker.adapters.postgres.migrate import upgrade
 
         upgrade(env["DATABASE_URL"])
-        # A fresh connection each time: a fault test kills backends, restarts the
-        # server and abandons statements mid-flight, and a pooled connection left in
-        # any of those states fails its pre-ping with an error the pool cannot
-        # recognise as a disconnect.
-        engine = create_engine(env["DATABASE_URL"], poolclass=NullPool)
+        engine = create_engine(env["DATABASE_URL"], pool_pre_ping=True)
         s3 = boto3.client(
             "s3",
             endpoint_url=services.s3.url,
@@ -458,6 +453,11 @@ def fault_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FaultStack
 @pytest.fixture
 def faults(fault_stack: FaultStack) -> Iterator[FaultStack]:
     """The fault stack, running and empty, with a healthy S3 proxy."""
+    # Connections of the pool only within a test: a fault test kills backends, restarts
+    # the server and abandons statements mid-flight, and a connection it left in one of
+    # those states fails the next pre-ping with an error the pool does not take for a
+    # disconnect ("can't change 'autocommit' now": a statement still ACTIVE).
+    fault_stack.engine.dispose()
     fault_stack.ensure_running()
     fault_stack.reset()
     yield fault_stack
