@@ -15,6 +15,7 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import threading
 import time
 import tomllib
@@ -212,6 +213,19 @@ def test_a_closed_pipe_ends_quietly(args, home):
 # 5. Ctrl-C mid-command: one line, exit 130.
 
 
+# As from a terminal: a suite started in the background (`cmd &`) ignores SIGINT, and a
+# child inherits that (Python then never raises KeyboardInterrupt); this puts SIGINT back
+# to its default, then runs the command in its place.
+RESTORE_SIGINT = (
+    "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); "
+    "os.execv(sys.argv[1], sys.argv[1:])"
+)
+
+
+def interruptible(argv: list[str]) -> list[str]:
+    return [sys.executable, "-c", RESTORE_SIGINT, *argv]
+
+
 @pytest.mark.parametrize(
     ("args", "services"),
     [
@@ -230,7 +244,7 @@ def test_ctrl_c_mid_command_is_one_line_and_exit_130(args, services, silent, hom
     }
     env = {"VIDEOWORKER_HOME": str(home), **{name: urls[name] for name in services}}
     process = subprocess.Popen(  # noqa: S603 - our own module, arguments as a list
-        command(*args),
+        interruptible(command(*args)),
         cwd=ROOT,
         env=environment(env),
         stdout=subprocess.PIPE,
