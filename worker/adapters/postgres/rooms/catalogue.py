@@ -301,12 +301,7 @@ def _in_periods(
         read_by = column == any_(periods.c.period_keys)
     else:
         read_by = column == periods.c.key
-    matched = select(search.c.video_id.label("id"), search.c.uploaded_at, search.c.period).where(
-        read_by, *conditions
-    )
-    if newest_first:
-        matched = matched.order_by(search.c.uploaded_at.desc(), search.c.video_id.desc())
-    per_period = matched.limit(bindparam(limit, type_=Integer)).lateral("matched")
+    per_period = _matched([read_by, *conditions], newest_first, limit).lateral("matched")
     # A nested loop over the periods in their order: the rows come out period by period.
     return (
         select(per_period.c.id, per_period.c.uploaded_at, per_period.c.period)
@@ -320,7 +315,7 @@ def _in_table(
 ) -> Select:
     """Matches of ``found`` in one index scan of the whole table, at most ``limit`` of
     them (in the table's order unless ``newest_first``): for a search expected to match
-    fewer videos than its cap, which would read every period anyway, each period's
+    up to twice its cap, which would read every period or most of them, each period's
     scan decoding that period's long list again."""
     # The sign of the period tells the trash, tested on each row: ``period + 0`` is no
     # key of the index, whose list of every period would be decoded otherwise.
@@ -328,6 +323,12 @@ def _in_table(
     conditions = [period < ZERO if query.trashed else period >= ZERO, *found.conditions()]
     if keyset:
         conditions.append(_after_cursor(search.c.uploaded_at, search.c.video_id))
+    return _matched(conditions, newest_first, limit)
+
+
+def _matched(conditions: list[Any], newest_first: bool, limit: str) -> Select:
+    """At most ``limit`` rows of ``video_search`` meeting ``conditions``: their id, upload
+    time and period, newest first if asked."""
     matched = select(search.c.video_id.label("id"), search.c.uploaded_at, search.c.period).where(
         *conditions
     )
